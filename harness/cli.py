@@ -1,0 +1,88 @@
+"""Parse and dispatch. The work happens in importable modules; this file only routes."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+from harness.errors import UserError, run_cli
+
+# command → module with ``main(argv) -> int``
+COMMANDS = {
+    "results": "harness.results",
+    "report": "harness.report",
+    "regress": "harness.regress",
+    "eval": "harness.reeval",
+    "export": "harness.export",
+}
+
+USAGE = """usage: harness [key=value …]            one measured run (Hydra overrides)
+       harness sweep=<name> [key=value …]   a sweep: every point in its own process
+       harness <command> [--help]           results | report | regress | eval | export
+
+examples:
+  harness model=smollm2-135m method=lora task=tickets method.r=16 train.max_steps=40
+  harness debug=smoke method=dora
+  harness sweep=rank_ablation
+  harness results results/runs --where method=lora --sort tokens_per_s
+"""
+
+
+def _quiet_libraries() -> None:
+    # Library chatter (progress bars, advisory warnings) would drown the harness's own output.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    import logging
+    import warnings
+
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # "kernels not installed" notices
+
+    warnings.filterwarnings("ignore")
+
+
+def dispatch(argv: list[str]) -> int:
+    if argv and argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return 0
+    if argv and argv[0] in COMMANDS:
+        return importlib.import_module(COMMANDS[argv[0]]).main(argv[1:])
+    if argv and not "=" in argv[0] and not argv[0].startswith("-"):
+        from harness.errors import did_you_mean
+
+        print(f"harness: error: unknown command '{argv[0]}'{did_you_mean(argv[0], COMMANDS)}; "
+              f"commands: {', '.join(COMMANDS)}, or key=value overrides", file=sys.stderr)
+        return 2
+    return run_cli("harness", lambda: run_from_overrides(argv))
+
+
+def run_from_overrides(overrides: list[str]) -> int:
+    from omegaconf import OmegaConf
+
+    from harness.config import compose, spec_from_dict
+
+    _quiet_libraries()
+    cfg = compose(overrides)
+    if cfg.get("sweep"):
+        from harness.sweep import run_sweep
+
+        return run_sweep(cfg, overrides)
+    spec = spec_from_dict(OmegaConf.to_container(cfg, resolve=True))
+    return run_single(spec)
+
+
+def run_single(spec) -> int:
+    from rich.console import Console
+
+    from harness.console import print_run, progress_bar
+    from harness.run import execute
+
+    console = Console(stderr=True)
+    console.print(f"[bold]tunebench[/] {spec.method.name} · {spec.model.name} · {spec.task.name} → {spec.results_dir}/{spec.run_id}.json")
+    with progress_bar(console) as progress:
+        record = execute(spec, progress)
+    print_run(record)
+    return 0 if record["status"] == "ok" else 1

@@ -1,0 +1,60 @@
+"""Rich output shared by commands: the training progress bar and the run summary table."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+
+@contextmanager
+def progress_bar(console: Console):
+    progress = Progress(
+        TextColumn("[cyan]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("loss {task.fields[loss]:.3f}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+    with progress:
+        yield progress
+
+
+def fmt(value, spec: str = ".3g") -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return format(value, spec)
+    return str(value)
+
+
+def print_run(record: dict, console: Console | None = None) -> None:
+    console = console or Console()
+    m = record["metrics"]
+    cfg = record["config"]
+    table = Table(title=f"{record['run_id']}  [{record['status']}]", show_header=True)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    rows = [
+        ("method · model · task", f"{cfg['method']['name']} · {cfg['model']['name']} · {cfg['task']['name']}"),
+        ("task score base → tuned", f"{fmt(m.get('task_score_base'))} → {fmt(m.get('task_score'))} (± {fmt(m.get('task_score_stderr'), '.2f')})"),
+        (f"peak memory ({m.get('memory_kind', '?')})", f"{fmt(m.get('peak_memory_gb'), '.2f')} GB"),
+        ("tokens/s (steady state)", fmt(m.get("tokens_per_s"), ".1f")),
+        ("samples/s", fmt(m.get("samples_per_s"), ".2f")),
+        ("MFU", f"{100 * m['mfu']:.1f}%" if m.get("mfu") else "–"),
+        ("train loss first → last", f"{fmt(m.get('train_loss_first'))} → {fmt(m.get('train_loss_last'))}"),
+        ("trainable / total params", f"{fmt(m.get('trainable_params'), ',')} / {fmt(m.get('total_params'), ',')}"),
+        ("steps · wall time", f"{fmt(m.get('steps'))} · {fmt(m.get('wall_s'), '.1f')} s"),
+    ]
+    for probe, f in (m.get("forgetting") or {}).items():
+        rows.append((f"{probe} base → tuned", f"{fmt(f.get('base'))} → {fmt(f.get('tuned'))} (Δ {fmt(f.get('delta'))})"))
+    for key, value in rows:
+        table.add_row(key, value)
+    if record.get("error"):
+        table.add_row("error", f"{record['error']['type']}: {record['error']['message'][:200]}")
+    console.print(table)

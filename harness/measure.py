@@ -1,0 +1,300 @@
+"""Device-agnostic measurement: peak memory, steady-state throughput, FLOPs and MFU.
+
+Hygiene lives here, not in callers: warm-up steps are excluded, the device is synchronised
+before a clock is read, and every memory figure says what kind of memory it is.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import threading
+import time
+from dataclasses import dataclass, field
+
+from harness.paths import cache_dir
+
+GB = 1024**3
+
+# Dense bf16 tensor-core peaks (FLOP/s, no sparsity), from vendor datasheets.
+GPU_PEAK_BF16 = {
+    "H200": 989e12,
+    "H100": 989e12,  # SXM; PCIe is 756e12
+    "A100": 312e12,
+    "L40S": 362e12,
+    "A6000": 155e12,
+    "RTX 4090": 165e12,
+    "RTX 3090": 71e12,
+    "A10G": 70e12,
+    "L4": 121e12,
+    "T4": 65e12,  # fp16 (T4 has no bf16)
+}
+
+
+def device_of() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        import torch
+
+        torch.cuda.synchronize()
+
+
+# ---------------------------------------------------------------- memory
+
+
+def _rss_bytes() -> int:
+    import psutil
+
+    return psutil.Process().memory_info().rss
+
+
+def _read_hwm_bytes() -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        return None
+    return None
+
+
+def _reset_hwm() -> bool:
+    """Linux ≥ 4.0: writing 5 to clear_refs resets the peak-RSS counter (VmHWM) of this process."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+class MemoryMonitor:
+    """Peak memory of one phase of this process.
+
+    CUDA: ``max_memory_allocated`` / ``max_memory_reserved`` after a reset (kind ``cuda_allocated``).
+    CPU: peak resident set size above the baseline taken at ``start()`` (kind ``cpu_rss_delta``),
+    read from the kernel's VmHWM after resetting it, or by sampling every 10 ms where that is not
+    available.
+    """
+
+    def __init__(self, device: str):
+        self.device = device
+        self.baseline = 0
+        self._peak_sampled = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._hwm = False
+
+    def start(self) -> "MemoryMonitor":
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+            torch.cuda.reset_peak_memory_stats()
+            self.baseline = torch.cuda.memory_allocated()
+            return self
+        self.baseline = _rss_bytes()
+        self._hwm = _reset_hwm() and _read_hwm_bytes() is not None
+        self._peak_sampled = self.baseline
+        if not self._hwm:
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.wait(0.01):
+            self._peak_sampled = max(self._peak_sampled, _rss_bytes())
+
+    def current_gb(self) -> float:
+        """Memory now above the baseline (the budget watchdog reads this)."""
+        if self.device == "cuda":
+            import torch
+
+            return (torch.cuda.memory_allocated() - self.baseline) / GB
+        return (_rss_bytes() - self.baseline) / GB
+
+    def peak(self) -> dict:
+        if self.device == "cuda":
+            import torch
+
+            torch.cuda.synchronize()
+            return {
+                "peak_memory_gb": (torch.cuda.max_memory_allocated() - self.baseline) / GB,
+                "peak_reserved_gb": torch.cuda.max_memory_reserved() / GB,
+                "memory_kind": "cuda_allocated",
+            }
+        peak = _read_hwm_bytes() if self._hwm else max(self._peak_sampled, _rss_bytes())
+        return {
+            "peak_memory_gb": max(0, peak - self.baseline) / GB,
+            "peak_reserved_gb": None,
+            "memory_kind": "cpu_rss_delta",
+            "baseline_rss_gb": self.baseline / GB,
+        }
+
+    def stop(self):
+        self._stop.set()
+
+
+# ---------------------------------------------------------------- throughput
+
+
+@dataclass
+class StepClock:
+    """Wall time and cumulative non-padding tokens at the end of each optimizer step."""
+
+    device: str
+    skip: int = 2
+    t0: float | None = None
+    ends: list[float] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+    samples: list[int] = field(default_factory=list)
+    losses: list[float] = field(default_factory=list)
+
+    def begin(self):
+        synchronize(self.device)
+        self.t0 = time.perf_counter()
+
+    def step_end(self, tokens_seen: int, samples_seen: int):
+        synchronize(self.device)
+        self.ends.append(time.perf_counter())
+        self.tokens.append(int(tokens_seen))
+        self.samples.append(int(samples_seen))
+
+    def summary(self) -> dict:
+        """tokens/s and samples/s over steps ``skip+1 … n`` (the first ``skip`` are warm-up)."""
+        n = len(self.ends)
+        if n == 0:
+            return {"steps": 0}
+        skip = min(self.skip, n - 1)  # keep at least one measured step
+        start_t = self.t0 if skip == 0 else self.ends[skip - 1]
+        start_tok = 0 if skip == 0 else self.tokens[skip - 1]
+        start_smp = 0 if skip == 0 else self.samples[skip - 1]
+        dt = self.ends[-1] - start_t
+        return {
+            "steps": n,
+            "measured_steps": n - skip,
+            "train_s": self.ends[-1] - self.t0,
+            "tokens_per_s": (self.tokens[-1] - start_tok) / dt if dt > 0 else None,
+            "samples_per_s": (self.samples[-1] - start_smp) / dt if dt > 0 else None,
+            "step_s": dt / (n - skip),
+            "tokens_trained": self.tokens[-1],
+        }
+
+
+# ---------------------------------------------------------------- FLOPs and MFU
+
+
+def matmul_params(arch: dict) -> int:
+    """Parameters that take part in a matmul per token: layers + LM head (embedding lookup is free)."""
+    d, f, L = arch["hidden_size"], arch["intermediate_size"], arch["num_hidden_layers"]
+    heads, kv = arch["num_attention_heads"], arch["num_key_value_heads"]
+    head_dim = d // heads
+    attn = d * d * 2 + 2 * d * kv * head_dim  # q, o + k, v (grouped-query)
+    mlp = 3 * d * f  # gate, up, down
+    return L * (attn + mlp) + d * arch["vocab_size"]
+
+
+def flops_per_token(arch: dict, seq_len: float, *, trains_base: bool, adapter_params: int = 0) -> float:
+    """Training FLOPs per token.
+
+    Forward = 2·N (N = matmul parameters) + attention scores 4·L·T·d (QKᵀ and AV at context T).
+    Full fine-tuning: backward = 2× forward (input grads + weight grads) → 6N + 12·L·T·d (PaLM, App. B).
+    Adapter methods: the frozen base still needs input grads but no weight grads → 4N + 12·L·T·d,
+    plus 6 FLOPs per adapter parameter. Causal masking's halving is ignored, as PaLM does.
+    """
+    n = matmul_params(arch)
+    attn = 12 * arch["num_hidden_layers"] * seq_len * arch["hidden_size"]
+    base = 6 * n if trains_base else 4 * n
+    return base + attn + 6 * adapter_params
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def cpu_peak_flops(dtype_name: str, threads: int) -> float:
+    """Measured once per (CPU, dtype, threads) with a 1024³ matmul and cached: the best of 5."""
+    import torch
+
+    key = f"{_cpu_name()}|{dtype_name}|{threads}|torch{torch.__version__}"
+    path = cache_dir() / "cpu_peak_flops.json"
+    cached = json.loads(path.read_text()) if path.exists() else {}
+    if key in cached:
+        return cached[key]
+    dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype_name]
+    n = 1024
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(5):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t)
+    flops = 2 * n**3 / best
+    cached[key] = flops
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(cached, indent=1))
+    os.replace(tmp, path)
+    return flops
+
+
+def peak_flops(device: str, dtype_name: str) -> tuple[float | None, str]:
+    """(peak FLOP/s, where the figure came from)."""
+    if device == "cuda":
+        import torch
+
+        name = torch.cuda.get_device_name()
+        for key, value in GPU_PEAK_BF16.items():
+            if key.lower() in name.lower():
+                return value, f"table:{key}"
+        return None, f"unknown GPU '{name}'"
+    import torch
+
+    threads = torch.get_num_threads()
+    return cpu_peak_flops(dtype_name, threads), f"measured:matmul-1024-{dtype_name}-{threads}threads"
+
+
+def hardware(device: str) -> dict:
+    import psutil
+    import torch
+
+    info = {
+        "device": device,
+        "device_name": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "memory_gb": round(psutil.virtual_memory().total / GB, 2),
+        "platform": platform.platform(),
+    }
+    if device == "cuda":
+        props = torch.cuda.get_device_properties(0)
+        info.update(
+            device_name=props.name,
+            device_count=torch.cuda.device_count(),
+            device_memory_gb=round(props.total_memory / GB, 2),
+            cuda=torch.version.cuda,
+            driver=_nvidia_driver(),
+        )
+    return info
+
+
+def _nvidia_driver() -> str | None:
+    try:
+        with open("/proc/driver/nvidia/version") as f:
+            return f.readline().strip()
+    except OSError:
+        return None

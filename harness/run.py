@@ -1,0 +1,134 @@
+"""One measured run, end to end: load → score base → train → measure → score tuned → record.
+
+Read top to bottom: this is the whole life of a run. Methods only supply load options,
+``prepare`` and ``fit`` (see ``harness/methods/base.py``).
+"""
+
+from __future__ import annotations
+
+import time
+import traceback
+from typing import Any
+
+from harness.config import RunSpec
+from harness.errors import UserError
+from harness.record import now, provenance, write_record
+
+TRACEBACK_TAIL = 3000  # characters of traceback kept in an error record
+
+
+def _is_oom(exc: BaseException) -> bool:
+    import torch
+
+    if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    return "out of memory" in str(exc).lower()
+
+
+def new_record(spec: RunSpec, device: str) -> dict:
+    from harness.measure import hardware
+
+    return {
+        "schema_version": 1,
+        "run_id": spec.run_id,
+        "status": "error",
+        "error": None,
+        "config": spec.to_dict(),
+        "metrics": {},
+        "hardware": hardware(device),
+        "provenance": provenance(now()),
+        "artifacts": [],
+    }
+
+
+def error_info(exc: BaseException) -> dict:
+    tb = "".join(traceback.format_exception(exc))
+    return {"type": type(exc).__name__, "message": str(exc).strip()[:1000], "traceback": tb[-TRACEBACK_TAIL:]}
+
+
+def execute(spec: RunSpec, progress: Any = None) -> dict:
+    """Run ``spec`` and write its record; returns the record whatever happened.
+
+    A UserError (bad data file, unknown task option) propagates: it is the user's input, not a
+    measurement, and gets no record.
+    """
+    import torch
+    import transformers
+
+    from harness import evaluate, models
+    from harness.measure import MemoryMonitor, StepClock, device_of, flops_per_token, peak_flops
+    from harness.methods import get_method
+    from harness.methods.base import count_params
+    from harness.tasks import get_task
+
+    device = device_of()
+    record = new_record(spec, device)
+    metrics = record["metrics"]
+    t_start = time.perf_counter()
+    task = get_task(spec.task)
+    splits = task.splits()
+    method = get_method(spec.method.name)
+    test = splits["test"][: spec.eval.limit] if spec.eval.limit else splits["test"]
+    score_it = spec.eval.enabled and spec.model.scored
+    if not spec.model.scored:
+        metrics["task_score_na"] = "random-init cost-only model: task score and forgetting are not meaningful"
+    mem = MemoryMonitor(device)
+    try:
+        transformers.set_seed(spec.seed)
+        dtype = models.resolve_dtype(spec.train.dtype, device)
+        mem.start()
+        t = time.perf_counter()
+        loaded = models.load(spec.model, seed=spec.seed, dtype=dtype, device=device, **method.load_kwargs(spec))
+        metrics["load_s"] = time.perf_counter() - t
+        record["config"]["model"]["arch"] = loaded.arch
+        record["model_identity"] = loaded.identity
+        load_key = {"dtype": str(dtype), "quantize": spec.method.quantize, "device": device}
+        if score_it:
+            base, cached = evaluate.base_score(
+                loaded.model, loaded.tokenizer, task, test, identity=loaded.identity, load=load_key, batch_size=spec.eval.batch_size
+            )
+            metrics.update(task_score_base=base.mean, task_score_base_stderr=base.stderr, base_eval_cached=cached)
+
+        transformers.set_seed(spec.seed)  # adapter init does not depend on whether the base score was cached
+        model = method.prepare(loaded.model, spec)
+        trainable, total = count_params(model)
+        metrics.update(trainable_params=trainable, total_params=total)
+        clock = StepClock(device, skip=spec.train.measure_skip_steps)
+        metrics.update(method.fit(model, loaded.tokenizer, splits, spec, clock, progress) or {})
+        metrics.update(mem.peak())
+        mem.stop()
+
+        run = clock.summary()
+        metrics.update(run)
+        if clock.losses:
+            metrics.update(train_loss_first=clock.losses[0], train_loss_last=clock.losses[-1], train_losses=clock.losses)
+        if run.get("tokens_per_s") and run.get("tokens_trained"):
+            seq = run["tokens_trained"] / max(1, run["steps"] * spec.train.batch_size * spec.train.grad_accum)
+            adapter = trainable if not method.trains_base else 0
+            fpt = flops_per_token(loaded.arch, seq, trains_base=method.trains_base, adapter_params=adapter)
+            dtype_name = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
+            peak, source = peak_flops(device, dtype_name)
+            metrics.update(
+                mean_seq_len=seq,
+                flops_per_token=fpt,
+                achieved_tflops=fpt * run["tokens_per_s"] / 1e12,
+                peak_tflops=peak / 1e12 if peak else None,
+                peak_flops_source=source,
+                mfu=fpt * run["tokens_per_s"] / peak if peak else None,
+            )
+        if score_it:
+            tuned, _ = evaluate.score(model, loaded.tokenizer, task, test, batch_size=spec.eval.batch_size)
+            metrics.update(task_score=tuned.mean, task_score_stderr=tuned.stderr, task_eval_n=tuned.n, task_eval_s=tuned.seconds)
+        record["status"] = "ok"
+    except (UserError, KeyboardInterrupt):
+        mem.stop()
+        raise  # bad input is not a measurement; an interrupted run measured nothing whole
+    except Exception as exc:  # noqa: BLE001 — every failure is a result to record
+        record["status"] = "oom" if _is_oom(exc) else "error"
+        record["error"] = error_info(exc)
+        metrics.update(mem.peak())
+    mem.stop()
+    metrics["wall_s"] = time.perf_counter() - t_start
+    record["provenance"]["finished_at"] = now()
+    write_record(spec.results_dir, record)
+    return record

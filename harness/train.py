@@ -1,0 +1,125 @@
+"""Supervised fine-tuning through TRL's SFTTrainer, with the harness's clock and progress attached.
+
+Loss is on the assistant answer only: examples go in as conversational prompt/completion pairs,
+which SFTTrainer masks (``completion_only_loss``).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from typing import Any
+
+from transformers import TrainerCallback
+
+from harness.config import RunSpec
+from harness.measure import StepClock
+from harness.tasks.base import Example
+
+OPTIM = {
+    "adamw": "adamw_torch",
+    "adamw8bit": "adamw_bnb_8bit",
+    "paged_adamw8bit": "paged_adamw_8bit",
+    "sgd": "sgd",
+}
+
+
+class MeasureCallback(TrainerCallback):
+    """Feeds the StepClock (time + non-padding tokens per optimizer step), the loss log and progress."""
+
+    def __init__(self, clock: StepClock, samples_per_step: int, progress=None):
+        self.clock = clock
+        self.samples_per_step = samples_per_step
+        self.progress = progress
+        self.task = None
+
+    def on_train_begin(self, args, state, control, **kw):
+        if self.progress is not None:
+            self.task = self.progress.add_task("train", total=state.max_steps, loss=float("nan"))
+        self.clock.begin()
+
+    def on_step_end(self, args, state, control, **kw):
+        self.clock.step_end(state.num_input_tokens_seen, state.global_step * self.samples_per_step)
+        if self.progress is not None:
+            self.progress.update(self.task, completed=state.global_step)
+
+    def on_log(self, args, state, control, logs=None, **kw):
+        if logs and "loss" in logs:
+            self.clock.losses.append(float(logs["loss"]))
+            if self.progress is not None:
+                self.progress.update(self.task, loss=float(logs["loss"]))
+
+
+def training_args(spec: RunSpec, device: str, config_cls, **extra):
+    """TrainingArguments (or a TRL subclass) from the run spec: one place for shared settings."""
+    t = spec.train
+    import torch
+
+    bf16 = t.dtype == "bf16" or (t.dtype == "auto" and device == "cuda" and torch.cuda.is_bf16_supported())
+    return config_cls(
+        output_dir=tempfile.mkdtemp(prefix="tunebench-trainer-"),
+        max_steps=t.max_steps,
+        num_train_epochs=t.epochs,
+        per_device_train_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum,
+        learning_rate=spec.lr,
+        lr_scheduler_type=t.scheduler,
+        warmup_steps=t.warmup_ratio,  # a float < 1 is a ratio of total steps
+        weight_decay=t.weight_decay,
+        optim=OPTIM[t.optimizer],
+        gradient_checkpointing=t.grad_checkpointing,
+        gradient_checkpointing_kwargs={"use_reentrant": False} if t.grad_checkpointing else None,
+        bf16=bf16,
+        fp16=t.dtype == "fp16",
+        use_cpu=device == "cpu",
+        seed=spec.seed,
+        data_seed=spec.seed,
+        logging_steps=t.log_every,
+        save_strategy="no",
+        eval_strategy="no",
+        report_to=[],
+        disable_tqdm=True,
+        dataloader_num_workers=0,
+        include_num_input_tokens_seen="non_padding",
+        **extra,
+    )
+
+
+def quiet(trainer) -> None:
+    """Drop the Trainer's own stdout logger: the harness shows progress and a summary instead."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
+
+
+def to_prompt_completion(examples: list[Example]) -> list[dict]:
+    return [{"prompt": ex.prompt, "completion": [{"role": "assistant", "content": ex.answer}]} for ex in examples]
+
+
+def sft(model: Any, tok: Any, examples: list[Example], spec: RunSpec, clock: StepClock, progress=None) -> dict:
+    """Train with SFTTrainer; returns method-specific metrics (none for plain SFT)."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    from harness.measure import device_of
+
+    device = device_of()
+    args = training_args(
+        spec,
+        device,
+        SFTConfig,
+        max_length=spec.train.max_seq_len,
+        completion_only_loss=True,
+        packing=False,
+        dataset_num_proc=None,
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=Dataset.from_list(to_prompt_completion(examples)),
+        processing_class=tok,
+        callbacks=[MeasureCallback(clock, spec.train.batch_size * spec.train.grad_accum, progress)],
+    )
+    quiet(trainer)
+    trainer.train()
+    return {}

@@ -198,6 +198,8 @@ def spec_from_dict(cfg: Mapping[str, Any]) -> RunSpec:
     cfg.pop("sweep", None)
     cfg.pop("debug", None)
     cfg.pop("hydra", None)
+    cfg.pop("launcher", None)  # sweep-runner settings: not part of a run
+    cfg.pop("retry_failed", None)
     ev = dict(cfg.pop("eval", {}) or {})
     ev["probes"] = _tupled(ev.get("probes"))
     parts = {

@@ -6,6 +6,7 @@ Read top to bottom: this is the whole life of a run. Methods only supply load op
 
 from __future__ import annotations
 
+import os
 import time
 import traceback
 from typing import Any
@@ -38,6 +39,7 @@ def new_record(spec: RunSpec, device: str) -> dict:
         "hardware": hardware(device),
         "provenance": provenance(now()),
         "artifacts": [],
+        **({"sweep": {"name": os.environ["TUNEBENCH_SWEEP"]}} if os.environ.get("TUNEBENCH_SWEEP") else {}),
     }
 
 
@@ -55,7 +57,7 @@ def execute(spec: RunSpec, progress: Any = None) -> dict:
     import torch
     import transformers
 
-    from harness import evaluate, models
+    from harness import artifacts, evaluate, models
     from harness.measure import MemoryMonitor, StepClock, device_of, flops_per_token, peak_flops
     from harness.methods import get_method
     from harness.methods.base import count_params
@@ -65,6 +67,9 @@ def execute(spec: RunSpec, progress: Any = None) -> dict:
     record = new_record(spec, device)
     metrics = record["metrics"]
     t_start = time.perf_counter()
+    import psutil
+
+    metrics["startup_s"] = time.time() - psutil.Process().create_time()  # process start → here: imports, config (sweep overhead)
     task = get_task(spec.task)
     splits = task.splits()
     method = get_method(spec.method.name)
@@ -72,11 +77,18 @@ def execute(spec: RunSpec, progress: Any = None) -> dict:
     score_it = spec.eval.enabled and spec.model.scored
     if not spec.model.scored:
         metrics["task_score_na"] = "random-init cost-only model: task score and forgetting are not meaningful"
+    probe_names = list(spec.eval.probes) if score_it else []
+    if probe_names:
+        evaluate.check_probes(probe_names)  # unknown or unavailable probes fail now, before any training
     mem = MemoryMonitor(device)
+    from harness.watchdog import Watchdog
+
+    guard = Watchdog(mem, spec.budget_gb, record=record, results_dir=spec.results_dir)  # budget_gb → `oom`, on CPU too
     try:
         transformers.set_seed(spec.seed)
         dtype = models.resolve_dtype(spec.train.dtype, device)
         mem.start()
+        guard.start()
         t = time.perf_counter()
         loaded = models.load(spec.model, seed=spec.seed, dtype=dtype, device=device, **method.load_kwargs(spec))
         metrics["load_s"] = time.perf_counter() - t
@@ -88,14 +100,20 @@ def execute(spec: RunSpec, progress: Any = None) -> dict:
                 loaded.model, loaded.tokenizer, task, test, identity=loaded.identity, load=load_key, batch_size=spec.eval.batch_size
             )
             metrics.update(task_score_base=base.mean, task_score_base_stderr=base.stderr, base_eval_cached=cached)
+        if probe_names:
+            base_probes, metrics["base_probes_cached"] = evaluate.base_probe_scores(
+                loaded.model, loaded.tokenizer, probe_names, limit=spec.eval.probe_limit, batch_size=spec.eval.batch_size,
+                identity=loaded.identity, load=load_key,
+            )
 
         transformers.set_seed(spec.seed)  # adapter init does not depend on whether the base score was cached
         model = method.prepare(loaded.model, spec)
         trainable, total = count_params(model)
         metrics.update(trainable_params=trainable, total_params=total)
         clock = StepClock(device, skip=spec.train.measure_skip_steps)
-        metrics.update(method.fit(model, loaded.tokenizer, splits, spec, clock, progress) or {})
+        fitted = method.fit(model, loaded.tokenizer, splits, spec, clock, progress) or {}
         metrics.update(mem.peak())
+        metrics.update(fitted)  # a method that launches its own job (fsdp) reports its workers' peak memory
         mem.stop()
 
         run = clock.summary()
@@ -103,11 +121,14 @@ def execute(spec: RunSpec, progress: Any = None) -> dict:
         if clock.losses:
             metrics.update(train_loss_first=clock.losses[0], train_loss_last=clock.losses[-1], train_losses=clock.losses)
         if run.get("tokens_per_s") and run.get("tokens_trained"):
-            seq = run["tokens_trained"] / max(1, run["steps"] * spec.train.batch_size * spec.train.grad_accum)
+            samples = run["steps"] * spec.train.batch_size * spec.train.grad_accum * metrics.get("world_size", 1)  # fsdp: all ranks
+            seq = run["tokens_trained"] / max(1, samples)
             adapter = trainable if not method.trains_base else 0
             fpt = flops_per_token(loaded.arch, seq, trains_base=method.trains_base, adapter_params=adapter)
             dtype_name = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
             peak, source = peak_flops(device, dtype_name)
+            if peak and device == "cuda":  # a launched job (fsdp) reports global tokens/s over world_size GPUs;
+                peak *= metrics.get("world_size", 1)  # on CPU its ranks share the cores the peak was measured on
             metrics.update(
                 mean_seq_len=seq,
                 flops_per_token=fpt,
@@ -119,11 +140,24 @@ def execute(spec: RunSpec, progress: Any = None) -> dict:
         if score_it:
             tuned, _ = evaluate.score(model, loaded.tokenizer, task, test, batch_size=spec.eval.batch_size)
             metrics.update(task_score=tuned.mean, task_score_stderr=tuned.stderr, task_eval_n=tuned.n, task_eval_s=tuned.seconds)
+        if probe_names:
+            tuned_probes = evaluate.probe_scores(model, loaded.tokenizer, probe_names, limit=spec.eval.probe_limit, batch_size=spec.eval.batch_size)
+            metrics["forgetting"] = evaluate.forgetting(base_probes, tuned_probes)
+        if score_it and spec.method.name in ("grpo", "dpo"):
+            # PEFT: the base is the same model with adapters off; full fine-tune: a fresh copy of the base.
+            reference = None if hasattr(model, "disable_adapter") else models.load(spec.model, seed=spec.seed, dtype=dtype, device=device).model
+            metrics["kl_from_base"] = evaluate.kl_from_base(model, reference, loaded.tokenizer, test, batch_size=spec.eval.batch_size)
+            del reference
+        guard.stop()
+        # train.save: adapter/model under <results_dir>/artifacts/<run_id>/; a failure is a warning, never a lost run.
+        record["artifacts"] = artifacts.save(model, loaded.tokenizer, spec, loaded, record)
         record["status"] = "ok"
     except (UserError, KeyboardInterrupt):
+        guard.stop()
         mem.stop()
         raise  # bad input is not a measurement; an interrupted run measured nothing whole
     except Exception as exc:  # noqa: BLE001 — every failure is a result to record
+        guard.stop()
         record["status"] = "oom" if _is_oom(exc) else "error"
         record["error"] = error_info(exc)
         metrics.update(mem.peak())

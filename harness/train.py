@@ -24,13 +24,17 @@ OPTIM = {
 
 
 class MeasureCallback(TrainerCallback):
-    """Feeds the StepClock (time + non-padding tokens per optimizer step), the loss log and progress."""
+    """Feeds the StepClock (time + non-padding tokens per optimizer step), the loss log and progress.
+
+    ``logs`` keeps every dict the trainer logged (GRPO's rewards, DPO's margins …) for the method.
+    """
 
     def __init__(self, clock: StepClock, samples_per_step: int, progress=None):
         self.clock = clock
         self.samples_per_step = samples_per_step
         self.progress = progress
         self.task = None
+        self.logs: list[dict] = []
 
     def on_train_begin(self, args, state, control, **kw):
         if self.progress is not None:
@@ -43,6 +47,8 @@ class MeasureCallback(TrainerCallback):
             self.progress.update(self.task, completed=state.global_step)
 
     def on_log(self, args, state, control, logs=None, **kw):
+        if logs:
+            self.logs.append(dict(logs))
         if logs and "loss" in logs:
             self.clock.losses.append(float(logs["loss"]))
             if self.progress is not None:
@@ -55,7 +61,7 @@ def training_args(spec: RunSpec, device: str, config_cls, **extra):
     import torch
 
     bf16 = t.dtype == "bf16" or (t.dtype == "auto" and device == "cuda" and torch.cuda.is_bf16_supported())
-    return config_cls(
+    settings = dict(
         output_dir=tempfile.mkdtemp(prefix="tunebench-trainer-"),
         max_steps=t.max_steps,
         num_train_epochs=t.epochs,
@@ -80,8 +86,8 @@ def training_args(spec: RunSpec, device: str, config_cls, **extra):
         disable_tqdm=True,
         dataloader_num_workers=0,
         include_num_input_tokens_seen="non_padding",
-        **extra,
     )
+    return config_cls(**{**settings, **extra})  # a method may override a shared setting
 
 
 def quiet(trainer) -> None:
@@ -94,6 +100,71 @@ def quiet(trainer) -> None:
 
 def to_prompt_completion(examples: list[Example]) -> list[dict]:
     return [{"prompt": ex.prompt, "completion": [{"role": "assistant", "content": ex.answer}]} for ex in examples]
+
+
+# ---------------------------------------------------------------- plain loops (FSDP worker, benchmark)
+
+
+def tokenize_sft(tok: Any, examples: list[Example], max_len: int) -> list[dict]:
+    """Chat-template each example; labels are -100 on the prompt, so loss is on the answer only.
+
+    The same split SFTTrainer makes for prompt/completion data: the prompt rendered with the
+    generation prompt, the completion = the rest of the full chat's text.
+    """
+    rows = []
+    for ex in examples:
+        prompt = tok.apply_chat_template(ex.prompt, tokenize=False, add_generation_prompt=True)
+        full = tok.apply_chat_template([*ex.prompt, {"role": "assistant", "content": ex.answer}], tokenize=False)
+        if not full.startswith(prompt):  # a template that rewrites earlier turns: fall back to the answer text
+            full = prompt + ex.answer + (tok.eos_token or "")
+        p_ids = tok(prompt, add_special_tokens=False)["input_ids"]
+        c_ids = tok(full[len(prompt) :], add_special_tokens=False)["input_ids"]
+        ids = (p_ids + c_ids)[:max_len]
+        labels = ([-100] * len(p_ids) + c_ids)[:max_len]
+        rows.append({"input_ids": ids, "labels": labels})
+    return rows
+
+
+def collate(rows: list[dict], pad_id: int) -> dict:
+    """Right-pad a batch; padding is masked out of attention and loss."""
+    import torch
+
+    n = max(len(r["input_ids"]) for r in rows)
+    ids = torch.full((len(rows), n), pad_id, dtype=torch.long)
+    labels = torch.full((len(rows), n), -100, dtype=torch.long)
+    mask = torch.zeros((len(rows), n), dtype=torch.long)
+    for i, r in enumerate(rows):
+        k = len(r["input_ids"])
+        ids[i, :k] = torch.tensor(r["input_ids"])
+        labels[i, :k] = torch.tensor(r["labels"])
+        mask[i, :k] = 1
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+def batch_order(n_rows: int, batch_size: int, steps: int, seed: int) -> list[list[int]]:
+    """Row indices for ``steps`` batches: a seeded shuffle per epoch, cycled as often as needed."""
+    import random
+
+    if n_rows == 0:
+        raise ValueError("no training examples")
+    rng = random.Random(seed)
+    out: list[list[int]] = []
+    order: list[int] = []
+    while len(out) < steps:
+        if len(order) < batch_size:
+            perm = list(range(n_rows))
+            rng.shuffle(perm)
+            order += perm
+        out.append(order[:batch_size])
+        order = order[batch_size:]
+    return out
+
+
+def total_steps(spec: RunSpec, n_rows: int, global_batch: int) -> int:
+    t = spec.train
+    if t.max_steps > 0:
+        return t.max_steps
+    return max(1, int(t.epochs * n_rows // global_batch))
 
 
 def sft(model: Any, tok: Any, examples: list[Example], spec: RunSpec, clock: StepClock, progress=None) -> dict:

@@ -40,3 +40,56 @@ def count_params(model) -> tuple[int, int]:
         if p.requires_grad:
             trainable += n
     return trainable, total
+
+
+INNERS = ("full", "lora")
+
+
+def inner_method(spec: RunSpec, default: str = "lora") -> "Method":
+    """What a wrapper method (fsdp, grpo, dpo) trains: ``method.inner`` = full | lora.
+
+    LoRA here includes its variants: ``method.quantize=4bit`` / ``method.use_dora=true`` apply.
+    """
+    from harness.errors import UserError
+
+    inner = spec.method.inner or default
+    if inner not in INNERS:
+        raise UserError(f"method.inner '{inner}' for {spec.method.name} must be one of: {', '.join(INNERS)}")
+    if inner == "full" and spec.method.quantize:
+        raise UserError(f"method.quantize=4bit needs method.inner=lora ({spec.method.name}): a 4-bit base cannot be trained")
+    from harness.methods import full, lora
+
+    return {"full": full.METHOD, "lora": lora.METHOD}[inner]
+
+
+def check_options(spec: RunSpec, accepted: dict) -> dict:
+    """``method.options`` merged over ``accepted`` (the defaults); an unknown key is a one-line error."""
+    from harness.errors import UserError, did_you_mean
+
+    opts = dict(spec.method.options)
+    for key in opts:
+        if key not in accepted:
+            raise UserError(f"unknown {spec.method.name} option 'method.options.{key}'{did_you_mean(key, accepted)}; "
+                            f"accepted: {', '.join(accepted)}")
+    return {**accepted, **opts}
+
+
+def weight_bytes(model) -> dict:
+    """Bytes the weights occupy: parameters + buffers (what ``get_memory_footprint`` counts) plus
+    the 4-bit quantization constants bitsandbytes keeps beside each weight in ``quant_state``
+    (absmax per 64 weights, itself 8-bit + fp32 per 256 blocks with double quantization), which
+    ``get_memory_footprint`` does not see."""
+    def nbytes(t) -> int:
+        return t.numel() * t.element_size() if t is not None else 0
+
+    params = sum(nbytes(p) for p in model.parameters())
+    buffers = sum(nbytes(b) for b in model.buffers())
+    quant = 0
+    for p in model.parameters():
+        qs = getattr(p, "quant_state", None)
+        if qs is None:
+            continue
+        quant += nbytes(qs.absmax) + nbytes(getattr(qs, "code", None))
+        if getattr(qs, "state2", None) is not None:
+            quant += nbytes(qs.state2.absmax) + nbytes(qs.state2.code)
+    return {"param_bytes": params, "buffer_bytes": buffers, "quant_state_bytes": quant, "total_bytes": params + buffers + quant}

@@ -168,6 +168,7 @@ SCENARIOS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
         )),
         ("data_leak", (
             "We accidentally [shared|published] a link to a folder with [customer data|patient records|salary details|passport scans] [publicly|on social media|to the wrong client]. How do we [revoke|kill] it immediately?",
+            "[A bug|Your last update] [shows|is showing] other customers' {things} in our account[ - names, emails, everything|]. That's a data breach.",
         )),
         ("data_loss", (
             "[All|Half|About 300] of our {things} [disappeared|were wiped|are gone] after [the sync|the last update|the import] [this morning|an hour ago|last night]. [Is there a backup?|Please restore them.|We need them back today.]",
@@ -274,7 +275,7 @@ SCENARIOS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
             "Search [takes forever|times out] once a workspace has more than [500|2,000|10k] {things}.",
         )),
         ("notifications", (
-            "I'm not getting [push notifications|email alerts|reminders] anymore, even though they're [turned on|enabled] in settings.",
+            "I'm not getting [push notifications|email alerts|reminders|mention alerts] [on {device}|from {product}|anymore], even though they're [turned on|enabled] in settings.",
         )),
         ("install", (
             "The installer fails on {device} with {error}.",
@@ -303,8 +304,13 @@ SCENARIOS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
     ),
     "general": (
         ("hours", (
-            "What are your support hours [at weekends|over the holidays|for the UK|in Asia]?",
-            "[Is there|Do you have] phone support, or only [email|chat]?",
+            "What are your support hours [at weekends|over the holidays|on public holidays|in December|on Fridays][| for the UK| for Australia| in Asia| for Europe]?",
+            "[Is there|Do you have|Do you offer] [phone|live chat|video call] support[, or only email| in Spanish| in French|]?",
+        )),
+        ("how_to", (
+            "How do I {action} in {product}?",
+            "Is there a way to {action} from {device}?",
+            "[Where do I find|Where is] the option to {action}? [Couldn't see it in the menu.|Just learning the ropes.|]",
         )),
         ("feature_question", (
             "Does {product} [work offline|support dark mode|run on {device}|have an API|support multiple languages]?",
@@ -319,20 +325,21 @@ SCENARIOS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
             "We've used {product} for [two years|a year|six months] and love it. [Keep it up.|Happy customers here.]",
         )),
         ("account_admin", (
-            "How do I [change the name on my profile|invite a colleague|transfer ownership of a workspace|add a profile photo|change my username]?",
-            "Can I [merge two accounts|use one login for two workspaces|change the email I sign in with]?",
+            "How do I [change the name on my profile|transfer ownership of a workspace|add a profile photo|change my username|set my time zone|leave a workspace|change the language of {product}]?",
+            "Can I [merge two accounts|use one login for two workspaces|change the email I sign in with|give a colleague read-only access|rename our workspace]?[| Asking for our office manager.]",
         )),
         ("company", (
-            "[Are you hiring|Do you have a partner program|Can we feature you in our newsletter|Do you sponsor meetups]?",
-            "[Do you have an office in|Is anyone from your team based in] [Berlin|Toronto|Sydney|Nairobi]?",
+            "[Are you hiring|Do you have a partner program|Can we feature you in our newsletter|Do you sponsor meetups|Could someone speak at our conference|Do you offer internships]?",
+            "[Do you have an office in|Is anyone from your team based in|Do you attend events in] [Berlin|Toronto|Sydney|Nairobi|Madrid|Seoul|Chicago]?",
         )),
         ("policy", (
-            "Where is our data stored, and [is there a DPA I can read|do you sell it to anyone]?",
-            "[Do you have|Where can I find] [an accessibility statement|your privacy policy|a security whitepaper]?",
+            "Where is our data stored, and [is there a DPA I can read|do you sell it to anyone|who can see it]?",
+            "[Do you have|Where can I find|Can you send me] [an accessibility statement|your privacy policy|a security whitepaper|your terms of service|a list of subprocessors]?",
+            "[How long do you keep|What happens to] deleted {things}[ after 30 days|]?",
         )),
         ("learning", (
-            "Are there [tutorials|videos|guides] for new team members?",
-            "Will the webinar on {month} 12 be recorded?",
+            "Are there [tutorials|videos|guides|templates] for [new team members|teachers|small shops|people who use {product}]?",
+            "Will the webinar on {month} [4|12|20] be recorded?",
         )),
         ("hard_error_in_passing", (
             "I got {error} once last week but it fixed itself - no issue now. [Actually writing to ask|My real question]: {question}",
@@ -367,7 +374,7 @@ ANGRY = ("This is really frustrating.", "I expected better.", "Second time I'm a
 ASIDES = ("Also, unrelated: {question}", "P.S. {question}", "Separate question: {question}")
 # Passing remarks, with the labels each would contradict (so it is never added to those).
 PASSING = (("(The login error from last week is gone, by the way.)", ()),
-           ("P.S. No billing issues, all good there.", ("billing",)),
+           ("P.S. No billing issues, all good there.", ("billing", "urgent")),
            ("(The app itself works fine.)", ("technical", "urgent")))
 CLOSINGS = ("", "", "", "Thanks.", "Thanks!", "Thank you.", "Thanks in advance.", "Cheers.", "Regards,",
             "Best,", "Please advise.", "Appreciate any help.", "thx", "Let me know.")

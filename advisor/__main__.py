@@ -1,0 +1,7 @@
+"""``python -m advisor`` = the ``advisor`` console script."""
+
+import sys
+
+from advisor.cli import main
+
+sys.exit(main())

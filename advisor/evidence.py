@@ -1,0 +1,254 @@
+"""The harness's run records, read as evidence: JSON only (no pandas), never trusting a file's shape.
+
+A results directory holds one ``<run_id>.json`` per run, possibly in subfolders (``runs/``);
+``artifacts/`` and ``_cache/`` folders, hidden files and ``.tmp`` files are not records. Files
+that are unreadable or are some other JSON are skipped with one summarising warning.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from advisor.catalog import Arch
+from advisor.errors import AdvisorError
+from advisor.memory import Setup
+
+STATUSES = ("ok", "oom", "error", "timeout")
+SKIP_DIRS = {"artifacts", "_cache", "__pycache__"}
+# Batches are padded to their longest example and the peak comes from the longest batch, but a
+# record keeps only the mean non-padding length: assume the longest padded batch is 1.5× the mean
+# (short-text tasks such as tickets), capped at train.max_seq_len. A record that states
+# `max_batch_seq_len` is used as is.
+PEAK_LEN_RATIO = 1.5
+
+
+@dataclass(frozen=True)
+class Run:
+    path: str
+    run_id: str
+    status: str
+    method: str  # effective: full | lora | qlora | dora | fsdp | grpo | dpo
+    inner: str | None
+    model_name: str
+    arch: Arch | None
+    rank: int | None
+    targets: str
+    dropout: float
+    batch_size: int
+    grad_accum: int
+    max_seq_len: int
+    grad_checkpointing: bool
+    dtype: str
+    optimizer: str
+    world_size: int
+    task: str
+    device: str
+    device_name: str
+    budget_gb: float | None
+    metrics: dict = field(default_factory=dict, compare=False)
+
+    @property
+    def memory_kind(self) -> str | None:
+        return self.metrics.get("memory_kind")
+
+    @property
+    def peak_memory_gb(self) -> float | None:
+        return _num(self.metrics.get("peak_memory_gb"))
+
+    @property
+    def tokens_per_s(self) -> float | None:
+        return _num(self.metrics.get("tokens_per_s"))
+
+    @property
+    def task_gain(self) -> float | None:
+        s, b = _num(self.metrics.get("task_score")), _num(self.metrics.get("task_score_base"))
+        return None if s is None or b is None else s - b
+
+    @property
+    def peak_seq_len(self) -> tuple[int, str]:
+        """Padded length of the longest batch, and how it was obtained."""
+        stated = _num(self.metrics.get("max_batch_seq_len"))
+        if stated:
+            return int(stated), "recorded"
+        mean = _num(self.metrics.get("mean_seq_len"))
+        if mean:
+            return min(self.max_seq_len, math.ceil(PEAK_LEN_RATIO * mean)), f"{PEAK_LEN_RATIO}× mean {mean:.0f}"
+        return self.max_seq_len, "max_seq_len (no mean recorded)"
+
+
+def _num(v) -> float | None:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
+
+
+def run_from_record(d: dict, path: str = "") -> Run:
+    """A Run from a parsed record; KeyError/TypeError/ValueError when it is not shaped like one."""
+    cfg = d["config"]
+    model, method, train = cfg["model"], cfg["method"], cfg["train"]
+    name = method["name"]
+    effective = name
+    if name == "lora" and method.get("quantize") == "4bit":
+        effective = "qlora"
+    if name == "lora" and method.get("use_dora"):
+        effective = "dora"
+    arch_d = model.get("arch") or {}
+    arch = Arch.from_hf(arch_d, where=path) if arch_d.get("num_hidden_layers") else None
+    hw = d.get("hardware") or {}
+    return Run(
+        path=path, run_id=str(d["run_id"]), status=d["status"], method=effective, inner=method.get("inner"),
+        model_name=str(model.get("name")), arch=arch, rank=method.get("r"), targets=str(method.get("targets") or "all-linear"),
+        dropout=float(method.get("dropout") or 0.0), batch_size=int(train["batch_size"]), grad_accum=int(train.get("grad_accum") or 1),
+        max_seq_len=int(train["max_seq_len"]), grad_checkpointing=bool(train.get("grad_checkpointing")),
+        dtype=str(train.get("dtype") or "auto"), optimizer=str(train.get("optimizer") or "adamw"),
+        world_size=int(method.get("world_size") or 1), task=str((cfg.get("task") or {}).get("name")),
+        device=str(hw.get("device") or "?"), device_name=str(hw.get("device_name") or ""), budget_gb=_num(cfg.get("budget_gb")),
+        metrics=d.get("metrics") or {},
+    )  # fmt: skip
+
+
+def load_runs(results_dir: str | Path, *, must_exist: bool = False, flag: str = "--results") -> tuple[list[Run], list[str]]:
+    """Every run record under ``results_dir`` (recursively), and warnings about what was skipped."""
+    root = Path(results_dir)
+    if not root.is_dir():
+        if must_exist:
+            raise AdvisorError(f"{flag}: '{results_dir}' is not a directory (a harness results dir, e.g. results/)")
+        return [], []
+    runs: list[Run] = []
+    unreadable: list[str] = []
+    foreign: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS and not d.startswith("."))
+        for fn in sorted(filenames):
+            if not fn.endswith(".json") or fn.startswith("."):
+                continue  # .tmp files from atomic writes end in .tmp, not .json
+            path = Path(dirpath) / fn
+            rel = str(path.relative_to(root))
+            try:
+                d = json.loads(path.read_text())
+            except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+                unreadable.append(rel)
+                continue
+            if not isinstance(d, dict) or "run_id" not in d or d.get("status") not in STATUSES:
+                foreign.append(rel)
+                continue
+            try:
+                runs.append(run_from_record(d, rel))
+            except (KeyError, TypeError, ValueError, AttributeError, AdvisorError):
+                foreign.append(rel)
+    warnings = []
+    for what, files in (("unreadable", unreadable), ("not run records", foreign)):
+        if files:
+            more = f" and {len(files) - 3} more" if len(files) > 3 else ""
+            warnings.append(f"{results_dir}: skipped {len(files)} file(s) {what}: {', '.join(files[:3])}{more}")
+    return runs, warnings
+
+
+def setup_for_run(run: Run) -> tuple[Setup | None, str]:
+    """The memory-model Setup a run trained with, or (None, why it cannot be modelled)."""
+    if run.arch is None:
+        return None, "no config.model.arch in the record"
+    method = run.method
+    if method in ("grpo", "dpo"):
+        return None, f"{method}: rollouts / paired batches are outside the SFT memory model"
+    if method == "fsdp":
+        method = run.inner or "full"
+    if method not in ("full", "lora", "qlora", "dora"):
+        return None, f"method '{run.method}' unknown to the memory model"
+    if run.dtype == "fp32" or (run.dtype == "auto" and run.device == "cpu"):
+        precision = "fp32"
+    else:
+        precision = "bf16"  # bf16 and fp16 cost the same bytes
+    seq, _ = run.peak_seq_len
+    targets = run.targets
+    try:
+        setup = Setup(
+            arch=run.arch, method=method, rank=int(run.rank or 16), targets=targets, batch_size=run.batch_size,
+            seq_len=seq, grad_checkpointing=run.grad_checkpointing, precision=precision,
+            optimizer=run.optimizer if run.optimizer in ("adamw", "adamw8bit", "paged_adamw8bit", "sgd") else "adamw",
+            gpus=max(1, run.world_size), grad_accum=run.grad_accum, device="cpu" if run.device == "cpu" else "cuda",
+            lora_dropout=run.dropout if method != "full" else 0.0,
+        )  # fmt: skip
+    except AdvisorError as e:
+        return None, str(e)
+    return setup, ""
+
+
+# ---------------------------------------------------------------- evidence for a recommendation
+
+
+@dataclass
+class Found:
+    rows: list[dict] = field(default_factory=list)
+    steps: list = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    tokens_per_s: float | None = None
+    better: str | None = None  # a method measured significantly ahead of the plan's on this model
+
+
+def _same_model(run: Run, arch: Arch) -> bool:
+    return run.arch is not None and (run.arch.layers, run.arch.hidden, run.arch.intermediate, run.arch.vocab) == (
+        arch.layers, arch.hidden, arch.intermediate, arch.vocab)  # fmt: skip
+
+
+def for_plan(runs, plan, gpu) -> Found:
+    """Runs of the same model: memory measured vs estimated, speed, task gains by method."""
+    from advisor.memory import estimate
+    from advisor.rules import Step
+
+    found = Found()
+    if not runs:
+        return found
+    same = [r for r in runs if _same_model(r, plan.model.arch)]
+    if not same:
+        found.steps.append(Step("Evidence", f"{len(runs)} harness run(s) in the results, none of {plan.model.name}: the "
+                                "recipe rests on the guide and the memory model alone."))  # fmt: skip
+        return found
+    for r in same:
+        setup, why = setup_for_run(r)
+        est = None
+        if setup is not None:
+            b = estimate(setup)
+            est = b.cpu_resident_gb if r.memory_kind == "cpu_rss_delta" else b.peak_allocated_gb
+        found.rows.append({
+            "run_id": r.run_id, "status": r.status, "method": r.method, "rank": r.rank, "task": r.task,
+            "device": r.device_name or r.device, "batch_size": r.batch_size, "max_seq_len": r.max_seq_len,
+            "measured_peak_gb": r.peak_memory_gb, "memory_kind": r.memory_kind,
+            "estimated_peak_gb": round(est, 3) if est is not None else None,
+            "tokens_per_s": r.tokens_per_s, "task_gain": r.task_gain,
+        })  # fmt: skip
+    method = plan.option.method
+    mine = [r for r in same if r.method == method and r.status == "ok"]
+    ooms = [r for r in same if r.method == method and r.status == "oom" and r.device == "cuda"
+            and r.batch_size <= plan.micro_batch and r.max_seq_len <= plan.setup.seq_len
+            and (r.budget_gb is None or r.budget_gb <= gpu.per_gpu_gb)]  # fmt: skip
+    if ooms:
+        found.warnings.append(f"Measured: {len(ooms)} {method} run(s) of this model ran out of memory at a smaller or equal "
+                              f"batch/length and budget ({', '.join(r.run_id for r in ooms[:3])}); lower the micro-batch first.")  # fmt: skip
+    fast = [r.tokens_per_s for r in mine if r.tokens_per_s and r.device == "cuda" and gpu.name and gpu.name.lower() in r.device_name.lower()]
+    if fast:
+        found.tokens_per_s = sorted(fast)[len(fast) // 2]
+    gains: dict[str, list[tuple[float, float]]] = {}  # method → [(gain, stderr)]
+    for r in same:
+        se = _num(r.metrics.get("task_score_stderr"))
+        if r.status == "ok" and r.task_gain is not None:
+            gains.setdefault(r.method, []).append((r.task_gain, se or 0.0))
+    text = f"{len(same)} harness run(s) of this model ({sum(r.status == 'ok' for r in same)} ok)."
+    if gains:
+        mean = {m: sum(g for g, _ in v) / len(v) for m, v in gains.items()}
+        text += " Task-score gain by method: " + ", ".join(
+            f"{m} {mean[m]:+.3f} (n={len(gains[m])})" for m in sorted(mean, key=lambda m: -mean[m]))
+        best = max(mean, key=mean.get)
+        if best != method and method in gains:
+            # standard error of a mean of n runs ≈ mean per-run stderr / sqrt(n); compare at 2 SE
+            se = lambda m: (sum(e for _, e in gains[m]) / len(gains[m])) / math.sqrt(len(gains[m]))  # noqa: E731
+            diff, se_diff = mean[best] - mean[method], math.hypot(se(best), se(method))
+            if se_diff > 0 and diff > 2 * se_diff:
+                found.better = best
+                text += f"; {best} beats {method} by {diff:+.3f} (> 2 SE = {2 * se_diff:.3f})."
+            else:
+                text += f"; {best} is ahead by {diff:+.3f}, within 2 SE ({2 * se_diff:.3f}): not enough to override."
+    found.steps.append(Step("Evidence", text))
+    return found

@@ -1,0 +1,526 @@
+"""The decision procedure: from inputs to a recipe, recording each step and the rule behind it.
+
+One linear function, ``recommend``, reads top to bottom the way ``advisor explain`` prints it:
+1. is fine-tuning warranted at all (data), 2. which objective (SFT / DPO / GRPO), 3. which
+methods in which order (data size, GPUs), 4. which model (given, or the largest that fits),
+5. how the guide's budget table compares, 6. hyperparameters, 7. measured evidence,
+8. alternatives and why each lost, 9. warnings. The rules themselves are data in ``guide.py``.
+
+Where the guides disagree the procedure takes one side and says why in the step text:
+- rank follows the data, not the budget (24 GB/7B: "r=32–64" vs "QLoRA r=8–16 for 3K examples"):
+  rank moves peak memory by well under 1 GB at 7B, so the budget never forces it, while the
+  number of examples decides how much an adapter can learn; LoRA before QLoRA whenever bf16 LoRA
+  fits, because QLoRA is 25–40% slower and adds quantization error.
+- ≥ 50K preference pairs: DPO still (the guide's PPO/RLHF "for larger budgets" needs a reward
+  model and two more model copies; DPO is what the harness measures).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from advisor.catalog import GpuBudget, Model, ladder
+from advisor.guide import RULES
+from advisor.plan import GRPO_GENERATIONS, HEADROOM, Option, Plan, size, time_per_epoch
+
+CAPABILITIES = ("classification", "extraction", "instruction", "style", "domain", "reasoning", "code", "alignment")
+AUDITABILITY = ("low", "standard", "high")
+DEFAULT_SEQ_LEN = 512
+# R-DATA-BY-TASK, as a floor below which the advisor warns (classification assumes 2 classes).
+TASK_FLOOR = {
+    "classification": (100, "50–200 per class"),
+    "extraction": (100, "100–500"),
+    "instruction": (500, "500–1,000 diverse"),
+    "style": (1000, "1,000–5,000"),
+}
+NO_FINETUNE = "don't fine-tune: prompt / few-shot / RAG"
+
+
+@dataclass(frozen=True)
+class Inputs:
+    gpu: GpuBudget
+    examples: int | None = None
+    capability: str = "instruction"
+    auditability: str = "standard"
+    model: Model | None = None
+    seq_len: int = DEFAULT_SEQ_LEN
+    seq_len_given: bool = False
+    verifiable_reward: bool = False
+    preference_pairs: int | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    title: str
+    text: str
+    rules: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Alternative:
+    option: str
+    peak_gb: float | None
+    fits: bool | None
+    why_not: str
+
+
+@dataclass
+class Recipe:
+    method: str  # full | lora | qlora | dora | fsdp | grpo | dpo | none
+    advice: str  # one line
+    inputs: Inputs
+    plan: Plan | None = None
+    inner: str | None = None
+    rank: int | None = None
+    alpha: int | None = None
+    dropout: float | None = None
+    lr: float | None = None
+    epochs: float | None = None
+    weight_decay: float | None = None
+    precision: str = "bf16"
+    feasible: bool = True
+    time_per_epoch_s: float | None = None
+    time_basis: str = ""
+    steps: list[Step] = field(default_factory=list)
+    alternatives: list[Alternative] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    evidence: list[dict] = field(default_factory=list)
+
+    @property
+    def rules(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for s in self.steps:
+            seen.update(dict.fromkeys(s.rules))
+        return list(seen)
+
+    @property
+    def model(self) -> Model | None:
+        return self.plan.model if self.plan else None
+
+
+def _targets_rank(n: int, objective: str) -> int:
+    if objective != "sft":
+        return 16
+    if n >= 50_000:
+        return 64  # R-DATA-10K-500K: "> 50K: … high-rank LoRA viable"
+    if n >= 10_000:
+        return 32
+    return 8 if n < 500 else 16  # R-DATA-500-10K: "r=8–16 to start"; fewer parameters to overfit < 500
+
+
+def _methods(n: int, objective: str) -> list[str]:
+    if objective == "sft" and n >= 50_000:
+        return ["full", "lora", "qlora"]  # R-DATA-10K-500K
+    return ["lora", "qlora"]  # R-DATA-LT500 / R-DATA-500-10K / R-DATA-10K-500K: adapters first
+
+
+def options(n: int, objective: str, gpu: GpuBudget) -> list[Option]:
+    """Candidate options in preference order: each method on one GPU, then FSDP over all of them."""
+    rank = _targets_rank(n, objective)
+    out: list[Option] = []
+    for m in _methods(n, objective):
+        single = Option(m, 1, objective, rank)
+        sharded = Option(m, gpu.count, objective, rank)
+        if gpu.count == 1:
+            out.append(single)
+        elif n > 500_000:  # R-FSDP-BREAKEVEN: > 500K examples → shard for throughput
+            out += [sharded, single]
+        else:
+            out += [single, sharded]
+    return out
+
+
+def _gate(inp: Inputs, steps: list[Step]) -> Recipe | None:
+    n, pairs = inp.examples or 0, inp.preference_pairs or 0
+    if n == 0 and pairs == 0:
+        steps.append(Step("Data", "No labelled examples: there is nothing to fine-tune on. Use few-shot prompting, "
+                          "or retrieval (RAG) if the task needs knowledge the model lacks.", ("R-DATA-NOLABELS",)))  # fmt: skip
+    elif n < 10 and pairs < 10:
+        steps.append(Step("Data", f"{max(n, pairs)} examples is below the guide's floor of 10: put them in the prompt "
+                          "as few-shot examples instead of training on them.", ("R-DATA-LT10",)))  # fmt: skip
+    else:
+        return None
+    rec = Recipe("none", NO_FINETUNE, inp, steps=steps)
+    rec.alternatives.append(Alternative("lora", None, None, "needs at least ~10 examples to learn from (R-DATA-LT10); "
+                                        "collect 500+ for LoRA's sweet spot (R-DATA-500-10K)"))  # fmt: skip
+    return rec
+
+
+def _objective(inp: Inputs, steps: list[Step], warnings: list[str]) -> tuple[str, int]:
+    """(objective, training-set size it runs on)."""
+    n, pairs, cap = inp.examples or 0, inp.preference_pairs or 0, inp.capability
+    if pairs >= 3000:
+        text = f"{pairs:,} preference pairs: DPO (the guide's range is ~3K to 50K pairs)."
+        rules = ("R-DATA-PREF", "R-CAP-ALIGN")
+        if pairs >= 50_000:
+            text += (" Above 50K the guide suggests PPO/RLHF for larger budgets; the advisor stays with DPO: PPO "
+                     "needs a separately trained reward model and two more model copies in memory, and DPO is "
+                     "what the harness can measure.")  # fmt: skip
+        if cap != "alignment" and n >= 10:
+            text += f" You also have {n:,} examples: run SFT on them first, then DPO."
+            rules += ("R-CAP-MIXED",)
+            warnings.append(f"Mixed goal: run SFT on the {n:,} examples before DPO (R-CAP-MIXED).")
+        steps.append(Step("Objective", text, rules))
+        return "dpo", pairs
+    if pairs > 0:
+        basis = n if n >= 10 else pairs
+        steps.append(Step("Objective", f"{pairs:,} preference pairs is below DPO's ~3K minimum: train with SFT on "
+                          f"{'your examples' if n >= 10 else 'the chosen responses'} instead, and collect more pairs.",
+                          ("R-DATA-PREF",)))  # fmt: skip
+        warnings.append(f"Only {pairs:,} preference pairs: DPO needs ~3K (R-DATA-PREF).")
+        return "sft", basis
+    if cap == "alignment":
+        steps.append(Step("Objective", "Alignment without preference pairs: DPO is not possible yet; SFT on "
+                          "demonstrations of the wanted behaviour, then collect ≥3K pairs for DPO.", ("R-CAP-ALIGN", "R-DATA-PREF")))  # fmt: skip
+        return "sft", n
+    if cap in ("reasoning", "code"):
+        if inp.verifiable_reward and inp.auditability == "high":
+            steps.append(Step("Objective", "A verifiable reward would allow GRPO, but auditability is high, which "
+                              "overrides: GRPO's training data includes the model's own synthetic rollouts, and many "
+                              "regulators don't accept that yet. SFT on a controlled, documented dataset instead.",
+                              ("R-CAP-GRPO", "R-AUDIT")))  # fmt: skip
+            return "sft", n
+        if inp.verifiable_reward:
+            steps.append(Step("Objective", f"{cap.capitalize()} with a verifiable reward: GRPO, learning from "
+                              f"{GRPO_GENERATIONS} scored rollouts per prompt (the guide: 4–16). The {n:,} examples "
+                              "are used as prompts.", ("R-CAP-GRPO",)))  # fmt: skip
+            return "grpo", n
+        steps.append(Step("Objective", f"{cap.capitalize()} without a verifiable reward: GRPO is out (it needs one); "
+                          "SFT on worked solutions (STaR-style self-improvement is the next step).", ("R-CAP-GRPO", "R-CAP-SFT")))  # fmt: skip
+        return "sft", n
+    text = f"{cap.capitalize()}: supervised fine-tuning (SFT)."
+    if inp.verifiable_reward:
+        text += " A verifiable reward is given, but the guide reserves GRPO for reasoning and code."
+    steps.append(Step("Objective", text, ("R-CAP-SFT",)))
+    return "sft", n
+
+
+def _budget_rule(model: Model, gpu: GpuBudget) -> tuple[str, set[str], tuple[int, int | None] | None] | None:
+    """The guide's budget-table row for this (model, GPU), if one applies: (id, methods, rank range)."""
+    p, mem, count = model.params, gpu.per_gpu_gb, gpu.count
+    if count >= 8 and mem >= 70 and p >= 30e9:
+        return "R-GPU-8X80", {"fsdp"}, None
+    if 1 < count < 8 and 60e9 <= p <= 80e9:
+        return "R-FSDP-BREAKEVEN", {"fsdp"}, None
+    if count > 1:
+        return None
+    if 6e9 <= p <= 9.5e9:
+        if 14 <= mem < 20:
+            return "R-GPU-16-7B", {"qlora"}, (16, 32)
+        if 20 <= mem < 30:
+            return "R-GPU-24-7B", {"lora", "qlora"}, (32, 64)
+        if mem >= 38:
+            return "R-GPU-80-7B", {"lora"}, (64, None)
+    if 60e9 <= p <= 80e9:
+        if mem < 30:
+            return "R-GPU-24-70B", set(), None
+        if 38 <= mem < 60:
+            return "R-GPU-40-70B", {"qlora"}, (16, 16)
+        if mem >= 70:
+            return "R-GPU-80-70B", {"qlora", "lora"}, (32, None)
+    return None
+
+
+def _compare_with_table(plan: Plan, gpu: GpuBudget, n: int, feasible: bool, tried: dict) -> Step | None:
+    row = _budget_rule(plan.model, gpu)
+    if row is None:
+        return None
+    rid, methods, ranks = row
+    opt = plan.option
+    label = opt.top_method if opt.objective == "sft" else opt.method
+    parts = [f"Guide: \"{RULES[rid].quote}\""]
+    if rid == "R-GPU-24-70B":
+        parts.append("Agrees: " + ("nothing fits." if not feasible else f"the advisor found {opt.label}, see margins."))
+        return Step("Budget table", " ".join(parts), (rid,))
+    if not feasible:
+        parts.append(f"Departs: by this estimate even {opt.label} needs {plan.peak_gb:.1f} GB per GPU, above the "
+                     f"{plan.usable_gb:.1f} GB usable.")  # fmt: skip
+        if rid == "R-GPU-40-70B":
+            parts.append("The guide itself calls it tight, and the other guides' 41–48 GB agree with this estimate.")
+        if rid == "R-FSDP-BREAKEVEN":
+            parts.append("It fits with parameters or optimizer states offloaded to CPU, which the advisor does not model.")
+        return Step("Budget table", " ".join(parts), (rid,))
+    agree_method = label in methods or (not methods)
+    parts.append(("Method agrees." if agree_method else
+                  f"Method departs: {opt.label}, because the estimate says it fits with {plan.margin_gb:.1f} GB to spare."))  # fmt: skip
+    rules = [rid]
+    if rid == "R-GPU-8X80" and opt.method != "full":
+        full = [p for (name, o), p in tried.items() if name == plan.model.name and o.method == "full" and o.gpus > 1]
+        if full and not full[0].fits:
+            parts.append(f"Its \"full fine-tuning\" half departs here: sharded over {gpu.count} GPUs, full fine-tuning with "
+                         f"AdamW (8 B/param in pure bf16) still needs {full[0].peak_gb:.0f} GB per GPU; it fits only with "
+                         "8-bit or CPU-offloaded optimizer states, so LoRA it is.")  # fmt: skip
+            rules.append("R-MEM-FULL")
+    if ranks and opt.method != "full":
+        lo, hi = ranks
+        inside = opt.rank >= lo and (hi is None or opt.rank <= hi)
+        if inside:
+            parts.append(f"Rank {opt.rank} is inside the table's range.")
+        else:
+            parts.append(f"Rank departs: r={opt.rank}, not {lo}{'–' + str(hi) if hi else '+'}: rank follows the data "
+                         f"({n:,} examples), not the budget, since rank costs little memory here.")  # fmt: skip
+            rules.append("R-DATA-500-10K" if n < 10_000 else "R-DATA-10K-500K")
+        if rid == "R-GPU-24-7B":
+            parts.append("The guides disagree (r=32–64 vs QLoRA r=8–16 for 3K examples); the advisor takes the "
+                         "data-sized rank and bf16 LoRA whenever it fits, QLoRA only when it does not.")  # fmt: skip
+    return Step("Budget table", " ".join(parts), tuple(rules))
+
+
+def _hyper(rec: Recipe, n: int, objective: str, method: str) -> Step:
+    full = method == "full"
+    if objective == "dpo":
+        rec.lr, rec.epochs = 5e-6, 1
+        lr_note = "DPO lr 5e-6, 1 epoch (not in the guide: the alignment-handbook's QLoRA DPO recipe)"
+    elif objective == "grpo":
+        rec.lr, rec.epochs = 1e-5, 1
+        lr_note = "GRPO lr 1e-5, 1 pass over the prompts (not in the guide: TRL's LoRA GRPO examples)"
+    elif full:
+        rec.lr, rec.epochs = 2e-5, (1 if n >= 50_000 else 2)
+        lr_note = f"full fine-tuning lr 2e-5 (\"safe\"), {rec.epochs} epoch{'s' if rec.epochs > 1 else ''} (the guide: 1–3)"
+    else:
+        rec.lr = 2e-4
+        rec.epochs = 2 if n < 1000 else 3 if n < 10_000 else 2
+        lr_note = f"adapter lr 2e-4 (\"safe\"), {rec.epochs} epochs ({'1–3 under 1K' if n < 1000 else '2–5'} in the guide)"
+    rec.weight_decay = 0.01 if full else 0.0
+    rules = ["R-HP-LR", "R-HP-EPOCHS", "R-HP-SCHEDULE", "R-HP-WD"]
+    text = lr_note + "; cosine schedule with 10% warmup; weight decay " + ("0.01" if full else "0.0")
+    if not full:
+        rank = rec.plan.option.rank
+        rec.rank, rec.alpha = rank, 2 * rank
+        rec.dropout = 0.15 if n < 500 else 0.1 if n < 1000 else 0.05
+        text += f"; r={rank}, alpha={2 * rank} (2×r), dropout {rec.dropout}, all linear layers (as the QLoRA paper)"
+        rules += ["R-HP-ALPHA", "R-HP-DROPOUT"]
+        if n < 500:
+            rules.append("R-DATA-LT500")
+    return Step("Hyperparameters", text + ".", tuple(rules))
+
+
+def _alternatives(rec: Recipe, inp: Inputs, n: int, objective: str, chosen: Plan, tried: dict) -> list[Alternative]:
+    out: list[Alternative] = []
+    gpu, model = inp.gpu, chosen.model
+    rank = chosen.option.rank
+    methods = ["full", "lora", "dora", "qlora"]
+    opts = [Option(m, 1, objective, rank) for m in methods]
+    if gpu.count > 1:
+        opts += [Option(m, gpu.count, objective, rank) for m in methods]
+    for opt in opts:
+        if opt == chosen.option:
+            continue
+        plan = tried.get((model.name, opt)) or size(model, opt, gpu, inp.seq_len, chosen.micro_batch * chosen.grad_accum)
+        why = _why_not(opt, plan, chosen, n)
+        out.append(Alternative(opt.label, round(plan.peak_gb, 2), plan.fits, why))
+    if objective != "grpo" and inp.capability in ("reasoning", "code"):
+        why = ("no verifiable reward to score rollouts (R-CAP-GRPO)" if not inp.verifiable_reward
+               else "auditability high: rollouts are synthetic training data (R-AUDIT)")  # fmt: skip
+        out.append(Alternative("grpo", None, None, why))
+    if objective == "grpo":
+        out.append(Alternative("sft (lora)", None, None, "the auditable fallback: SFT needs written solutions; GRPO "
+                               "learns from the reward alone (R-CAP-GRPO)"))  # fmt: skip
+    if objective != "dpo" and inp.capability == "alignment":
+        out.append(Alternative("dpo", None, None, "needs ≥ ~3K preference pairs (R-DATA-PREF)"))
+    out.append(Alternative("prompt / few-shot / RAG", None, None, f"the baseline to beat: with {n:,} examples fine-tuning is "
+                           "worth measuring (R-DATA-LT10); score the base model with few-shot prompts first"))  # fmt: skip
+    return out
+
+
+def _why_not(opt: Option, plan: Plan, chosen: Plan, n: int) -> str:
+    if not plan.fits:
+        return f"needs {plan.peak_gb:.1f} GB > {plan.usable_gb:.1f} GB usable (budget − {HEADROOM:.0%} headroom)"
+    c = chosen.option
+    if opt.gpus == 1 and c.gpus > 1:
+        return f"fits on one GPU, but leaves {c.gpus - 1} of {c.gpus} idle: an epoch takes ~{c.gpus}× longer (R-FSDP-BREAKEVEN)"
+    if opt.gpus > 1 and c.gpus == 1:
+        return "fits, but one GPU already does; FSDP pays off above 13B in fp16, 30B in 4-bit or 500K examples (R-FSDP-BREAKEVEN)"
+    if opt.method == "full" and c.method != "full":
+        if n < 10_000:
+            return f"fits, but {n:,} examples is LoRA's range: full fine-tuning overfits and forgets more (R-DATA-500-10K, R-FORGET)"
+        return "fits; below 50K examples the guide prefers LoRA/QLoRA unless quality needs more — benchmark both (R-DATA-10K-500K, R-CAP-STRUCT)"
+    if opt.method == "dora":
+        return "fits; +~10% memory and ~25% slower than LoRA, often a little better: run it as an ablation (R-CAP-DORA)"
+    if opt.method == "qlora" and c.method in ("lora", "full"):
+        return "fits, but 25–40% slower (dequantising every matmul) and adds quantisation error; the choice when bf16 LoRA does not fit (R-MEM-CKPT)"
+    if opt.method == "lora" and c.method == "full":
+        return "fits; the fallback if full fine-tuning forgets too much (> 50K examples: full SFT or high-rank LoRA, R-DATA-10K-500K)"
+    return "fits, ranked lower by the rules above"
+
+
+def _warnings(rec: Recipe, inp: Inputs, n: int, objective: str, warnings: list[str]) -> list[str]:
+    cap = inp.capability
+    floor, sized = TASK_FLOOR.get(cap, (0, ""))
+    if objective == "sft" and n < floor:
+        warnings.append(f"Too few examples for {cap}: the guide sizes it at {sized} (you have {n:,}); expect a noisy result (R-DATA-BY-TASK).")
+    if objective == "sft" and n < 500:
+        warnings.append(f"SFT overfits below ~500 examples: dropout {rec.dropout}, {rec.epochs} epochs, keep a held-out set and stop early (R-DATA-LT500).")
+    if rec.plan and rec.plan.option.method == "full":
+        warnings.append("Forgetting risk is highest with full fine-tuning: mix 5–10% general data and check a general benchmark before and after; a drop > 2–3 points is a warning (R-FORGET).")
+    else:
+        warnings.append("Forgetting: score a general benchmark before and after (harness: eval.probes=[general_mc,general_ppl]); a drop > 2–3 points is a warning, mitigate with 5–10% general data or fewer epochs (R-FORGET).")
+    if inp.auditability == "high":
+        warnings.append("Auditability high: train only from a versioned, documented dataset and keep the run record (config, commit, data hash) with the model (R-AUDIT).")
+    elif objective == "grpo":
+        warnings.append(f"GRPO trains on its own rollouts: if this model may ever be audited, log the reward function and keep the rollouts (R-AUDIT; auditability is {inp.auditability}).")
+    if objective == "grpo" and inp.gpu.count == 1:
+        warnings.append(f"The guide puts GRPO rollouts on multi-GPU infrastructure (R-DATA-GT500K); on one GPU the {GRPO_GENERATIONS} rollouts per prompt dominate the time (see estimate).")
+    if n > 500_000 and inp.gpu.count == 1:
+        warnings.append(f"{n:,} examples: the guide calls for multi-GPU infrastructure above 500K (R-DATA-GT500K).")
+    if inp.gpu.count > 8:
+        warnings.append(f"{inp.gpu.count} GPUs is more than one node: multi-node only pays for very large models or datasets; the interconnect cost must be justified (R-GPU-MULTINODE).")
+    if rec.plan and rec.feasible and rec.plan.margin_gb < 0.15 * rec.plan.budget_gb:
+        warnings.append(f"Tight: {rec.plan.margin_gb:.1f} GB spare of {rec.plan.budget_gb:g} GB; a batch of unusually long examples can OOM — cap train.max_seq_len.")
+    if not inp.gpu.bf16:
+        warnings.append(f"{inp.gpu.name} has no bf16: train in fp16 with loss scaling (same memory, less range).")
+    if not inp.seq_len_given:
+        warnings.append(f"Assumed sequences of up to {inp.seq_len} tokens (prompt + answer); pass --seq-len to size memory for your data.")
+    return warnings
+
+
+def recommend(inp: Inputs, runs=()) -> Recipe:
+    """The recipe for ``inp``; ``runs`` are harness records (advisor.evidence.Run) to learn from."""
+    from advisor import evidence
+
+    steps: list[Step] = []
+    warnings: list[str] = []
+    gated = _gate(inp, steps)
+    if gated:
+        return gated
+    steps.append(Step("Data", f"{(inp.examples or 0):,} examples and {(inp.preference_pairs or 0):,} preference pairs: "
+                      "enough to consider fine-tuning (≥ 10).", ("R-DATA-LT10",)))  # fmt: skip
+    objective, n = _objective(inp, steps, warnings)
+    rank = _targets_rank(n, objective)
+    size_rule = ("R-DATA-LT500" if n < 500 else "R-DATA-500-10K" if n < 10_000 else "R-DATA-10K-500K")
+    order = " → ".join(o.label for o in options(n, objective, inp.gpu))
+    steps.append(Step("Methods", f"{n:,} training items: try {order} (first that fits wins), rank {rank}.",
+                      (size_rule, "R-MEM-LORA-PARAMS") + (("R-FSDP-BREAKEVEN", "R-MEM-FSDP") if inp.gpu.count > 1 else ())))  # fmt: skip
+    target_batch = 8 if n < 1000 else 16
+
+    tried: dict = {}
+
+    def first_fit(model: Model) -> Plan | None:
+        for opt in options(n, objective, inp.gpu):
+            plan = size(model, opt, inp.gpu, inp.seq_len, target_batch)
+            tried[(model.name, opt)] = plan
+            if plan.fits:
+                return plan
+        return None
+
+    chosen: Plan | None = None
+    if inp.model:
+        chosen = first_fit(inp.model)
+        steps.append(Step("Model", f"{inp.model.name} ({inp.model.size_label}) as given.", ("R-MEM-WEIGHTS",)))
+    else:
+        bigger = None
+        for model in reversed(ladder()):  # largest first
+            chosen = first_fit(model)
+            if chosen:
+                break
+            bigger = model
+        text = "No --model: the largest base model that fits"
+        if chosen:
+            text += f" is {chosen.model.name} ({chosen.model.size_label})"
+        if chosen and bigger:
+            lean = min((p for (name, _), p in tried.items() if name == bigger.name), key=lambda p: p.peak_gb)
+            text += f"; the next size up, {bigger.name}, needs {lean.peak_gb:.1f} GB even as {lean.option.label}"
+        on_24 = inp.gpu.count == 1 and 20 <= inp.gpu.per_gpu_gb < 30
+        if on_24 and chosen and chosen.model.params < 20e9:
+            text += (". The guide's \"QLoRA up to 13B\" agrees; its \"33B fits 24 GB\" (the QLoRA paper) was LLaMA-33B "
+                     "with a 32K vocabulary and paged optimizer states, while current ~32B models carry 150K-token "
+                     "vocabularies whose logits alone take ~1 GB per 512-token sequence")  # fmt: skip
+        steps.append(Step("Model", text + ".", ("R-MEM-WEIGHTS",) + (("R-GPU-24-MAX", "R-MEM-QLORA") if on_24 else ())))
+    feasible = chosen is not None
+    if not feasible:  # nothing fits: report the leanest plan for the requested (or smallest) model
+        model = inp.model or ladder()[0]
+        chosen = min((p for (name, _), p in tried.items() if name == model.name), key=lambda p: p.peak_gb)
+    fit_text = (f"{chosen.option.label}: micro-batch {chosen.micro_batch} × accumulation {chosen.grad_accum}, "
+                f"gradient checkpointing {'on' if chosen.setup.grad_checkpointing else 'off'} → estimated peak "
+                f"{chosen.peak_gb:.1f} GB of {chosen.budget_gb:g} GB per GPU ({chosen.memory.peak_phase}).")  # fmt: skip
+    if not feasible:
+        fit_text = f"Nothing fits: even the leanest option, {fit_text[:-1]}, exceeds {chosen.usable_gb:.1f} GB usable."
+    mem_rules = {"full": ("R-MEM-FULL",), "lora": ("R-MEM-LORA",), "dora": ("R-MEM-LORA",), "qlora": ("R-MEM-QLORA", "R-MEM-WEIGHTS")}
+    ckpt = ("R-MEM-CKPT",) if chosen.setup.grad_checkpointing else ()
+    steps.append(Step("Memory", fit_text, mem_rules[chosen.option.method] + ckpt))
+    table = _compare_with_table(chosen, inp.gpu, n, feasible, tried)
+    if table:
+        steps.append(table)
+
+    # Measured evidence: reported always; a method measured significantly ahead (and fitting) wins.
+    found = evidence.for_plan(runs, chosen, inp.gpu)
+    steps.extend(found.steps)
+    if feasible and found.better and objective == "sft" and found.better in ("full", "lora", "qlora", "dora"):
+        swap = size(chosen.model, Option(found.better, chosen.option.gpus, objective, chosen.option.rank), inp.gpu, inp.seq_len, target_batch)
+        if swap.fits:
+            steps.append(Step("Evidence overrides", f"Switching {chosen.option.label} → {swap.option.label}: measured "
+                              f"ahead on this model, and it fits ({swap.peak_gb:.1f} GB)."))  # fmt: skip
+            chosen = swap
+            found = evidence.for_plan(runs, chosen, inp.gpu)
+
+    opt = chosen.option
+    inner = None if opt.top_method == opt.method else opt.method
+    rec = Recipe(opt.top_method, "", inp, plan=chosen, inner=inner, feasible=feasible, steps=steps,
+                 precision="bf16" if inp.gpu.bf16 else "fp16")  # fmt: skip
+    steps.append(_hyper(rec, n, objective, opt.method))
+    rec.evidence = found.rows
+    warnings.extend(found.warnings)
+    rec.time_per_epoch_s, rec.time_basis = time_per_epoch(chosen, n, inp.gpu, found.tokens_per_s)
+
+    if feasible and not inp.model and rec.time_per_epoch_s and rec.time_per_epoch_s > 24 * 3600:
+        # "the largest that fits" can be slow: name the largest model with an epoch under ~12 h
+        for model in reversed(ladder()):
+            if model.params >= chosen.model.params:
+                continue
+            quick = next((p for o in options(n, objective, inp.gpu)
+                          if (p := size(model, o, inp.gpu, inp.seq_len, target_batch)).fits), None)  # fmt: skip
+            t = quick and time_per_epoch(quick, n, inp.gpu)[0]
+            if quick and t <= 12 * 3600:
+                warnings.append(f"An epoch of {chosen.model.name} takes ~{rec.time_per_epoch_s / 3600:.0f} h here; "
+                                f"--model {model.name} ({quick.option.label}) would take ~{t / 3600:.1f} h.")  # fmt: skip
+                break
+    rec.alternatives = _alternatives(rec, inp, n, objective, chosen, tried)
+    rec.warnings = _warnings(rec, inp, n, objective, warnings)
+    if feasible:
+        rec.advice = f"{opt.label} on {chosen.model.name}" + (f", r={rec.rank}" if rec.rank else "")
+    else:
+        rec.advice = f"not feasible on {inp.gpu.label}: {chosen.model.name} needs {chosen.peak_gb:.1f} GB even as {opt.label}"
+        rec.alternatives[:0] = _rescue(inp, chosen.model, n, objective, target_batch)
+        smaller = None if not inp.model else _largest_fitting(inp, n, objective, target_batch)
+        if smaller:
+            rec.alternatives.insert(0, Alternative(f"{smaller.option.label} on {smaller.model.name}", round(smaller.peak_gb, 2), True,
+                                                   "the largest model that fits this budget"))  # fmt: skip
+            rec.advice += f"; largest that fits: {smaller.model.name} ({smaller.option.label})"
+    return rec
+
+
+def _rescue(inp: Inputs, model: Model, n: int, objective: str, target_batch: int) -> list[Alternative]:
+    """When nothing fits: the fewest GPUs of this size, or one bigger GPU, that would."""
+    from advisor.catalog import GPUS, parse_gpu
+
+    out = []
+    for k in (2, 4, 8):
+        if k <= inp.gpu.count:
+            continue
+        more = GpuBudget(k, inp.gpu.per_gpu_gb, inp.gpu.name, inp.gpu.tflops, inp.gpu.tflops_basis, inp.gpu.bf16)
+        plan = next((p for m in ("lora", "qlora") if (p := size(model, Option(m, k, objective, _targets_rank(n, objective)),
+                                                             more, inp.seq_len, target_batch)).fits), None)  # fmt: skip
+        if plan:
+            out.append(Alternative(f"{plan.option.label} on {more.label}", round(plan.peak_gb, 2), True,
+                                   f"the fewest GPUs of this size that fit {model.name} (R-MEM-FSDP)"))  # fmt: skip
+            break
+    for g in sorted(GPUS.values(), key=lambda g: g.usable_gb):
+        if g.usable_gb <= inp.gpu.per_gpu_gb:
+            continue
+        one = parse_gpu(g.name)
+        plan = next((p for m in ("lora", "qlora") if (p := size(model, Option(m, 1, objective, _targets_rank(n, objective)),
+                                                             one, inp.seq_len, target_batch)).fits), None)  # fmt: skip
+        if plan:
+            out.append(Alternative(f"{plan.option.label} on one {g.name}", round(plan.peak_gb, 2), True,
+                                   f"the smallest single GPU that fits {model.name}"))  # fmt: skip
+            break
+    return out
+
+
+def _largest_fitting(inp: Inputs, n: int, objective: str, target_batch: int) -> Plan | None:
+    for model in reversed(ladder()):
+        for opt in options(n, objective, inp.gpu):
+            plan = size(model, opt, inp.gpu, inp.seq_len, target_batch)
+            if plan.fits:
+                return plan
+    return None

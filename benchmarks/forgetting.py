@@ -1,0 +1,144 @@
+""""LoRA learns less and forgets less" (Biderman et al., 2024), measured on tunebench's own task.
+
+An aggressive full fine-tune (lr 1e-4, ~3 epochs) and LoRA r=8 at its usual lr (2e-4) train on
+`tickets` for the same steps on SmolLM2-135M; both are scored on the task and on the forgetting
+probes (general_mc, general_ppl) before and after. Expected: both learn the task; the full
+fine-tune loses more on the probes (accuracy down / perplexity up).
+
+    python benchmarks/forgetting.py            # SmolLM2-135M, ~15 min on a 2-core CPU
+    python benchmarks/forgetting.py --quick    # tiny random model, seconds: checks the plumbing
+
+Each run is `python -m harness …` in its own process and writes its record to --out; a run
+whose record exists is not run again, so an interrupted benchmark resumes. The base model's task
+score and probes are computed by the first run and read from the cache by the second.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+PROBES = ("general_mc", "general_ppl")
+# Same data, same steps, same batch for both; only the method and its learning rate differ.
+# 320 training tickets × 3 epochs = 120 steps of 8: enough for LoRA to learn the labels,
+# and for full FT at 5× its usual lr (2e-5) to drift.
+COMMON = [
+    "model=smollm2-135m", "task=tickets", "task.n_train=320", "task.n_test=200",
+    "train.max_steps=120", "train.batch_size=8", "train.save=none",
+    "eval.limit=100",            # task score: 100 tickets → stderr ≈ 0.05 at p = 0.5
+    "eval.probe_limit=null",     # every probe document: 336 questions, all paragraphs
+    "eval.batch_size=16",
+    f"eval.probes=[{','.join(PROBES)}]",
+]
+RUNS = {
+    "full lr=1e-4": ["method=full", "train.lr=1e-4"],
+    "lora r=8 lr=2e-4": ["method=lora", "method.r=8", "train.lr=2e-4"],
+}
+QUICK = ["model=tiny", "debug=smoke", "task.n_train=64", "train.max_steps=4", "eval.limit=8", "eval.probe_limit=8"]
+
+
+def run_point(name: str, overrides: list[str], out: Path) -> dict:
+    from harness.config import load_spec
+    from harness.record import read_record, record_path
+
+    spec = load_spec(overrides)
+    path = record_path(out, spec.run_id)
+    if path.exists():
+        print(f"[{name}] record exists, skipped: {path}", file=sys.stderr)
+        return read_record(path)
+    print(f"[{name}] python -m harness {' '.join(overrides)}", file=sys.stderr)
+    t = time.perf_counter()
+    res = subprocess.run([sys.executable, "-m", "harness", *overrides], cwd=REPO)
+    if not path.exists():
+        raise SystemExit(f"forgetting: run '{name}' wrote no record (exit {res.returncode})")
+    print(f"[{name}] {time.perf_counter() - t:.0f} s", file=sys.stderr)
+    return read_record(path)
+
+
+def _pm(value, se, spec=".3f") -> str:
+    if value is None:
+        return "–"
+    return f"{value:{spec}}" + (f"±{se:{spec}}" if isinstance(se, (int, float)) else "")
+
+
+def table(records: dict[str, dict]) -> str:
+    lines = []
+    head = f"{'method':<18} {'task score base → tuned':<26}"
+    for p in PROBES:
+        head += f" {p + ' base → tuned (Δ, sig)':<44}"
+    lines.append(head + f" {'train s':>8}")
+    for name, rec in records.items():
+        m = rec["metrics"]
+        if rec["status"] != "ok":
+            lines.append(f"{name:<18} {rec['status']}: {(rec.get('error') or {}).get('message', '')[:100]}")
+            continue
+        row = f"{name:<18} {_pm(m.get('task_score_base'), m.get('task_score_base_stderr'), '.2f')} → {_pm(m.get('task_score'), m.get('task_score_stderr'), '.2f'):<11}"
+        for p in PROBES:
+            f = m["forgetting"][p]
+            fmt = ".3f" if f["higher_is_better"] else ".2f"
+            cell = f"{_pm(f['base'], f['base_stderr'], fmt)} → {_pm(f['tuned'], f['tuned_stderr'], fmt)} (Δ {f['delta']:+{fmt}}{', sig' if f['significant'] else ''})"
+            row += f" {cell:<44}"
+        lines.append(row + f" {m.get('train_s', m.get('wall_s', 0)):>8.0f}")
+    lines.append("")
+    lines.append("eval seconds per probe (base → tuned):")
+    for name, rec in records.items():
+        if rec["status"] != "ok":
+            continue
+        m = rec["metrics"]
+        parts = [f"task {m.get('task_eval_s', 0):.0f}"]
+        parts += [f"{p} {m['forgetting'][p]['base_seconds']:.0f} → {m['forgetting'][p]['seconds']:.0f}" for p in PROBES]
+        cached = m.get("base_probes_cached", {})
+        lines.append(f"  {name:<18} " + " · ".join(parts) + ("  (base from cache)" if all(cached.values()) else ""))
+    return "\n".join(lines)
+
+
+def worse_by(f: dict) -> float:
+    """How much worse the tuned model is on a probe, in the metric's units (> 0 = forgot)."""
+    return f["delta"] if f["higher_is_better"] else -f["delta"]
+
+
+def verdict(records: dict[str, dict]) -> list[str]:
+    full, lora = (records[k] for k in RUNS)
+    if full["status"] != "ok" or lora["status"] != "ok":
+        return ["verdict: a run failed; nothing to compare"]
+    out = []
+    for name, rec in (("full", full), ("lora", lora)):
+        m = rec["metrics"]
+        learned = m["task_score"] - m["task_score_base"] > 2 * (m["task_score_stderr"] ** 2 + m["task_score_base_stderr"] ** 2) ** 0.5
+        out.append(f"{name} learned the task: {'yes' if learned else 'NO'} ({m['task_score_base']:.2f} → {m['task_score']:.2f})")
+    for p in PROBES:
+        fw, lw = worse_by(full["metrics"]["forgetting"][p]), worse_by(lora["metrics"]["forgetting"][p])
+        unit = "acc points" if full["metrics"]["forgetting"][p]["higher_is_better"] else "ppl"
+        out.append(f"{p}: full forgets {fw:+.3f} {unit}, lora {lw:+.3f} → full forgets more: {'yes' if fw > lw else 'NO'}")
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="tiny model and a handful of steps: checks the script, measures nothing")
+    ap.add_argument("--out", default="results/forgetting", help="where the run records go")
+    args = ap.parse_args(argv)
+    out = Path(args.out).resolve()
+    records = {}
+    for name, extra in RUNS.items():
+        overrides = [*COMMON, *extra, *(QUICK if args.quick else []), f"results_dir={out}"]
+        records[name] = run_point(name, overrides, out)
+    text = table(records) + "\n\n" + "\n".join(verdict(records))
+    print(text)
+    (out / "forgetting_table.txt").write_text(text + "\n")
+    (out / "forgetting_summary.json").write_text(json.dumps(
+        {name: {"run_id": r["run_id"], "status": r["status"], "task_score_base": r["metrics"].get("task_score_base"),
+                "task_score": r["metrics"].get("task_score"), "forgetting": r["metrics"].get("forgetting")}
+         for name, r in records.items()}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,337 @@
+"""``harness regress``: on this machine, driver or library version — is it faster, does it still fit,
+did quality change?
+
+    harness regress --baseline results/baselines/cpu-2core            # run the suite here, compare
+    harness regress --baseline DIR --candidate DIR2 [--json]           # compare two result dirs
+    harness regress --results results/baselines/my-gpu                 # run the suite, no comparison: a new baseline
+
+The suite is ``sweeps/sweep/regression.yaml`` (each method on the default model, fixed steps, k = 3
+repeats), run by the sweep runner into a fresh ``results/regress/<UTC time>`` (or ``--results``).
+Extra ``key=value`` arguments go to the sweep (e.g. ``method.r=8``); a baseline and a candidate
+must use the same settings, which the provenance diff checks.
+
+Per configuration and metric: baseline and candidate medians with [min–max] over repeats, a ratio
+or difference, and a verdict (regression | improvement | unchanged), by the rule in ``RULES``:
+
+- ``ratio_ci`` (throughput, MFU): 95% Welch t-interval of the difference of mean log values,
+  exponentiated: a CI of the (geometric-mean) ratio candidate/baseline. Logs because speed noise is
+  relative and ratios multiply; t, not normal, because k = 3 (t(0.975, df=4) = 2.78, not 1.96).
+  Regression only when the whole CI lies below 1 − tolerance (0.90), improvement when wholly above
+  1 / 0.90: a new GPU or a busy shared CPU moves throughput by a few percent without anything
+  being wrong.
+- ``ratio_band`` (peak memory ±5%, final loss ±10%): the ratio of medians outside the band, with
+  the CI excluding 1 so that noise alone cannot trigger it. Memory is near-deterministic on the
+  same software, so 5% is a real change ("does it still fit").
+- ``equivalence`` (task score, forgetting per probe): unchanged when |Δ| ≤ 2 × √(se_b² + se_c²),
+  the stderrs the evaluation itself reports (binomial over the eval examples): repeats of one seed
+  score the same, so the eval's own sampling error is the noise that matters.
+- ``status``: a configuration that ran in every baseline repeat but failed (oom/error/timeout) in a
+  candidate repeat is a regression ("it no longer fits").
+
+Exit code 1 if any verdict is a regression, else 0 (2 for bad input). The result is written as
+JSON to ``--out`` (default ``<candidate>/regress.json``, which ``harness report <candidate>`` shows).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import subprocess
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from harness.errors import UserError, run_cli
+from harness.record import write_json_atomic
+from harness.report import METRICS, REGRESS_FILE, _identity_cols, _num, _text, load_frame, tidy
+
+SUITE = "regression"  # sweeps/sweep/regression.yaml
+CONFIDENCE = 0.95
+
+
+@dataclass(frozen=True)
+class Rule:
+    metric: str  # column of the tidy run table (harness.report.METRICS gives label, unit, direction)
+    test: str  # ratio_ci | ratio_band | equivalence
+    tolerance: float  # ratio tests: fraction (0.10 = 10%); equivalence: multiple of the combined stderr
+    why: str
+
+
+RULES = (
+    Rule("tokens_per_s", "ratio_ci", 0.10, "hardware and shared machines move speed by a few %: regression only if the whole 95% CI of the ratio is below 0.90"),
+    Rule("mfu", "ratio_ci", 0.10, "as throughput; MFU also divides by the peak FLOP/s measured or looked up for the device"),
+    Rule("peak_memory_gb", "ratio_band", 0.05, "near-deterministic on the same software: median ratio outside ±5% with a CI excluding 1"),
+    Rule("train_loss_last", "ratio_band", 0.10, "same seed and data: a >10% change in the loss after N steps means the training math changed"),
+    Rule("task_score", "equivalence", 2.0, "unchanged while |Δ| ≤ 2 × combined stderr of the two evaluations"),
+)
+FORGETTING_RULE = Rule("forgetting", "equivalence", 2.0, "per probe: unchanged while |Δ drop| ≤ 2 × combined probe stderr")
+# Provenance fields that are expected to differ between a baseline and a candidate: shown, not warned.
+INFO_ONLY = ("provenance.git_commit", "provenance.git_dirty", "provenance.tunebench_version")
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def log_ratio_ci(base: np.ndarray, cand: np.ndarray, level: float = CONFIDENCE) -> tuple[float, tuple[float, float] | None]:
+    """Geometric-mean ratio cand/base and its Welch t-interval (None with fewer than 2 values a side)."""
+    from scipy import stats
+
+    lb, lc = np.log(base), np.log(cand)
+    diff = float(lc.mean() - lb.mean())
+    if len(lb) < 2 or len(lc) < 2:
+        return math.exp(diff), None
+    vb, vc = lb.var(ddof=1) / len(lb), lc.var(ddof=1) / len(lc)
+    se = math.sqrt(vb + vc)
+    if se == 0:
+        return math.exp(diff), (math.exp(diff), math.exp(diff))
+    df = (vb + vc) ** 2 / (vb**2 / (len(lb) - 1) + vc**2 / (len(lc) - 1))  # Welch–Satterthwaite
+    t = float(stats.t.ppf(0.5 + level / 2, df))
+    return math.exp(diff), (math.exp(diff - t * se), math.exp(diff + t * se))
+
+
+def _summary(values: np.ndarray) -> dict:
+    if len(values) == 0:
+        return {"median": None, "min": None, "max": None, "n": 0}
+    return {"median": float(np.median(values)), "min": float(values.min()), "max": float(values.max()), "n": int(len(values))}
+
+
+def _show(s: dict, fmt) -> str:
+    if not s["n"]:
+        return "–"
+    spread = f" [{fmt(s['min'])}–{fmt(s['max'])}]" if s["n"] > 1 else ""
+    return f"{fmt(s['median'])}{spread}"
+
+
+def judge_ratio(rule: Rule, higher_is_better: bool, base: np.ndarray, cand: np.ndarray) -> dict:
+    ratio, ci = log_ratio_ci(base, cand)
+    if rule.test == "ratio_band":
+        ratio = float(np.median(cand) / np.median(base))  # the band is on the ratio of medians
+    tol = rule.tolerance
+    # Orient so that "good" > 1: a throughput ratio as is, a memory ratio inverted.
+    good, good_ci = (ratio, ci) if higher_is_better else (1 / ratio, ci and (1 / ci[1], 1 / ci[0]))
+    note = "" if ci else "fewer than 2 repeats a side: no CI, point estimate only"
+    if rule.test == "ratio_ci":
+        lo, hi = good_ci or (good, good)
+        verdict = "regression" if hi < 1 - tol else "improvement" if lo > 1 / (1 - tol) else "unchanged"
+    else:
+        lo, hi = good_ci or (0.0, math.inf)  # without a CI the band alone decides
+        if good < 1 / (1 + tol) and hi < 1:
+            verdict = "regression"
+        elif good > 1 / (1 - tol) and lo > 1:
+            verdict = "improvement"
+        else:
+            verdict = "unchanged"
+    ci_text = f" [{ci[0]:.3f}, {ci[1]:.3f}]" if ci else ""
+    return {"ratio": ratio, "ci": list(ci) if ci else None, "verdict": verdict, "note": note,
+            "change_text": f"×{ratio:.3f}{ci_text}"}
+
+
+def judge_equivalence(rule: Rule, higher_is_better: bool, base: np.ndarray, cand: np.ndarray,
+                      se_base: float, se_cand: float) -> dict:
+    delta = float(np.median(cand) - np.median(base))
+    se = math.sqrt(np.nan_to_num(se_base) ** 2 + np.nan_to_num(se_cand) ** 2)
+    bound = rule.tolerance * se
+    better = delta if higher_is_better else -delta
+    verdict = "unchanged" if abs(delta) <= bound + 1e-12 else ("improvement" if better > 0 else "regression")
+    return {"delta": delta, "bound": bound, "verdict": verdict, "note": "" if se > 0 else "stderr 0: any change counts",
+            "change_text": f"Δ {delta:+.3f} (bound ±{bound:.3f})"}
+
+
+# ---------------------------------------------------------------- comparison
+
+
+def _probe_table(frame: pd.DataFrame) -> dict[str, tuple[pd.Series, pd.Series]]:
+    """probe → (drop, stderr) per run; drop oriented so that positive = forgot."""
+    probes = sorted({c.split(".")[2] for c in frame.columns if c.startswith("metrics.forgetting.") and c.endswith(".delta")})
+    out = {}
+    for p in probes:
+        delta = _num(frame, f"metrics.forgetting.{p}.delta")
+        hib = frame.get(f"metrics.forgetting.{p}.higher_is_better", pd.Series(True, index=frame.index)).fillna(True).astype(bool)
+        out[p] = (delta.where(~hib, -delta), _num(frame, f"metrics.forgetting.{p}.stderr"))
+    return out
+
+
+def _status_row(point: str, b: pd.DataFrame, c: pd.DataFrame) -> dict:
+    def text(g):
+        return ", ".join(f"{n} {s}" for s, n in g["status"].value_counts().items()) or "not run"
+
+    b_ok, c_ok = (b["status"] == "ok").all(), (c["status"] == "ok").all()
+    if b.empty or c.empty:
+        verdict, note = "not compared", f"only in the {'candidate' if b.empty else 'baseline'}"
+    elif b_ok and not c_ok:
+        verdict, note = "regression", "ran in the baseline, fails now"
+    elif c_ok and not b_ok:
+        verdict, note = "improvement", "failed in the baseline, runs now"
+    else:
+        verdict, note = "unchanged", ""
+    return {"point": point, "metric": "status", "unit": "", "test": "status", "verdict": verdict, "note": note,
+            "baseline_text": text(b), "candidate_text": text(c), "change_text": ""}
+
+
+def compare(base_frame: pd.DataFrame, cand_frame: pd.DataFrame) -> list[dict]:
+    both = pd.concat([base_frame.assign(_side="baseline"), cand_frame.assign(_side="candidate")], ignore_index=True)
+    # A config field only one side's schema has (records only ever gain fields) must not split every
+    # configuration in two; the provenance diff still lists it.
+    one_sided = [c for c in both.columns if c.startswith("config.")
+                 and (c not in base_frame or base_frame[c].isna().all()) != (c not in cand_frame or cand_frame[c].isna().all())]
+    both = both.drop(columns=one_sided)
+    runs = tidy(both)  # labels from both sides at once, so one configuration has one name
+    runs["_side"] = both["_side"]
+    probes = _probe_table(both)
+    rows = []
+    for point in sorted(runs["point"].unique()):
+        sel = runs["point"] == point
+        b_all, c_all = runs[sel & (runs["_side"] == "baseline")], runs[sel & (runs["_side"] == "candidate")]
+        rows.append(_status_row(point, b_all, c_all))
+        b, c = b_all[b_all["status"] == "ok"], c_all[c_all["status"] == "ok"]
+        metrics = [(rule, rule.metric, b[rule.metric], c[rule.metric], b["task_score_stderr"], c["task_score_stderr"])
+                   for rule in RULES]
+        for probe, (drop, stderr) in probes.items():
+            metrics.append((FORGETTING_RULE, f"forgetting:{probe}", drop[b.index], drop[c.index], stderr[b.index], stderr[c.index]))
+        for rule, name, bv, cv, bse, cse in metrics:
+            m = METRICS[rule.metric]
+            bvals, cvals = bv.dropna().to_numpy(float), cv.dropna().to_numpy(float)
+            if rule.test != "equivalence":
+                bvals, cvals = bvals[bvals > 0], cvals[cvals > 0]  # ratios of logs need positive values
+            if len(bvals) == 0 or len(cvals) == 0:
+                continue  # not measured on one side (a failed point is judged by its status row)
+            bs, cs = _summary(bvals), _summary(cvals)
+            row = {"point": point, "metric": name, "unit": m.unit, "higher_is_better": m.higher_is_better,
+                   "test": rule.test, "tolerance": rule.tolerance, "baseline": bs, "candidate": cs,
+                   "baseline_text": _show(bs, m.show), "candidate_text": _show(cs, m.show)}
+            if rule.test == "equivalence":
+                row.update(judge_equivalence(rule, m.higher_is_better, bvals, cvals, bse.median(), cse.median()))
+            else:
+                row.update(judge_ratio(rule, m.higher_is_better, bvals, cvals))
+            rows.append(row)
+    return rows
+
+
+def provenance_diff(base_frame: pd.DataFrame, cand_frame: pd.DataFrame) -> list[dict]:
+    """Hardware, driver, package and suite-setting values that differ between the two directories."""
+    def fields(frame):
+        return {c for c in frame.columns if c.startswith(("hardware.", "provenance.packages.")) or c in
+                ("provenance.python", *INFO_ONLY)} | set(_identity_cols(frame))
+
+    out = []
+    for col in sorted(fields(base_frame) | fields(cand_frame)):
+        values = [sorted({_text(v) for v in (f[col] if col in f else [None])}) for f in (base_frame, cand_frame)]
+        if values[0] == values[1]:
+            continue
+        kind = "suite setting" if col.startswith("config.") else "provenance"
+        out.append({"field": col.removeprefix("provenance.").removeprefix("config."), "kind": kind,
+                    "baseline": values[0], "candidate": values[1],
+                    "severity": "info" if col in INFO_ONLY else "warning"})
+    return out
+
+
+def summarize(rows: list[dict]) -> dict:
+    counts = {v: sum(r["verdict"] == v for r in rows) for v in ("regression", "improvement", "unchanged", "not compared")}
+    return {**counts, "verdict": "regression" if counts["regression"] else "ok"}
+
+
+def regress(baseline: Path, candidate: Path) -> dict:
+    base_frame, cand_frame = _load(baseline, "--baseline"), _load(candidate, "--candidate")
+    rows = compare(base_frame, cand_frame)
+    return {
+        "baseline": str(baseline), "candidate": str(candidate),
+        "created_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        "confidence": CONFIDENCE,
+        "rules": [asdict(r) for r in (*RULES, FORGETTING_RULE)],
+        "rows": rows,
+        "provenance": provenance_diff(base_frame, cand_frame),
+        "summary": summarize(rows),
+    }
+
+
+def _load(path: Path, option: str) -> pd.DataFrame:
+    if not path.is_dir():
+        raise UserError(f"{option} {path}: no such directory")
+    frame = load_frame(path)
+    if frame.empty:
+        raise UserError(f"{option} {path}: no run records in it")
+    return frame
+
+
+# ---------------------------------------------------------------- running the suite and printing
+
+
+def run_suite(results_dir: Path, overrides: list[str]) -> None:
+    """The regression sweep in its own process (the sweep runner isolates every point itself)."""
+    cmd = [sys.executable, "-m", "harness", f"sweep={SUITE}", f"results_dir={results_dir}", *overrides]
+    print(f"running the regression suite: {' '.join(cmd[1:])}", file=sys.stderr)
+    # stdout → stderr: with --json, stdout carries only the result.
+    code = subprocess.run(cmd, stdout=sys.stderr).returncode
+    if code == 130:
+        raise KeyboardInterrupt
+    if code == 2:
+        raise UserError(f"the regression sweep refused its settings (see above): {' '.join(overrides) or 'no overrides'}")
+
+
+def print_result(result: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    style = {"regression": "bold red", "improvement": "green", "unchanged": "", "not compared": "yellow"}
+    table = Table(title=f"regress: {result['candidate']} vs baseline {result['baseline']}")
+    for col in ("config", "metric", "baseline median [min–max]", "candidate", "change [95% CI]", "verdict"):
+        table.add_column(col)
+    rows = result["rows"]
+    for i, r in enumerate(rows):
+        verdict = r["verdict"] + (f" ({r['note']})" if r.get("note") else "")
+        last_of_point = i + 1 == len(rows) or rows[i + 1]["point"] != r["point"]
+        table.add_row(r["point"], r["metric"], r["baseline_text"], r["candidate_text"], r["change_text"],
+                      f"[{style[r['verdict']]}]{verdict}[/]" if style[r["verdict"]] else verdict, end_section=last_of_point)
+    console.print(table)
+    for d in result["provenance"]:
+        mark = "[yellow]warning[/]" if d["severity"] == "warning" else "[dim]info[/]"
+        console.print(f"{mark} {d['kind']} {d['field']} differs: {' / '.join(d['baseline'])} → {' / '.join(d['candidate'])}",
+                      highlight=False)
+    s = result["summary"]
+    color = "red" if s["verdict"] == "regression" else "green"
+    console.print(f"[bold {color}]{s['verdict'].upper()}[/]: {s['regression']} regression(s), {s['improvement']} improvement(s), "
+                  f"{s['unchanged']} unchanged, {s['not compared']} not compared")
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="harness regress", description=__doc__.split("\n\n")[0],
+                                     epilog="Verdict rules: see the module docstring of harness/regress.py.")
+    parser.add_argument("--baseline", help="results directory to compare against (e.g. results/baselines/cpu-2core)")
+    parser.add_argument("--candidate", help="existing results directory to judge, instead of running the suite here")
+    parser.add_argument("--results", help="where the suite run writes its records (default: results/regress/<UTC time>)")
+    parser.add_argument("--out", help=f"where the JSON result goes (default: <candidate>/{REGRESS_FILE})")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout instead of a table")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides passed to the regression sweep")
+    args = parser.parse_args(argv)
+
+    def work() -> int:
+        if args.candidate and (args.results or args.overrides):
+            raise UserError("--candidate judges an existing directory: --results and overrides only apply when the suite runs here")
+        if args.candidate:
+            candidate = Path(args.candidate)
+        else:
+            stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+            candidate = Path(args.results) if args.results else Path("results/regress") / stamp
+            run_suite(candidate, args.overrides)
+        if not args.baseline:
+            _load(candidate, "results")
+            print(f"no --baseline: {candidate} holds the suite's records and can serve as one "
+                  f"(harness regress --baseline {candidate})", file=sys.stderr)
+            return 0
+        result = regress(Path(args.baseline), candidate)
+        out = Path(args.out) if args.out else candidate / REGRESS_FILE
+        write_json_atomic(out, result)
+        if args.json:
+            print(json.dumps(result, indent=2))
+        else:
+            print_result(result)
+            print(f"result written to {out}", file=sys.stderr)
+        return 1 if result["summary"]["verdict"] == "regression" else 0
+
+    return run_cli("harness regress", work)

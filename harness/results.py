@@ -1,0 +1,206 @@
+"""All run records of a directory as one table: ``load(dir)`` → DataFrame, ``harness results`` → terminal/CSV/Parquet.
+
+    harness results results/runs --where method=lora --where r>=8 --sort tokens_per_s --csv runs.csv
+
+Only top-level ``*.json`` files are records (``artifacts/``, ``logs/``, caches and ``.tmp``
+files of interrupted writes are not). A corrupt or foreign file is named on stderr and skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+from harness.errors import UserError, did_you_mean, run_cli
+from harness.record import read_record
+
+# Short columns first: what people filter and sort by. Long ones stay, flattened with dots.
+SHORT = {
+    "run_id": "run_id",
+    "status": "status",
+    "sweep": "sweep.name",
+    "method": "config.method.name",
+    "model": "config.model.name",
+    "task": "config.task.name",
+    "r": "config.method.r",
+    "repeat": "config.repeat",
+}
+DEFAULT_COLUMNS = ("run_id", "status", "sweep", "method", "model", "task", "r", "peak_memory_gb", "tokens_per_s", "mfu",
+                   "task_score_base", "task_score", "wall_s")
+OPS = ("!=", ">=", "<=", "=", ">", "<")  # two-character operators first: "r>=8" is not "r>" "=8"
+
+
+def records(directory: str | Path, *, warn=None) -> list[dict]:
+    """Every readable record in ``directory``; ``warn(message)`` hears about each skipped file."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise UserError(f"results directory not found: {directory}")
+    warn = warn or (lambda msg: print(f"harness results: warning: {msg}", file=sys.stderr))
+    out = []
+    for path in sorted(directory.glob("*.json")):
+        if path.name.startswith(".") or not path.is_file():
+            continue
+        try:
+            out.append(read_record(path))
+        except ValueError as e:
+            warn(f"skipping {e}")
+    return out
+
+
+def load(directory: str | Path, *, warn=None):
+    """A pandas DataFrame, one row per run: short columns (``method``, ``model``, ``task``, ``r``,
+    ``status``, ``sweep``) first, then every record field flattened (``metrics.tokens_per_s``)."""
+    import pandas as pd
+
+    recs = records(directory, warn=warn)
+    if not recs:
+        return pd.DataFrame(columns=list(SHORT))
+    flat = pd.json_normalize(recs, sep=".")
+    for short, long in SHORT.items():
+        if short != long:
+            flat[short] = flat[long] if long in flat.columns else None
+    first = list(SHORT)
+    return flat[first + [c for c in flat.columns if c not in first]]
+
+
+# ---------------------------------------------------------------- the command
+
+
+def column(df, name: str) -> str:
+    """A column by its full name, its short name, or the unique field it ends with (``tokens_per_s``)."""
+    if name in df.columns:
+        return name
+    for prefix in ("metrics.", "config."):
+        if prefix + name in df.columns:
+            return prefix + name
+    ends = [c for c in df.columns if c.endswith("." + name)]
+    if len(ends) == 1:
+        return ends[0]
+    if ends:
+        raise UserError(f"column '{name}' is ambiguous: {', '.join(ends[:6])}")
+    short = [c.rsplit(".", 1)[-1] for c in df.columns]
+    raise UserError(f"unknown column '{name}'{did_you_mean(name, set(short) | set(df.columns))} (--list-columns shows them)")
+
+
+def _parse_where(expr: str) -> tuple[str, str, str]:
+    for op in OPS:
+        if op in expr:
+            key, value = expr.split(op, 1)
+            if key.strip():
+                return key.strip(), op, value.strip()
+    raise UserError(f"--where '{expr}': use key=value, key!=value, key>value, key>=value, key<value or key<=value")
+
+
+def where(df, expr: str):
+    import pandas as pd
+
+    key, op, raw = _parse_where(expr)
+    col = df[column(df, key)]
+    numeric = pd.to_numeric(col, errors="coerce")
+    try:
+        value = float(raw)
+        is_num = numeric.notna().any() or col.isna().all()
+    except ValueError:
+        is_num = False
+    if is_num:
+        lhs, rhs = numeric, value
+    elif op in ("=", "!="):
+        lhs = col.map(lambda v: "null" if v is None or (isinstance(v, float) and v != v) else str(v).lower())
+        rhs = raw.lower()
+    else:
+        raise UserError(f"--where '{expr}': '{raw}' is not a number, so only = and != apply")
+    mask = {"=": lhs == rhs, "!=": lhs != rhs, ">": lhs > rhs, ">=": lhs >= rhs, "<": lhs < rhs, "<=": lhs <= rhs}[op]
+    return df[mask.fillna(False).astype(bool)]
+
+
+def _cell(value) -> str:
+    from harness.console import fmt
+
+    if value is None or (isinstance(value, float) and value != value):
+        return "–"
+    if isinstance(value, float):
+        return fmt(value, ".3g")
+    return str(value)
+
+
+def _exportable(df):
+    """Lists and dicts (loss curves, probe dicts) become JSON text: CSV and Parquet both take it."""
+    df = df.copy()
+    for c in df.columns:
+        if df[c].map(lambda v: isinstance(v, (list, dict))).any():
+            df[c] = df[c].map(lambda v: json.dumps(v) if isinstance(v, (list, dict)) else v)
+    return df
+
+
+def export(df, csv: str | None = None, parquet: str | None = None) -> list[Path]:
+    written = []
+    if csv:
+        _exportable(df).to_csv(csv, index=False)
+        written.append(Path(csv))
+    if parquet:
+        try:
+            import pyarrow  # noqa: F401
+        except ImportError:
+            raise UserError("--parquet needs pyarrow: pip install 'tunebench[parquet]'") from None
+        out = _exportable(df)
+        for c in out.columns:  # Parquet wants one type per column; mixed object columns go as text
+            if out[c].dtype == object:
+                out[c] = out[c].map(lambda v: None if v is None or (isinstance(v, float) and v != v) else str(v))
+        out.to_parquet(parquet, index=False)
+        written.append(Path(parquet))
+    return written
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="harness results", description="Table of run records; filter, sort, export.")
+    p.add_argument("dir", nargs="?", default="results/runs", help="results directory (default results/runs)")
+    p.add_argument("--where", action="append", default=[], metavar="KEY=VALUE",
+                   help="keep matching rows; repeatable (AND). Also !=, >, >=, <, <= for numbers: --where r>=8")
+    p.add_argument("--sort", metavar="COLUMN", help="sort by a column, ascending (--sort=-tokens_per_s or --desc: descending)")
+    p.add_argument("--desc", action="store_true", help="sort descending")
+    p.add_argument("--columns", metavar="A,B,…", help=f"columns to show (default: {','.join(DEFAULT_COLUMNS)})")
+    p.add_argument("--list-columns", action="store_true", help="print every column name and exit")
+    p.add_argument("--csv", metavar="FILE", help="write the filtered rows (all columns) as CSV")
+    p.add_argument("--parquet", metavar="FILE", help="write the filtered rows (all columns) as Parquet")
+    return p
+
+
+def main(argv: list[str]) -> int:
+    args = parser().parse_args(argv)
+    return run_cli("harness results", lambda: _main(args))
+
+
+def _main(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    df = load(args.dir)
+    if args.list_columns:
+        print("\n".join(df.columns))
+        return 0
+    for expr in args.where:
+        df = where(df, expr)
+    if args.sort:
+        desc = args.desc or args.sort.startswith("-")
+        df = df.sort_values(column(df, args.sort.lstrip("-")), ascending=not desc, na_position="last", kind="stable")
+    names = [c.strip() for c in args.columns.split(",") if c.strip()] if args.columns else [
+        c for c in DEFAULT_COLUMNS if c in SHORT or any(col.endswith("." + c) for col in df.columns)
+    ]
+    if "run_id" not in names:
+        names.insert(0, "run_id")  # a row is always identifiable
+    cols = [column(df, c) for c in names]
+    table = Table(title=f"{len(df)} run(s) in {args.dir}")
+    for name in names:
+        table.add_column(re.sub(r"^(metrics|config)\.", "", name), justify="left" if name in SHORT else "right", no_wrap=True)
+    for _, row in df.iterrows():
+        table.add_row(*(_cell(row[c]) for c in cols))
+    console = Console()
+    if not console.is_terminal:  # piped or redirected: do not squeeze the table into 80 columns
+        console = Console(width=240)
+    console.print(table)
+    for path in export(df, args.csv, args.parquet):
+        print(f"wrote {len(df)} rows to {path}", file=sys.stderr)
+    return 0

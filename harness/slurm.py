@@ -1,0 +1,118 @@
+"""``launcher=slurm``: a sweep's pending points as one Slurm job array of plain command lines.
+
+Why not hydra-submitit-launcher: it submits Hydra multirun jobs (a cartesian sweep, a pickled
+task function); our points are paired lists and each must run in a fresh process anyway. An
+sbatch array needs no extra package and no pickle, and each array task runs
+``python -m harness.sweep array <plan.json>`` → ``harness.sweep.run_point`` on the node, the
+same code as a local sweep: the child writes its record, or the task writes one for it.
+
+Resuming is the same as locally: run the same command again and only points without a record
+(plus failed ones with ``retry_failed=true``) are submitted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from harness.errors import UserError
+from harness.record import write_json_atomic
+
+TIMEOUT_MARGIN_S = 60  # the task stops its point this long before Slurm's --time kills everything
+
+
+def _sbatch_lines(opts: dict, n: int, folder: Path) -> list[str]:
+    lines = [
+        f"--job-name=tunebench-{opts['sweep']}",
+        f"--array=0-{n - 1}%{opts.get('array_parallelism') or n}",
+        f"--time={int(opts.get('timeout_min') or 60)}",
+        f"--output={folder}/%A_%a.out",
+        f"--cpus-per-task={int(opts.get('cpus_per_task') or 1)}",
+    ]
+    if opts.get("mem_gb"):
+        lines.append(f"--mem={int(opts['mem_gb'])}G")
+    if opts.get("gpus_per_node"):
+        lines.append(f"--gpus-per-node={int(opts['gpus_per_node'])}")
+    for key in ("partition", "account", "qos"):
+        if opts.get(key):
+            lines.append(f"--{key}={opts[key]}")
+    for key, value in (opts.get("additional_parameters") or {}).items():
+        lines.append(f"--{key.replace('_', '-')}={value}")
+    return [f"#SBATCH {line}" for line in lines]
+
+
+def write_array(sweep_name: str, points, results_dir: Path, launcher: dict) -> tuple[Path, Path]:
+    """Write ``plan.json`` and ``array.sbatch`` under ``<results_dir>/slurm/<sweep>-<time>/``."""
+    folder = results_dir / "slurm" / f"{sweep_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    folder.mkdir(parents=True, exist_ok=True)
+    plan = folder / "plan.json"
+    write_json_atomic(plan, {
+        "sweep": sweep_name,
+        "timeout_s": max(60, int(launcher.get("timeout_min") or 60) * 60 - TIMEOUT_MARGIN_S),
+        "points": [{"run_id": p.run_id, "label": p.label, "overrides": list(p.overrides)} for p in points],
+    })
+    python = launcher.get("python") or sys.executable
+    script = folder / "array.sbatch"
+    body = [
+        "#!/bin/bash",
+        f"# tunebench sweep '{sweep_name}': {len(points)} points, one per array task (plan.json lists them).",
+        *_sbatch_lines({**launcher, "sweep": sweep_name}, len(points), folder),
+        "set -euo pipefail",
+        *[str(line) for line in launcher.get("setup") or []],
+        f"cd {shlex.quote(os.getcwd())}",
+        f"exec {shlex.quote(python)} -m harness.sweep array {shlex.quote(str(plan))}",
+    ]
+    script.write_text("\n".join(body) + "\n")
+    return plan, script
+
+
+def submit(sweep, points, results_dir: Path, launcher, *, retry_failed: bool) -> int:
+    from omegaconf import OmegaConf
+
+    from harness.sweep import pending
+
+    opts = OmegaConf.to_container(launcher, resolve=True) if not isinstance(launcher, dict) else dict(launcher)
+    todo, done = pending(points, results_dir, retry_failed)
+    print(f"sweep {sweep.name}: {len(points)} points, {len(done)} already recorded, {len(todo)} to submit", file=sys.stderr)
+    if not todo:
+        return 0
+    plan, script = write_array(sweep.name, todo, results_dir, opts)
+    if not opts.get("submit", True):
+        print(f"wrote {script}\nsubmit with: sbatch {script}", file=sys.stderr)
+        return 0
+    if shutil.which("sbatch") is None:
+        raise UserError(f"sbatch not found on PATH: run this on the cluster's login node, or submit {script} there yourself")
+    res = subprocess.run(["sbatch", "--parsable", str(script)], capture_output=True, text=True)
+    if res.returncode != 0:
+        raise UserError(f"sbatch failed: {(res.stderr or res.stdout).strip().splitlines()[-1:]}")
+    print(f"submitted job array {res.stdout.strip()} ({len(todo)} tasks); records land in {results_dir}; "
+          f"follow with: harness results {results_dir} --where sweep={sweep.name}", file=sys.stderr)
+    return 0
+
+
+def array_task(plan_path: Path) -> int:
+    """One array task: the point ``$SLURM_ARRAY_TASK_ID`` of ``plan.json``, run as a local sweep runs it."""
+    from harness.config import load_spec
+    from harness.sweep import Point, existing, point_line, run_point
+
+    plan = json.loads(Path(plan_path).read_text())
+    index = int(os.environ.get("SLURM_ARRAY_TASK_ID", "-1"))
+    if not 0 <= index < len(plan["points"]):
+        raise UserError(f"SLURM_ARRAY_TASK_ID={index} is not a point of {plan_path} (0…{len(plan['points']) - 1})")
+    entry = plan["points"][index]
+    point = Point(index, entry["label"], tuple(entry["overrides"]), load_spec(entry["overrides"]))
+    rec = existing(Path(point.spec.results_dir), point.run_id)
+    if rec is not None and rec["status"] == "ok":  # a resubmitted array never measures a point twice
+        print(f"{point.label}: already recorded ok ({point.run_id})")
+        return 0
+    outcome = run_point(point, plan["sweep"], timeout_s=plan.get("timeout_s"))
+    from rich.console import Console
+
+    Console().print(point_line(point.label, outcome.record, outcome.seconds))
+    return 1 if outcome.record["status"] == "error" else 0

@@ -1,0 +1,218 @@
+"""Every method learns on the tiny model, and the physics between methods holds.
+
+Tiny = random-init 2-layer Llama (~0.17M params): learning is checked as the mean of the first
+three train losses against the mean of the last three, at a high lr (3e-3..5e-3) for 12-20 steps.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.config import load_spec
+from harness.errors import UserError
+from harness.run import execute
+
+REPO = Path(__file__).resolve().parent.parent
+PY = sys.executable
+
+
+def _spec(tmp_path, *overrides, task=None):
+    spec = load_spec(["debug=smoke", f"results_dir={tmp_path}", "eval.enabled=false", *overrides])
+    if task:  # tasks without a YAML yet (tickets_prefs) are set on the dataclass
+        spec = dataclasses.replace(spec, task=dataclasses.replace(spec.task, name=task))
+    return spec
+
+
+def _learned(record, margin=0.05):
+    assert record["status"] == "ok", record["error"]
+    losses = record["metrics"]["train_losses"]
+    first, last = sum(losses[:3]) / 3, sum(losses[-3:]) / 3
+    assert last < first - margin, f"loss did not fall: {losses}"
+    return first, last
+
+
+def _harness(*args, cwd=REPO):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    return subprocess.run([PY, "-m", "harness", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=900)
+
+
+# ---------------------------------------------------------------- learning, one method at a time
+
+
+def test_full_learns_through_the_cli(tmp_path):
+    res = _harness("debug=smoke", "method=full", "train.lr=3e-3", "train.max_steps=12", "eval.enabled=false", f"results_dir={tmp_path}")
+    assert res.returncode == 0, res.stderr[-2000:]
+    (path,) = tmp_path.glob("full-tiny-*.json")
+    record = json.loads(path.read_text())
+    _learned(record)
+    m = record["metrics"]
+    assert m["trainable_params"] == m["total_params"]
+
+
+@pytest.mark.parametrize(
+    "method, overrides",
+    [
+        ("lora", []),
+        ("qlora", []),
+        ("dora", []),
+        ("dora", ["method.quantize=4bit"]),  # QDoRA
+    ],
+)
+def test_adapter_methods_learn(tmp_path, method, overrides):
+    spec = _spec(tmp_path, f"method={method}", "train.lr=5e-3", "train.max_steps=12", *overrides)
+    record = execute(spec)
+    _learned(record)
+    m = record["metrics"]
+    assert 0 < m["trainable_params"] < m["total_params"]
+
+
+def test_full_with_8bit_adam_learns_on_cpu(tmp_path):
+    record = execute(_spec(tmp_path, "method=full", "train.lr=3e-3", "train.max_steps=12", "train.optimizer=adamw8bit"))
+    _learned(record)
+
+
+def test_fsdp_learns_and_shards(tmp_path):
+    record = execute(_spec(tmp_path, "method=fsdp", "train.lr=3e-3", "train.max_steps=10", "method.world_size=2"))
+    _learned(record)
+    m = record["metrics"]
+    assert m["world_size"] == 2 and m["fsdp_backend"] == "gloo"
+    # Per-rank parameters ≈ 1/world_size: FSDP2 pads each shard to a multiple of world_size rows.
+    assert abs(m["params_per_rank_fraction"] - 0.5) < 0.05, m["params_per_rank_fraction"]
+    assert m["memory_kind"].endswith("_max_over_ranks")
+    assert m["tokens_per_s"] > 0
+
+
+def test_fsdp_rank_failure_reaches_the_record(tmp_path, monkeypatch):
+    """A failing rank's error file becomes the run's error; the job's exit status is kept too."""
+    from harness.methods import fsdp
+
+    script = ("import json,sys,pathlib; d=pathlib.Path(sys.argv[1]); "
+              "(d/'error.rank1.json').write_text(json.dumps({'rank':1,'type':'RuntimeError','message':'boom on rank 1','traceback':'tb'})); sys.exit(1)")
+    monkeypatch.setattr(fsdp, "torchrun_command", lambda spec, job_dir: [PY, "-c", script, str(job_dir)])
+    record = execute(_spec(tmp_path, "method=fsdp", "train.max_steps=2"))
+    assert record["status"] == "error"
+    assert "fsdp rank 1 failed" in record["error"]["message"] and "boom on rank 1" in record["error"]["message"]
+    assert (tmp_path / f"{record['run_id']}.json").exists()
+
+
+def test_dpo_learns_preferences(tmp_path):
+    # 16 pairs seen 8 times: a random-init model cannot read tickets in 16 steps, but it can learn these pairs.
+    spec = _spec(tmp_path, "method=dpo", "train.lr=5e-3", "train.max_steps=16", "train.batch_size=8", "train.warmup_ratio=0.0",
+                 "task.n_train=16", task="tickets_prefs")
+    record = execute(spec)
+    first, _ = _learned(record, margin=0.02)
+    assert abs(first - 0.693) < 0.05  # policy = reference at the start: loss = ln 2
+    assert record["metrics"]["reward_margin_last"] > 0
+
+
+def test_grpo_reward_and_loop_are_wired(tmp_path):
+    """Tiny cannot do arithmetic; this checks the loop runs and the task's checker is the reward."""
+    spec = _spec(tmp_path, "method=grpo", "task=arithmetic", "train.max_steps=3", "method.options.max_completion_length=8")
+    record = execute(spec)
+    assert record["status"] == "ok", record["error"]
+    m = record["metrics"]
+    assert len(m["rewards"]) == 3 and all(0.0 <= r <= 1.0 for r in m["rewards"])
+    assert m["reward_first"] is not None and m["reward_last"] is not None
+    assert 0 < m["completion_length"] <= 8
+    assert m["kl"] is not None  # beta > 0 by default
+    assert m["tokens_trained"] > 0 and m["tokens_per_s"] > 0
+
+
+def test_grpo_reward_is_the_checker():
+    from harness.methods.grpo import task_reward
+
+    reward = task_reward(load_spec(["task=arithmetic"]))
+    assert reward(["7", [{"role": "assistant", "content": "3 + 4 = 7"}], "8", ""], answer=["7", "7", "7", "7"]) == [1.0, 1.0, 0.0, 0.0]
+
+
+@pytest.mark.slow
+def test_grpo_reward_rises_on_smollm2(tmp_path):
+    spec = load_spec(["model=smollm2-135m", "method=grpo", "task=arithmetic", f"results_dir={tmp_path}", "eval.enabled=false",
+                      "train.max_steps=30", "train.lr=5e-5", "train.batch_size=16", "train.warmup_ratio=0.0"])
+    record = execute(spec)
+    assert record["status"] == "ok", record["error"]
+    m = record["metrics"]
+    rewards = m["rewards"]
+    first, last = sum(rewards[:10]) / 10, sum(rewards[-10:]) / 10
+    assert last > first, rewards
+
+
+# ---------------------------------------------------------------- options and their errors
+
+
+def test_lora_target_presets_and_alpha(tmp_path):
+    from harness import models
+    from harness.methods import get_method
+    from harness.methods.base import count_params
+
+    counts = {}
+    for targets in ("q_proj+v_proj", "attn", "all-linear"):
+        spec = _spec(tmp_path, "method=lora", f"method.targets={targets}", "method.r=4")
+        loaded = models.load(spec.model, seed=0, dtype=models.resolve_dtype("fp32", "cpu"), device="cpu")
+        model = get_method("lora").prepare(loaded.model, spec)
+        counts[targets] = count_params(model)[0]
+        assert model.peft_config["default"].lora_alpha == 8  # alpha: null → 2r
+    assert counts["q_proj+v_proj"] < counts["attn"] < counts["all-linear"]
+
+
+def test_bad_options_are_one_line_errors(tmp_path):
+    res = _harness("debug=smoke", "method=grpo", "task=tickets", f"results_dir={tmp_path}")
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines() == ["harness: error: method=grpo needs a task with a verifiable reward; "
+                                               "task 'tickets' has none (try task=arithmetic)"]
+    assert not list(tmp_path.glob("*.json"))
+    with pytest.raises(UserError, match="preference pairs"):
+        execute(_spec(tmp_path, "method=dpo"))
+    with pytest.raises(UserError, match="method.inner 'bogus'"):
+        execute(_spec(tmp_path, "method=fsdp", "method.inner=bogus"))
+    with pytest.raises(UserError, match="unknown grpo option 'method.options.num_gen'"):
+        execute(_spec(tmp_path, "method=grpo", "task=arithmetic", "+method.options.num_gen=2"))
+    with pytest.raises(UserError, match="method.targets 'nope_proj'"):
+        execute(_spec(tmp_path, "method=lora", "method.targets=nope_proj"))
+
+
+# ---------------------------------------------------------------- the physics between methods
+
+
+def test_physics_trainable_and_weight_memory(tmp_path):
+    """full trains more than lora; the NF4 base weighs a fraction of the fp32 one."""
+    import torch
+
+    from harness import models
+    from harness.methods import get_method
+    from harness.methods.base import count_params, weight_bytes
+
+    def prepared(method):
+        spec = _spec(tmp_path, f"method={method}")
+        m = get_method(method)
+        loaded = models.load(spec.model, seed=0, dtype=torch.float32, device="cpu", **m.load_kwargs(spec))
+        return m.prepare(loaded.model, spec)
+
+    full, lora, qlora = prepared("full"), prepared("lora"), prepared("qlora")
+    assert count_params(full)[0] > 4 * count_params(lora)[0]
+    assert count_params(lora) == count_params(qlora)  # same adapters; 4-bit weights counted unpacked
+
+    def linear_bytes(model, four_bit: bool):
+        # The quantized part only: the decoder's base Linear weights (embeddings stay fp32 in both).
+        total = 0
+        for name, p in model.named_parameters():
+            if "layers." in name and "lora_" not in name and name.endswith("proj.weight") or name.endswith("proj.base_layer.weight"):
+                total += p.numel() * p.element_size()
+                qs = getattr(p, "quant_state", None)
+                if qs is not None:
+                    total += qs.absmax.numel() * qs.absmax.element_size()
+        return total
+
+    ql, ll = linear_bytes(qlora, True), linear_bytes(lora, False)
+    # NF4: 0.5 B/weight + 8-bit absmax per 64 → ~0.52 B vs fp32's 4 B: ~13%.
+    assert ql < 0.2 * ll, (ql, ll)
+    q_all, l_all = weight_bytes(qlora)["total_bytes"], weight_bytes(lora)["total_bytes"]
+    assert q_all < 0.8 * l_all, (q_all, l_all)  # the fp32 embedding (65K of 172K tiny params) stays
+    assert qlora.get_memory_footprint() < lora.get_memory_footprint()

@@ -1,0 +1,165 @@
+"""`harness regress`: verdicts, exit codes and the provenance diff, on fixture result directories.
+
+tests/fixtures/regress/: baseline (4 methods x 3 repeats), rerun (same distribution, other noise),
+slow (throughput x 0.7), newtorch (torch 2.14), fullooms (full fine-tuning runs out of memory).
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from harness import regress
+from harness.paths import CONFIG_DIR
+
+FIXTURES = Path(__file__).parent / "fixtures" / "regress"
+
+
+@pytest.fixture
+def dirs(tmp_path):
+    """Copies: regress writes regress.json into the candidate directory."""
+    out = {}
+    for name in ("baseline", "rerun", "slow", "newtorch", "fullooms"):
+        out[name] = tmp_path / name
+        shutil.copytree(FIXTURES / name, out[name])
+    out["same"] = tmp_path / "same"
+    shutil.copytree(FIXTURES / "baseline", out["same"])
+    return out
+
+
+def run(capsys, base: Path, cand: Path) -> tuple[int, dict]:
+    code = regress.main(["--baseline", str(base), "--candidate", str(cand), "--json"])
+    return code, json.loads(capsys.readouterr().out)
+
+
+def test_identical_directories_are_unchanged_and_exit_0(dirs, capsys):
+    code, result = run(capsys, dirs["baseline"], dirs["same"])
+    assert code == 0
+    assert result["summary"]["verdict"] == "ok"
+    assert {r["verdict"] for r in result["rows"]} == {"unchanged"}
+    assert {r["point"] for r in result["rows"]} == {"lora", "qlora", "dora", "full"}
+    assert [d for d in result["provenance"] if d["severity"] == "warning"] == []
+    tps = next(r for r in result["rows"] if r["point"] == "lora" and r["metric"] == "tokens_per_s")
+    assert tps["ratio"] == pytest.approx(1.0) and tps["ci"][0] < 1.0 < tps["ci"][1]  # the repeats' own noise
+    assert json.loads((dirs["same"] / "regress.json").read_text())["summary"] == result["summary"]
+
+
+def test_a_rerun_with_fresh_noise_is_unchanged(dirs, capsys):
+    code, result = run(capsys, dirs["baseline"], dirs["rerun"])
+    assert code == 0, [r for r in result["rows"] if r["verdict"] != "unchanged"]
+    assert result["summary"]["regression"] == 0
+
+
+def test_throughput_cut_by_30_percent_is_a_regression_exit_1(dirs, capsys):
+    code, result = run(capsys, dirs["baseline"], dirs["slow"])
+    assert code == 1
+    assert result["summary"]["verdict"] == "regression"
+    for method in ("lora", "qlora", "dora", "full"):
+        row = next(r for r in result["rows"] if r["point"] == method and r["metric"] == "tokens_per_s")
+        assert row["verdict"] == "regression"
+        assert row["ratio"] == pytest.approx(0.70, abs=0.01)
+        assert row["ci"][1] < 0.90  # the whole interval lies below the 10% tolerance
+    memory = [r for r in result["rows"] if r["metric"] == "peak_memory_gb"]
+    assert {r["verdict"] for r in memory} == {"unchanged"}
+
+
+def test_a_different_torch_version_is_flagged_in_the_provenance_diff(dirs, capsys):
+    code, result = run(capsys, dirs["baseline"], dirs["newtorch"])
+    assert code == 0
+    torch = [d for d in result["provenance"] if d["field"] == "packages.torch"]
+    assert torch == [{"field": "packages.torch", "kind": "provenance", "baseline": ["2.13.0+cpu"],
+                      "candidate": ["2.14.0+cpu"], "severity": "warning"}]
+
+
+def test_the_table_output_names_the_warning_and_the_verdict(dirs, capsys):
+    assert regress.main(["--baseline", str(dirs["baseline"]), "--candidate", str(dirs["newtorch"])]) == 0
+    out = capsys.readouterr().out
+    assert "packages.torch differs: 2.13.0+cpu → 2.14.0+cpu" in out
+    assert "OK: 0 regression(s)" in out
+
+
+def test_a_config_field_new_in_the_candidate_schema_still_matches_configurations(dirs, capsys):
+    for path in dirs["same"].glob("*.json"):
+        rec = json.loads(path.read_text())
+        rec["config"]["train"]["new_knob"] = 3  # a later schema version adds a field
+        path.write_text(json.dumps(rec))
+    code, result = run(capsys, dirs["baseline"], dirs["same"])
+    assert code == 0 and result["summary"]["not compared"] == 0
+    assert {r["point"] for r in result["rows"]} == {"lora", "qlora", "dora", "full"}
+    knob = next(d for d in result["provenance"] if d["field"] == "train.new_knob")
+    assert knob["kind"] == "suite setting" and knob["baseline"] == ["null"] and knob["candidate"] == ["3"]
+
+
+def test_a_method_that_no_longer_fits_is_a_regression(dirs, capsys):
+    code, result = run(capsys, dirs["baseline"], dirs["fullooms"])
+    assert code == 1
+    status = next(r for r in result["rows"] if r["point"] == "full" and r["metric"] == "status")
+    assert status["verdict"] == "regression" and status["candidate_text"] == "3 oom"
+
+
+def test_log_ratio_ci_is_a_welch_t_interval():
+    base = np.array([100.0, 102.0, 98.0])
+    cand = base[::-1] * 0.8  # the same relative spread: equal log variances
+    ratio, (lo, hi) = regress.log_ratio_ci(base, cand)
+    lb, lc = np.log(base), np.log(cand)
+    assert ratio == pytest.approx(np.exp(lc.mean() - lb.mean()))
+    se = np.sqrt(lb.var(ddof=1) / 3 + lc.var(ddof=1) / 3)
+    # equal variances: Welch df = 4, t(0.975, 4) = 2.776
+    assert np.log(hi / ratio) / se == pytest.approx(2.776, abs=0.02)
+    assert lo < ratio < hi < 0.9
+
+
+def test_memory_band_and_score_equivalence():
+    mem = regress.RULES[2]
+    assert mem.metric == "peak_memory_gb"
+    base = np.array([1.00, 1.01, 0.99])
+    assert regress.judge_ratio(mem, False, base, base * 1.03)["verdict"] == "unchanged"  # within ±5%
+    assert regress.judge_ratio(mem, False, base, base * 1.10)["verdict"] == "regression"
+    assert regress.judge_ratio(mem, False, base, base * 0.90)["verdict"] == "improvement"
+    score = regress.RULES[4]
+    same = np.array([0.60, 0.60, 0.60])
+    # stderr 0.1 a side → combined 0.141 → unchanged within ±0.283
+    assert regress.judge_equivalence(score, True, same, same - 0.25, 0.1, 0.1)["verdict"] == "unchanged"
+    assert regress.judge_equivalence(score, True, same, same - 0.30, 0.1, 0.1)["verdict"] == "regression"
+
+
+def test_bad_directories_are_one_line_errors(tmp_path, capsys):
+    assert regress.main(["--baseline", str(tmp_path / "nope"), "--candidate", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--baseline" in err and "no such directory" in err and "Traceback" not in err
+
+
+def test_without_candidate_the_suite_runs_into_a_fresh_directory(dirs, tmp_path, monkeypatch, capsys):
+    calls = []
+
+    class Done:
+        returncode = 0
+
+    def fake_run(cmd, stdout=None):
+        calls.append(cmd)
+        results = Path(next(a for a in cmd if a.startswith("results_dir=")).split("=", 1)[1])
+        shutil.copytree(dirs["baseline"], results)
+        return Done()
+
+    monkeypatch.setattr(regress.subprocess, "run", fake_run)
+    fresh = tmp_path / "fresh"
+    assert regress.main(["--baseline", str(dirs["baseline"]), "--results", str(fresh), "--json", "method.r=16"]) == 0
+    assert calls[0][1:] == ["-m", "harness", "sweep=regression", f"results_dir={fresh}", "method.r=16"]
+    assert json.loads(capsys.readouterr().out)["summary"]["verdict"] == "ok"
+
+
+def test_the_regression_suite_is_affordable_and_repeated():
+    from harness.config import compose
+    from harness.sweep import plan
+
+    assert (CONFIG_DIR / "sweep" / "regression.yaml").exists()
+    cfg = compose(["sweep=regression", "results_dir=/tmp/unused"])
+    sweep, points, _ = plan(cfg, ["sweep=regression"])
+    assert sweep.name == "regression" and sweep.repeats >= 3
+    assert {p.spec.method.name for p in points} >= {"lora", "qlora", "dora", "full"}
+    assert all(p.spec.train.max_steps <= 10 and p.spec.eval.limit <= 32 and p.spec.train.save == "none" for p in points)
+    assert len({p.run_id for p in points}) == len(points)

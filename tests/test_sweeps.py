@@ -1,0 +1,300 @@
+"""Sweeps: presets compose, every point gets exactly one record whatever happens to it, and a
+sweep killed with SIGKILL resumes without losing or duplicating a point.
+
+The runs here are the tiny model's (`sweep=smoke`, seconds per point); each test gets its own
+model/score cache (TUNEBENCH_CACHE) so `base_eval_cached` is measured, not inherited.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from harness.config import compose
+from harness.paths import CONFIG_DIR
+from harness.record import read_record
+from harness.sweep import override, plan, run_sweep
+from harness.watchdog import EXIT_OOM, BudgetExceeded, Watchdog
+
+REPO = Path(__file__).resolve().parent.parent
+PRESETS = sorted(p.stem for p in (CONFIG_DIR / "sweep").glob("*.yaml"))
+
+
+@pytest.fixture
+def own_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("TUNEBENCH_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def records_in(d: Path) -> dict[str, dict]:
+    return {p.stem: read_record(p) for p in d.glob("*.json")}
+
+
+def mtimes(d: Path) -> dict[str, int]:
+    return {p.name: p.stat().st_mtime_ns for p in d.glob("*.json")}
+
+
+def stray_tmp(d: Path) -> list[Path]:
+    return list(d.glob("*.tmp")) + list(d.glob(".*.tmp"))
+
+
+# ---------------------------------------------------------------- presets
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_every_preset_composes_and_each_point_validates(name, tmp_path):
+    cfg = compose([f"sweep={name}", f"results_dir={tmp_path}"])
+    sweep, points, _ = plan(cfg, [f"sweep={name}"])  # plan composes every point with load_spec
+    assert sweep.name == name and sweep.about, f"{name}: say what the sweep is for in sweep.about"
+    assert points and len({p.run_id for p in points}) == len(points)
+    for p in points:
+        assert p.spec.results_dir == str(tmp_path)
+        if "method.r=" in p.label:  # a rank is only ever paired with an adapter method
+            assert p.spec.method.name in ("lora", "qlora", "dora"), p.label
+
+
+def test_rank_ablation_is_lora_and_dora_at_seven_ranks_with_alpha_2r(tmp_path):
+    _, points, _ = plan(compose(["sweep=rank_ablation", f"results_dir={tmp_path}"]), [])
+    got = sorted((p.spec.method.name, p.spec.method.r, p.spec.method.lora_alpha) for p in points)
+    assert got == sorted((m, r, 2.0 * r) for m in ("lora", "dora") for r in (1, 2, 4, 8, 16, 32, 64))
+    assert {p.spec.model.name for p in points} == {"smollm2-135m"}
+    assert {p.spec.train.max_steps for p in points} == {20} and {p.spec.eval.limit for p in points} == {50}
+
+
+def test_cost_only_models_have_the_advertised_shapes():
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from harness.config import load_spec
+
+    expected = {"cost-50m": 49e6, "cost-135m": 134e6, "cost-360m": 362e6, "cost-1b": 1236e6}
+    for name, params in expected.items():
+        spec = load_spec([f"model={name}"])
+        assert spec.model.source == "tiny" and spec.model.scored is False
+        with torch.device("meta"):
+            n = sum(p.numel() for p in LlamaForCausalLM(LlamaConfig(**spec.model.arch)).parameters())
+        assert abs(n - params) / params < 0.01, (name, n)
+
+
+def test_override_quotes_what_hydra_would_misread():
+    assert override("method.r", 4) == "method.r=4"
+    assert override("method.alpha", None) == "method.alpha=null"
+    assert override("train.grad_checkpointing", True) == "train.grad_checkpointing=true"
+    assert override("eval.probes", ["a", "b"]) == "eval.probes=[a,b]"
+    assert override("task.train_file", "/a b/x=1.jsonl") == "task.train_file='/a b/x=1.jsonl'"
+
+
+# ---------------------------------------------------------------- the watchdog
+
+
+class FakeMem:
+    device = "cpu"
+
+    def __init__(self):
+        self.gb = 0.0
+
+    def current_gb(self):
+        return self.gb
+
+    def peak(self):
+        return {"peak_memory_gb": self.gb, "memory_kind": "fake"}
+
+
+def test_watchdog_raises_oom_in_the_main_thread_and_is_silent_once_stopped():
+    mem = FakeMem()
+    guard = Watchdog(mem, 1.0).start()
+    with pytest.raises(BudgetExceeded, match="budget_gb=1"):
+        mem.gb = 1.5
+        for _ in range(300):
+            time.sleep(0.01)
+    guard.stop()
+    assert isinstance(BudgetExceeded("x"), MemoryError)  # run.execute records MemoryError as `oom`
+    guard = Watchdog(mem, 1.0).start()
+    guard.stop()
+    time.sleep(0.1)  # over budget, but stopped: nothing is raised
+
+
+def test_watchdog_hard_stop_writes_an_oom_record_when_the_run_does_not_unwind(tmp_path):
+    code = textwrap.dedent(f"""
+        import time
+        from harness import watchdog
+        watchdog.HARD_GRACE_S = 0.3
+        class Mem:
+            device = "cpu"
+            def current_gb(self): return 2.0
+            def peak(self): return {{"peak_memory_gb": 2.0}}
+        record = {{"run_id": "stuck", "status": "error", "error": None, "metrics": {{}}, "provenance": {{}}}}
+        g = watchdog.Watchdog(Mem(), 1.0, record=record, results_dir={str(tmp_path)!r}).start()
+        for _ in range(500):
+            try:
+                time.sleep(0.01)
+            except MemoryError:
+                pass  # a run stuck in native code never unwinds; this one just ignores it
+    """)
+    res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert res.returncode == EXIT_OOM, res.stderr
+    rec = read_record(tmp_path / "stuck.json")
+    assert rec["status"] == "oom" and "did not unwind" in rec["error"]["message"]
+
+
+# ---------------------------------------------------------------- sweeps that run
+
+
+def _points(d: Path, *extra: str):
+    return plan(compose(["sweep=smoke", f"results_dir={d}", *extra]), ["sweep=smoke", *extra])[1]
+
+
+def test_smoke_sweep_killed_mid_point_resumes_with_one_ok_record_per_point(tmp_path, own_cache):
+    d = tmp_path / "runs"
+    points = _points(d)
+    cmd = [sys.executable, "-m", "harness", "sweep=smoke", f"results_dir={d}"]
+    parent = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    import psutil
+
+    # Wait until the first point is recorded and the second one's process is running, then kill -9.
+    deadline = time.time() + 240
+    child = None
+    while time.time() < deadline:
+        kids = psutil.Process(parent.pid).children()
+        if (d / f"{points[0].run_id}.json").exists() and kids and (d / "logs" / f"{points[1].run_id}.log").exists():
+            child = kids[0]
+            break
+        assert parent.poll() is None, "the sweep ended before it could be killed"
+        time.sleep(0.2)
+    assert child is not None, "the second point never started"
+    first_mtime = (d / f"{points[0].run_id}.json").stat().st_mtime_ns
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    psutil.wait_procs([child], timeout=10)
+    assert not child.is_running(), "the point's process outlived the killed sweep"
+    assert len(records_in(d)) == 1
+    # A writer killed between temp file and rename leaves this; the next sweep removes it.
+    (d / f".{points[1].run_id}.json.abc123.tmp").write_text('{"half": ')
+
+    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    recs = records_in(d)
+    assert sorted(recs) == sorted(p.run_id for p in points)  # one record per point, no duplicates
+    assert all(r["status"] == "ok" and r["sweep"] == {"name": "smoke"} for r in recs.values())
+    assert (d / f"{points[0].run_id}.json").stat().st_mtime_ns == first_mtime, "a finished point was re-run"
+    assert not stray_tmp(d)
+    # The base model is scored once per sweep: the points after the first read the cache.
+    cached = [recs[p.run_id]["metrics"]["base_eval_cached"] for p in points]
+    assert cached == [False, True, True]
+    assert all(recs[p.run_id]["metrics"]["startup_s"] > 0 for p in points)
+
+    before = mtimes(d)
+    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and mtimes(d) == before  # idempotent: nothing left to run
+    assert "3 skipped" in res.stdout
+
+
+def test_failures_become_records_and_the_other_points_complete(tmp_path, own_cache, capsys):
+    d = tmp_path / "runs"
+    cfg = compose(["sweep=smoke", f"results_dir={d}"])
+    cfg.sweep.points = [
+        {"task": "custom", "task.train_file": "/nonexistent/train.jsonl", "task.eval_file": "/nonexistent/eval.jsonl"},
+        {"method": "full", "budget_gb": 0.01},
+        {"timeout_s": 1},
+        {"method": "lora", "method.r": 2},
+    ]
+    assert run_sweep(cfg, ["sweep=smoke"]) == 1  # an `error` point → non-zero exit
+    _, points, _ = plan(cfg, ["sweep=smoke"])
+    recs = records_in(d)
+    assert len(recs) == 4
+    bad, oom, slow, good = (recs[p.run_id] for p in points)
+    assert bad["status"] == "error" and bad["error"]["type"] == "UserError"
+    assert "nonexistent" in bad["error"]["message"] and bad["recorded_by"] == "sweep"
+    assert oom["status"] == "oom" and "budget_gb=0.01" in oom["error"]["message"]
+    assert oom["metrics"]["peak_memory_gb"] > 0.01
+    assert slow["status"] == "timeout" and slow["recorded_by"] == "sweep"
+    assert good["status"] == "ok" and good["metrics"]["tokens_per_s"] > 0
+    assert all(r["sweep"]["name"] == "smoke" and r["run_id"] == p.run_id for r, p in zip((bad, oom, slow, good), points))
+    out = capsys.readouterr().out
+    assert "1 ok" in out and "1 oom" in out and "1 error" in out and "1 timeout" in out
+
+    before = mtimes(d)
+    assert run_sweep(cfg, ["sweep=smoke"]) == 1  # failed points are recorded results: not re-run …
+    assert mtimes(d) == before
+    cfg.sweep.points = [cfg.sweep.points[2]]
+    cfg.retry_failed = True  # … unless asked
+    run_sweep(cfg, ["sweep=smoke", "retry_failed=true"])
+    after = mtimes(d)
+    assert after[f"{points[2].run_id}.json"] != before[f"{points[2].run_id}.json"]
+    assert len(after) == 4
+
+
+def test_a_second_runner_of_the_same_sweep_is_refused(tmp_path):
+    import fcntl
+
+    from harness.errors import UserError
+
+    d = tmp_path / "runs"
+    d.mkdir()
+    with open(d / ".sweep-smoke.lock", "a+") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)
+        with pytest.raises(UserError, match="already running"):
+            run_sweep(compose(["sweep=smoke", f"results_dir={d}"]), ["sweep=smoke"])
+
+
+# ---------------------------------------------------------------- Slurm
+
+
+def test_slurm_launcher_composes_writes_a_job_array_and_runs_a_task(tmp_path, own_cache):
+    d = tmp_path / "runs"
+    over = ["sweep=smoke", "launcher=slurm", "launcher.submit=false", "launcher.partition=gpu",
+            "launcher.setup=[module load cuda]", f"results_dir={d}"]
+    cfg = compose(over)
+    assert cfg.launcher.name == "slurm" and cfg.launcher.partition == "gpu"
+    cfg.sweep.points = [{"method": "lora", "method.r": 2}, {"timeout_s": 1}]
+    assert run_sweep(cfg, over) == 0
+    (folder,) = (d / "slurm").iterdir()
+    script = (folder / "array.sbatch").read_text()
+    assert "#SBATCH --array=0-1%16" in script and "#SBATCH --partition=gpu" in script
+    assert "module load cuda" in script and "-m harness.sweep array" in script
+    plan_ = json.loads((folder / "plan.json").read_text())
+    assert [p["run_id"] for p in plan_["points"]] == [p.run_id for p in plan(cfg, over)[1]]
+    assert not list(d.glob("*.json"))  # nothing ran here: the cluster runs the points
+
+    # What one array task does on a node (task 1: stopped by its timeout → recorded by the task).
+    env = {**os.environ, "SLURM_ARRAY_TASK_ID": "1"}
+    res = subprocess.run([sys.executable, "-m", "harness.sweep", "array", str(folder / "plan.json")],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    rec = read_record(d / f"{plan_['points'][1]['run_id']}.json")
+    assert rec["status"] == "timeout" and rec["sweep"] == {"name": "smoke"}
+    env["SLURM_ARRAY_TASK_ID"] = "7"
+    res = subprocess.run([sys.executable, "-m", "harness.sweep", "array", str(folder / "plan.json")],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "not a point" in res.stderr and "Traceback" not in res.stderr
+
+
+def test_single_run_honours_budget_gb(tmp_path, own_cache):
+    from harness.config import load_spec
+    from harness.run import execute
+
+    spec = load_spec(["debug=smoke", "train.max_steps=2", "eval.enabled=false", "budget_gb=0.01", f"results_dir={tmp_path}"])
+    rec = execute(spec)
+    assert rec["status"] == "oom" and rec["error"]["type"] == "BudgetExceeded"
+    assert read_record(tmp_path / f"{spec.run_id}.json")["status"] == "oom"
+
+
+def test_a_dead_child_is_classified_from_its_exit_and_log():
+    from harness.sweep import _classify
+
+    assert _classify(-9, None, "step 3\n")[:2] == ("error", "Killed")
+    assert "OOM killer" in _classify(-9, None, "")[2]
+    assert _classify(EXIT_OOM, None, "tunebench: memory budget exceeded")[0] == "oom"
+    assert _classify(1, None, "Traceback …\nMemoryError\n")[0] == "oom"
+    assert _classify(2, None, "harness: error: data file not found: /x\n") == ("error", "UserError", "data file not found: /x")
+    assert _classify(-15, 60.0, "")[0] == "timeout"
+    assert _classify(-11, None, "")[2].startswith("the run process died of SIGSEGV")

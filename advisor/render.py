@@ -369,7 +369,7 @@ def _rows_table(title, rows):
     t = Table(title=title, title_justify="left", show_edge=False)
     for col in ("id", "model", "method", "metric", "seq", "measured", "predicted", "error"):
         t.add_column(col, justify="right" if col in ("seq", "measured", "predicted", "error") else "left",
-                     no_wrap=col != "model", overflow="fold")  # fmt: skip
+                     no_wrap=col not in ("id", "model"), overflow="fold", min_width=12 if col == "model" else None)  # fmt: skip
     for r in rows:
         err = "–" if r["error_pct"] is None else f"{r['error_pct']:+.1f}%"
         if r["excluded"]:

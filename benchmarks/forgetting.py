@@ -1,12 +1,13 @@
 """"LoRA learns less and forgets less" (Biderman et al., 2024), measured on tunebench's own task.
 
-An aggressive full fine-tune (lr 1e-4, ~3 epochs) and LoRA r=8 at its usual lr (2e-4) train on
-`tickets` for the same steps on SmolLM2-135M; both are scored on the task and on the forgetting
+An aggressive full fine-tune (lr 1e-4, 3 epochs) and LoRA r=8 at its usual lr (2e-4) train on
+`tickets` for the same 48 steps on SmolLM2-135M; both are scored on the task and on the forgetting
 probes (general_mc, general_ppl) before and after. Expected: both learn the task; the full
 fine-tune loses more on the probes (accuracy down / perplexity up).
 
-    python benchmarks/forgetting.py            # SmolLM2-135M, ~15 min on a 2-core CPU
-    python benchmarks/forgetting.py --quick    # tiny random model, seconds: checks the plumbing
+    python benchmarks/forgetting.py            # SmolLM2-135M, est. ~15 min on 2 idle CPU cores
+    python benchmarks/forgetting.py --quick    # tiny random model, ~1 min: checks the plumbing
+    python benchmarks/forgetting.py --steps 100 --probe-limit 0   # longer, every probe document
 
 Each run is `python -m harness …` in its own process and writes its record to --out; a run
 whose record exists is not run again, so an interrupted benchmark resumes. The base model's task
@@ -27,21 +28,31 @@ sys.path.insert(0, str(REPO))
 
 PROBES = ("general_mc", "general_ppl")
 # Same data, same steps, same batch for both; only the method and its learning rate differ.
-# 320 training tickets × 3 epochs = 120 steps of 8: enough for LoRA to learn the labels,
-# and for full FT at 5× its usual lr (2e-5) to drift.
-COMMON = [
-    "model=smollm2-135m", "task=tickets", "task.n_train=320", "task.n_test=200",
-    "train.max_steps=120", "train.batch_size=8", "train.save=none",
-    "eval.limit=100",            # task score: 100 tickets → stderr ≈ 0.05 at p = 0.5
-    "eval.probe_limit=null",     # every probe document: 336 questions, all paragraphs
-    "eval.batch_size=16",
-    f"eval.probes=[{','.join(PROBES)}]",
-]
+# CPU cost on SmolLM2-135M (fp32, ~90-token tickets), in CPU-seconds measured on this 2-core
+# machine while 5 other jobs shared it (so upper bounds; idle wall ≈ CPU-s / 2): a full-FT step
+# of 8 ≈ 29 CPU-s (a LoRA step should cost ~2/3 of it: no weight gradients, but the contended
+# measurement could not confirm it); general_mc ≈ 0.9 CPU-s per question (4 choices scored);
+# general_ppl (46 paragraphs) ≈ 66 CPU-s. The base is evaluated once (cached), then per method.
+# 64 tickets × 3 epochs = 48 steps of 4, chosen so that LoRA learns the labels and full FT at
+# 5× its usual lr (1e-4 vs 2e-5) drifts; the verdict lines check both. Estimated ≈ 15 min on
+# 2 idle cores; --steps / --probe-limit trade time for statistical power.
+DEFAULTS = {"steps": 48, "batch": 4, "n_train": 64, "limit": 80, "probe_limit": 112}
 RUNS = {
     "full lr=1e-4": ["method=full", "train.lr=1e-4"],
     "lora r=8 lr=2e-4": ["method=lora", "method.r=8", "train.lr=2e-4"],
 }
-QUICK = ["model=tiny", "debug=smoke", "task.n_train=64", "train.max_steps=4", "eval.limit=8", "eval.probe_limit=8"]
+QUICK = {"steps": 4, "batch": 4, "n_train": 32, "limit": 8, "probe_limit": 8}
+
+
+def common(model: str, steps: int, batch: int, n_train: int, limit: int, probe_limit: int | None) -> list[str]:
+    return [
+        f"model={model}", "task=tickets", f"task.n_train={n_train}", "task.n_test=200",
+        f"train.max_steps={steps}", f"train.batch_size={batch}", "train.save=none",
+        f"eval.limit={limit}",                   # task score: 80 tickets → stderr ≈ 0.05 at p = 0.5
+        f"eval.probe_limit={probe_limit if probe_limit else 'null'}",  # 112 = 16 MC questions per domain (se ≈ 0.043); all 46 paragraphs
+        "eval.batch_size=16",
+        f"eval.probes=[{','.join(PROBES)}]",
+    ]
 
 
 def run_point(name: str, overrides: list[str], out: Path) -> dict:
@@ -124,13 +135,22 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny model and a handful of steps: checks the script, measures nothing")
     ap.add_argument("--out", default="results/forgetting", help="where the run records go")
+    ap.add_argument("--steps", type=int, help=f"optimizer steps per method (default {DEFAULTS['steps']})")
+    ap.add_argument("--probe-limit", type=int, help=f"documents per probe, 0 = all (default {DEFAULTS['probe_limit']})")
+    ap.add_argument("overrides", nargs="*", help="extra harness overrides for both runs, e.g. train.batch_size=8")
     args = ap.parse_args(argv)
+    size = dict(QUICK if args.quick else DEFAULTS)
+    if args.steps:
+        size["steps"] = args.steps
+    if args.probe_limit is not None:
+        size["probe_limit"] = args.probe_limit or None
     out = Path(args.out).resolve()
+    base = common("tiny" if args.quick else "smollm2-135m", **size)
     records = {}
+    t = time.perf_counter()
     for name, extra in RUNS.items():
-        overrides = [*COMMON, *extra, *(QUICK if args.quick else []), f"results_dir={out}"]
-        records[name] = run_point(name, overrides, out)
-    text = table(records) + "\n\n" + "\n".join(verdict(records))
+        records[name] = run_point(name, [*base, *extra, *args.overrides, f"results_dir={out}"], out)
+    text = table(records) + "\n\n" + "\n".join(verdict(records)) + f"\n\ntotal {time.perf_counter() - t:.0f} s"
     print(text)
     (out / "forgetting_table.txt").write_text(text + "\n")
     (out / "forgetting_summary.json").write_text(json.dumps(

@@ -167,6 +167,7 @@ class RunSpec:
         """Stable id from everything that changes what is measured (not where it is written)."""
         identity = self.to_dict()
         identity.pop("results_dir")
+        identity.pop("timeout_s")  # a limit on the run, not part of what it measures
         identity["train"].pop("save")
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:10]
         return f"{self.method.name}-{self.model.name}-{self.task.name}-{digest}"

@@ -110,7 +110,16 @@ def _lm(model, tok, batch_size: int, *, add_bos_token: bool | None = None):
     from lm_eval.models.huggingface import HFLM
 
     device = str(next(model.parameters()).device)
-    return HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size, device=device, add_bos_token=add_bos_token)
+    lm = HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size, device=device, add_bos_token=add_bos_token)
+    for name in ("loglikelihood", "loglikelihood_rolling", "generate_until", "_loglikelihood_tokens"):
+        # No tqdm bar per request type (the rolling path asks for one explicitly, hence the
+        # override rather than a default): the harness prints its own progress and timings.
+        setattr(lm, name, _quiet(getattr(lm, name)))
+    return lm
+
+
+def _quiet(fn):
+    return functools.wraps(fn)(lambda *args, **kwargs: fn(*args, **{**kwargs, "disable_tqdm": True}))
 
 
 def _simple_evaluate(lm, task_manager, name: str, *, limit: int | None, samples: bool) -> tuple[dict, float]:

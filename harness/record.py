@@ -82,7 +82,7 @@ def write_json_atomic(path: Path, data: dict) -> Path:
     """Write to a temp file in the same directory, fsync, then rename over ``path``.
 
     Readers see the old file or the new one, never half of one; a crash leaves at most a
-    ``.tmp`` file that loaders ignore and the next write cleans up.
+    hidden ``.<name>.*.tmp`` file, which loaders ignore and the next sweep start removes.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -93,6 +93,7 @@ def write_json_atomic(path: Path, data: dict) -> Path:
             f.write("\n")
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes 0600; records are meant to be shared
         os.replace(tmp, path)
     except BaseException:
         try:

@@ -24,7 +24,8 @@ or difference, and a verdict (regression | improvement | unchanged), by the rule
   same software, so 5% is a real change ("does it still fit").
 - ``equivalence`` (task score, forgetting per probe): unchanged when |Δ| ≤ 2 × √(se_b² + se_c²),
   the stderrs the evaluation itself reports (binomial over the eval examples): repeats of one seed
-  score the same, so the eval's own sampling error is the noise that matters.
+  score the same, so the eval's own sampling error is the noise that matters. The task score's
+  combined stderr is at least 1/n (n eval examples): a score of 0 or 1 reports stderr 0.
 - ``status``: a configuration that ran in every baseline repeat but failed (oom/error/timeout) in a
   candidate repeat is a regression ("it no longer fits").
 
@@ -132,9 +133,11 @@ def judge_ratio(rule: Rule, higher_is_better: bool, base: np.ndarray, cand: np.n
 
 
 def judge_equivalence(rule: Rule, higher_is_better: bool, base: np.ndarray, cand: np.ndarray,
-                      se_base: float, se_cand: float) -> dict:
+                      se_base: float, se_cand: float, floor: float = 0.0) -> dict:
     delta = float(np.median(cand) - np.median(base))
-    se = math.sqrt(np.nan_to_num(se_base) ** 2 + np.nan_to_num(se_cand) ** 2)
+    # A score of 0 or 1 reports stderr 0; the floor (one eval example's worth) keeps a single
+    # flipped example from counting as a change.
+    se = max(math.sqrt(np.nan_to_num(se_base) ** 2 + np.nan_to_num(se_cand) ** 2), floor)
     bound = rule.tolerance * se
     better = delta if higher_is_better else -delta
     verdict = "unchanged" if abs(delta) <= bound + 1e-12 else ("improvement" if better > 0 else "regression")
@@ -183,6 +186,7 @@ def compare(base_frame: pd.DataFrame, cand_frame: pd.DataFrame) -> list[dict]:
     runs = tidy(both)  # labels from both sides at once, so one configuration has one name
     runs["_side"] = both["_side"]
     probes = _probe_table(both)
+    n_eval = _num(both, "metrics.task_eval_n").groupby(runs["point"]).median().dropna().to_dict()
     rows = []
     for point in sorted(runs["point"].unique()):
         sel = runs["point"] == point
@@ -205,7 +209,8 @@ def compare(base_frame: pd.DataFrame, cand_frame: pd.DataFrame) -> list[dict]:
                    "test": rule.test, "tolerance": rule.tolerance, "baseline": bs, "candidate": cs,
                    "baseline_text": _show(bs, m.show), "candidate_text": _show(cs, m.show)}
             if rule.test == "equivalence":
-                row.update(judge_equivalence(rule, m.higher_is_better, bvals, cvals, bse.median(), cse.median()))
+                floor = 1 / n_eval[point] if rule.metric == "task_score" and n_eval.get(point, 0) > 0 else 0.0
+                row.update(judge_equivalence(rule, m.higher_is_better, bvals, cvals, bse.median(), cse.median(), floor))
             else:
                 row.update(judge_ratio(rule, m.higher_is_better, bvals, cvals))
             rows.append(row)

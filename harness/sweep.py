@@ -338,7 +338,7 @@ def run_sweep(cfg, overrides: list[str]) -> int:
         console.print(
             f"[bold]sweep {sweep.name}[/] — {sweep.about}\n"
             f"{len(points)} points → {results_dir}: {len(todo)} to run, {len(points) - len(todo)} already recorded"
-            + ("" if retry else " (retry_failed=true re-runs failed ones)")
+            + (" (retry_failed=true re-runs the failed ones)" if any(o.record["status"] != "ok" for o in outcomes.values()) else "")
         )
         interrupted = _run_points(todo, sweep.name, outcomes, console)
     finally:

@@ -1,7 +1,9 @@
-"""Supervised fine-tuning through TRL's SFTTrainer, with the harness's clock and progress attached.
+"""Training loops with the harness's clock and progress attached.
 
-Loss is on the assistant answer only: examples go in as conversational prompt/completion pairs,
-which SFTTrainer masks (``completion_only_loss``).
+``sft``: supervised fine-tuning, loss on the assistant answer only (``tokenize_sft`` masks the
+prompt). ``training_args`` and ``MeasureCallback`` are shared by every Trainer-based method
+(SFT, TRL's GRPO and DPO); ``tokenize_sft``/``collate``/``batch_order`` by the plain loops
+(the FSDP worker and the benchmark's bare loop).
 """
 
 from __future__ import annotations
@@ -98,10 +100,6 @@ def quiet(trainer) -> None:
     trainer.remove_callback(ProgressCallback)
 
 
-def to_prompt_completion(examples: list[Example]) -> list[dict]:
-    return [{"prompt": ex.prompt, "completion": [{"role": "assistant", "content": ex.answer}]} for ex in examples]
-
-
 # ---------------------------------------------------------------- plain loops (FSDP worker, benchmark)
 
 
@@ -168,26 +166,28 @@ def total_steps(spec: RunSpec, n_rows: int, global_batch: int) -> int:
 
 
 def sft(model: Any, tok: Any, examples: list[Example], spec: RunSpec, clock: StepClock, progress=None) -> dict:
-    """Train with SFTTrainer; returns method-specific metrics (none for plain SFT)."""
+    """Supervised fine-tuning: transformers' Trainer on chats tokenized by ``tokenize_sft`` (loss on
+    the answer only, computed by the model's own cross-entropy); returns no method-specific metrics.
+
+    Not TRL's SFTTrainer, although it does the same masking: SFTTrainer 1.16 always patches in a
+    fused LM head that also computes per-token entropy and top-1 accuracy for its logs, with no
+    setting to turn them off (``compute_loss_func`` or label smoothing add a second forward instead).
+    On CPU the fused head scores every position in chunks, and ``benchmarks/methods.py --quick``
+    measured SFTTrainer at 0.20 (lora) and 0.40 (full) of a bare loop's tokens/s on the tiny
+    model. Plain Trainer + the model's loss is the bare loop plus Trainer's bookkeeping.
+    """
     from datasets import Dataset
-    from trl import SFTConfig, SFTTrainer
+    from transformers import Trainer, TrainingArguments
 
     from harness.measure import device_of
 
-    device = device_of()
-    args = training_args(
-        spec,
-        device,
-        SFTConfig,
-        max_length=spec.train.max_seq_len,
-        completion_only_loss=True,
-        packing=False,
-        dataset_num_proc=None,
-    )
-    trainer = SFTTrainer(
+    args = training_args(spec, device_of(), TrainingArguments, label_names=["labels"])  # PEFT hides forward's signature
+    pad_id = tok.pad_token_id
+    trainer = Trainer(
         model=model,
         args=args,
-        train_dataset=Dataset.from_list(to_prompt_completion(examples)),
+        train_dataset=Dataset.from_list(tokenize_sft(tok, examples, spec.train.max_seq_len)),
+        data_collator=lambda rows: collate(rows, pad_id),
         processing_class=tok,
         callbacks=[MeasureCallback(clock, spec.train.batch_size * spec.train.grad_accum, progress)],
     )

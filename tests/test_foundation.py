@@ -128,7 +128,7 @@ def test_custom_task_trains_and_names_a_bad_line(run_tiny, tmp_path):
     assert record["status"] == "ok" and record["metrics"]["task_eval_n"] == 8
 
     bad = tmp_path / "bad.jsonl"
-    bad.write_text(json.dumps(rows[0]) + "\n" + '{"messages": [{"role": "user"}]}\n')
+    bad.write_text(json.dumps(rows[0]) + "\n" + '{"messages": [{"role": "user"}, {"role": "assistant", "content": "x"}]}\n')
     with pytest.raises(UserError, match=f"{bad}:2: each message needs a role"):
         run_tiny("task=custom", f"task.train_file={bad}", f"task.eval_file={train}")
 

@@ -125,6 +125,10 @@ def test_memory_band_and_score_equivalence():
     # stderr 0.1 a side → combined 0.141 → unchanged within ±0.283
     assert regress.judge_equivalence(score, True, same, same - 0.25, 0.1, 0.1)["verdict"] == "unchanged"
     assert regress.judge_equivalence(score, True, same, same - 0.30, 0.1, 0.1)["verdict"] == "regression"
+    # a score of 0 has stderr 0: the floor of one example in 24 keeps one flipped example unchanged
+    zero = np.zeros(3)
+    assert regress.judge_equivalence(score, True, zero, zero + 1 / 24, 0.0, 0.0, floor=1 / 24)["verdict"] == "unchanged"
+    assert regress.judge_equivalence(score, True, zero, zero + 3 / 24, 0.0, 0.0, floor=1 / 24)["verdict"] == "improvement"
 
 
 def test_bad_directories_are_one_line_errors(tmp_path, capsys):
@@ -160,6 +164,6 @@ def test_the_regression_suite_is_affordable_and_repeated():
     cfg = compose(["sweep=regression", "results_dir=/tmp/unused"])
     sweep, points, _ = plan(cfg, ["sweep=regression"])
     assert sweep.name == "regression" and sweep.repeats >= 3
-    assert {p.spec.method.name for p in points} >= {"lora", "qlora", "dora", "full"}
+    assert {p.spec.method.name for p in points} >= {"lora", "qlora", "dora", "full", "fsdp"}
     assert all(p.spec.train.max_steps <= 10 and p.spec.eval.limit <= 32 and p.spec.train.save == "none" for p in points)
     assert len({p.run_id for p in points}) == len(points)

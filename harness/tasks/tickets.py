@@ -467,6 +467,7 @@ class TicketsTask:
         core_split: dict[str, str] = {}
         out: dict[str, list[Example]] = {}
         for split in ("test", "validation", "train"):
+            # A str seed is hashed with SHA-512: stable across processes and PYTHONHASHSEED.
             rng = random.Random(f"tickets:{self.seed}:{split}")
             n = self.sizes[split]
             labels = [LABELS[i % len(LABELS)] for i in range(n)]  # exact balance (±1)

@@ -84,12 +84,16 @@ def weight_bytes(model) -> dict:
 
     params = sum(nbytes(p) for p in model.parameters())
     buffers = sum(nbytes(b) for b in model.buffers())
-    quant = 0
+    seen: dict[int, int] = {}  # data_ptr → bytes: the code tables may be shared between weights
     for p in model.parameters():
         qs = getattr(p, "quant_state", None)
         if qs is None:
             continue
-        quant += nbytes(qs.absmax) + nbytes(getattr(qs, "code", None))
+        parts = [qs.absmax, getattr(qs, "code", None)]
         if getattr(qs, "state2", None) is not None:
-            quant += nbytes(qs.state2.absmax) + nbytes(qs.state2.code)
+            parts += [qs.state2.absmax, qs.state2.code]
+        for t in parts:
+            if t is not None:
+                seen[t.data_ptr()] = nbytes(t)
+    quant = sum(seen.values())
     return {"param_bytes": params, "buffer_bytes": buffers, "quant_state_bytes": quant, "total_bytes": params + buffers + quant}

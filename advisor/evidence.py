@@ -218,7 +218,7 @@ def for_plan(runs, plan, gpu) -> Found:
             b = estimate(setup)
             est = b.cpu_resident_gb if r.memory_kind == "cpu_rss_delta" else b.peak_allocated_gb
         found.rows.append({
-            "run_id": r.run_id, "status": r.status, "method": r.method, "rank": r.rank, "task": r.task,
+            "run_id": r.run_id, "status": r.status, "method": r.method, "rank": r.rank if r.method != "full" else None, "task": r.task,
             "device": r.device_name or r.device, "batch_size": r.batch_size, "max_seq_len": r.max_seq_len,
             "measured_peak_gb": r.peak_memory_gb, "memory_kind": r.memory_kind,
             "estimated_peak_gb": round(est, 3) if est is not None else None,

@@ -15,6 +15,9 @@ from advisor.memory import Breakdown, Setup, estimate
 # Keep 10% of the budget free: the CUDA context (~0.3-0.6 GB) lives outside torch's count, and
 # the memory model's error on the published measurements is ~5% (advisor validate).
 HEADROOM = 0.10
+# A plan with less than 15% of the budget spare fits, but tightly: a batch of unusually long
+# examples can tip it over. The sizing prefers comfortable configurations and options.
+COMFORT = 0.15
 # Model FLOPs utilisation assumed for time estimates: a plain HF/peft training loop on one GPU
 # reaches ~30-45% at 1-8K tokens per micro-batch; measured runs in --results replace this.
 MFU = 0.35
@@ -75,6 +78,10 @@ class Plan:
     def margin_gb(self) -> float:
         return self.budget_gb - self.peak_gb
 
+    @property
+    def comfortable(self) -> bool:
+        return self.fits and self.margin_gb >= COMFORT * self.budget_gb
+
 
 def _setup(model: Model, opt: Option, micro: int, ckpt: bool, seq_len: int, gpu: GpuBudget, accum: int) -> Setup:
     seqs = 2 * micro if opt.objective == "dpo" else micro  # DPO: chosen + rejected per pair
@@ -92,10 +99,11 @@ def kv_cache_gb(model: Model, tokens: int, gpus: int = 1) -> float:
 
 
 def size(model: Model, opt: Option, gpu: GpuBudget, seq_len: int, target_batch: int) -> Plan:
-    """The fastest configuration of ``opt`` that fits ``gpu`` (or, if none does, the leanest)."""
+    """The fastest configuration of ``opt`` that fits ``gpu`` comfortably, else the fastest that
+    fits at all, else (fits=False) the leanest."""
     if opt.objective == "grpo":  # a step trains on one prompt's G completions
         target_batch = GRPO_GENERATIONS
-    best = None
+    plans = []
     for ckpt, micro in CONFIGS:
         if micro > target_batch:
             continue
@@ -106,14 +114,10 @@ def size(model: Model, opt: Option, gpu: GpuBudget, seq_len: int, target_batch: 
         if opt.objective == "grpo":  # sampling: weights + KV cache of G rollouts, no activations kept
             kv = kv_cache_gb(model, GRPO_GENERATIONS * seq_len)
             gen = mem.weights + mem.quant_constants + mem.adapter + mem.runtime_overhead + kv
-        peak = max(mem.peak_gb, gen)
-        fits = peak <= gpu.per_gpu_gb * (1 - HEADROOM)
-        plan = Plan(opt, model, setup, mem, gpu.per_gpu_gb, fits, micro, accum, gen)
-        if fits:
-            return plan
-        if best is None or plan.peak_gb < best.peak_gb:
-            best = plan
-    return best
+        fits = max(mem.peak_gb, gen) <= gpu.per_gpu_gb * (1 - HEADROOM)
+        plans.append(Plan(opt, model, setup, mem, gpu.per_gpu_gb, fits, micro, accum, gen))
+    return (next((p for p in plans if p.comfortable), None) or next((p for p in plans if p.fits), None)
+            or min(plans, key=lambda p: p.peak_gb))  # fmt: skip
 
 
 def flops_per_token(model: Model, seq_len: int, *, full: bool, ckpt: bool) -> float:

@@ -17,11 +17,12 @@ Where the guides disagree the procedure takes one side and says why in the step 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from advisor.catalog import GpuBudget, Model, ladder
 from advisor.guide import RULES
-from advisor.plan import GRPO_GENERATIONS, HEADROOM, Option, Plan, size, time_per_epoch
+from advisor.memory import estimate
+from advisor.plan import COMFORT, GRPO_GENERATIONS, HEADROOM, Option, Plan, size, time_per_epoch
 
 CAPABILITIES = ("classification", "extraction", "instruction", "style", "domain", "reasoning", "code", "alignment")
 AUDITABILITY = ("low", "standard", "high")
@@ -98,7 +99,7 @@ class Recipe:
         return self.plan.model if self.plan else None
 
 
-def _targets_rank(n: int, objective: str) -> int:
+def _rank(n: int, objective: str) -> int:
     if objective != "sft":
         return 16
     if n >= 50_000:
@@ -116,7 +117,7 @@ def _methods(n: int, objective: str) -> list[str]:
 
 def options(n: int, objective: str, gpu: GpuBudget) -> list[Option]:
     """Candidate options in preference order: each method on one GPU, then FSDP over all of them."""
-    rank = _targets_rank(n, objective)
+    rank = _rank(n, objective)
     out: list[Option] = []
     for m in _methods(n, objective):
         single = Option(m, 1, objective, rank)
@@ -257,8 +258,11 @@ def _compare_with_table(plan: Plan, gpu: GpuBudget, n: int, feasible: bool, trie
         if inside:
             parts.append(f"Rank {opt.rank} is inside the table's range.")
         else:
+            table_rank = hi or lo
+            extra = estimate(replace(plan.setup, rank=table_rank)).peak_gb - plan.memory.peak_gb
             parts.append(f"Rank departs: r={opt.rank}, not {lo}{'–' + str(hi) if hi else '+'}: rank follows the data "
-                         f"({n:,} examples), not the budget, since rank costs little memory here.")  # fmt: skip
+                         f"({n:,} examples), not the budget; r={table_rank} would add only {extra:+.2f} GB here, so "
+                         "memory never decides it.")  # fmt: skip
             rules.append("R-DATA-500-10K" if n < 10_000 else "R-DATA-10K-500K")
         if rid == "R-GPU-24-7B":
             parts.append("The guides disagree (r=32–64 vs QLoRA r=8–16 for 3K examples); the advisor takes the "
@@ -327,6 +331,9 @@ def _why_not(opt: Option, plan: Plan, chosen: Plan, n: int) -> str:
     if not plan.fits:
         return f"needs {plan.peak_gb:.1f} GB > {plan.usable_gb:.1f} GB usable (budget − {HEADROOM:.0%} headroom)"
     c = chosen.option
+    if not plan.comfortable and chosen.comfortable:
+        return (f"fits only tightly ({plan.peak_gb:.1f} of {plan.budget_gb:g} GB, under {COMFORT:.0%} spare): one long "
+                f"batch from an OOM; {c.label} leaves room")  # fmt: skip
     if opt.gpus == 1 and c.gpus > 1:
         return f"fits on one GPU, but leaves {c.gpus - 1} of {c.gpus} idle: an epoch takes ~{c.gpus}× longer (R-FSDP-BREAKEVEN)"
     if opt.gpus > 1 and c.gpus == 1:
@@ -365,7 +372,7 @@ def _warnings(rec: Recipe, inp: Inputs, n: int, objective: str, warnings: list[s
         warnings.append(f"{n:,} examples: the guide calls for multi-GPU infrastructure above 500K (R-DATA-GT500K).")
     if inp.gpu.count > 8:
         warnings.append(f"{inp.gpu.count} GPUs is more than one node: multi-node only pays for very large models or datasets; the interconnect cost must be justified (R-GPU-MULTINODE).")
-    if rec.plan and rec.feasible and rec.plan.margin_gb < 0.15 * rec.plan.budget_gb:
+    if rec.plan and rec.feasible and not rec.plan.comfortable:
         warnings.append(f"Tight: {rec.plan.margin_gb:.1f} GB spare of {rec.plan.budget_gb:g} GB; a batch of unusually long examples can OOM — cap train.max_seq_len.")
     if not inp.gpu.bf16:
         warnings.append(f"{inp.gpu.name} has no bf16: train in fp16 with loss scaling (same memory, less range).")
@@ -386,22 +393,25 @@ def recommend(inp: Inputs, runs=()) -> Recipe:
     steps.append(Step("Data", f"{(inp.examples or 0):,} examples and {(inp.preference_pairs or 0):,} preference pairs: "
                       "enough to consider fine-tuning (≥ 10).", ("R-DATA-LT10",)))  # fmt: skip
     objective, n = _objective(inp, steps, warnings)
-    rank = _targets_rank(n, objective)
+    rank = _rank(n, objective)
     size_rule = ("R-DATA-LT500" if n < 500 else "R-DATA-500-10K" if n < 10_000 else "R-DATA-10K-500K")
     order = " → ".join(o.label for o in options(n, objective, inp.gpu))
-    steps.append(Step("Methods", f"{n:,} training items: try {order} (first that fits wins), rank {rank}.",
+    steps.append(Step("Methods", f"{n:,} training items: try {order}; the first that fits with 15% to spare wins (else the first that fits at all); rank {rank}.",
                       (size_rule, "R-MEM-LORA-PARAMS") + (("R-FSDP-BREAKEVEN", "R-MEM-FSDP") if inp.gpu.count > 1 else ())))  # fmt: skip
     target_batch = 8 if n < 1000 else 16
 
     tried: dict = {}
 
     def first_fit(model: Model) -> Plan | None:
+        """The first option that fits comfortably; failing that, the first that fits at all."""
+        fitting = None
         for opt in options(n, objective, inp.gpu):
             plan = size(model, opt, inp.gpu, inp.seq_len, target_batch)
             tried[(model.name, opt)] = plan
-            if plan.fits:
+            if plan.comfortable:
                 return plan
-        return None
+            fitting = fitting or (plan if plan.fits else None)
+        return fitting
 
     chosen: Plan | None = None
     if inp.model:
@@ -498,7 +508,7 @@ def _rescue(inp: Inputs, model: Model, n: int, objective: str, target_batch: int
         if k <= inp.gpu.count:
             continue
         more = GpuBudget(k, inp.gpu.per_gpu_gb, inp.gpu.name, inp.gpu.tflops, inp.gpu.tflops_basis, inp.gpu.bf16)
-        plan = next((p for m in ("lora", "qlora") if (p := size(model, Option(m, k, objective, _targets_rank(n, objective)),
+        plan = next((p for m in ("lora", "qlora") if (p := size(model, Option(m, k, objective, _rank(n, objective)),
                                                              more, inp.seq_len, target_batch)).fits), None)  # fmt: skip
         if plan:
             out.append(Alternative(f"{plan.option.label} on {more.label}", round(plan.peak_gb, 2), True,
@@ -508,7 +518,7 @@ def _rescue(inp: Inputs, model: Model, n: int, objective: str, target_batch: int
         if g.usable_gb <= inp.gpu.per_gpu_gb:
             continue
         one = parse_gpu(g.name)
-        plan = next((p for m in ("lora", "qlora") if (p := size(model, Option(m, 1, objective, _targets_rank(n, objective)),
+        plan = next((p for m in ("lora", "qlora") if (p := size(model, Option(m, 1, objective, _rank(n, objective)),
                                                              one, inp.seq_len, target_batch)).fits), None)  # fmt: skip
         if plan:
             out.append(Alternative(f"{plan.option.label} on one {g.name}", round(plan.peak_gb, 2), True,

@@ -29,9 +29,9 @@ EXCLUDE = {
 }
 # Settings that are facts about each source's software, not per-row adjustments.
 FRAMEWORKS = {
-    "peft": {},  # HF transformers + peft: fp32 adapters, foreach AdamW, plain cross-entropy
+    "peft": {"keep_logits": True},  # peft's own loop: fp32 adapters, foreach AdamW, holds `outputs` through backward
     "torchtune": {"fused_optimizer": True},  # its configs use AdamW(fused=True)
-    "qwen": {},  # Qwen's finetune.py: transformers + peft (+ DeepSpeed's fp32 master adapters)
+    "qwen": {},  # Qwen's finetune.py: HF Trainer + peft (+ DeepSpeed's fp32 master adapters)
 }
 
 
@@ -96,6 +96,8 @@ def validate_runs(runs: list[Run]) -> list[Row]:
         setup, why = setup_for_run(run)
         seq, how = run.peak_seq_len
         if setup is None or measured is None or kind not in ("cpu_rss_delta", "cuda_allocated"):
+            if not why and kind == "cpu_rss_delta_max_over_ranks":
+                why = "per-rank RSS of a multi-process (FSDP) run: the single-process CPU constants do not apply"
             why = why or ("no peak_memory_gb" if measured is None else f"memory_kind '{kind}' unknown")
             rows.append(Row(run.run_id, run.model_name, name, str(kind), measured, None, None, seq, "", why))
             continue
@@ -144,7 +146,7 @@ def fit_cpu(runs: list[Run]) -> dict | None:
     if not cpu:
         return None
     best = None
-    for slack, base in itertools.product([x / 100 for x in range(0, 41, 5)], [x / 20 for x in range(0, 21)]):
+    for slack, base in itertools.product([x / 100 for x in range(0, 101, 5)], [x / 100 for x in range(0, 51, 2)]):
         errs = []
         for r in cpu:
             setup, _ = setup_for_run(r)

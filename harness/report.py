@@ -216,7 +216,7 @@ def advisor_setup(config: dict, device: str, metrics: dict):
     """The advisor's ``Setup`` for a run's resolved config (``advisor/`` imports no torch).
 
     The padded length of the longest batch sets the activation peak; records do not carry it yet,
-    so ``train.max_seq_len`` (an upper bound) stands in unless ``metrics.max_padded_seq_len`` exists.
+    so ``train.max_seq_len`` (an upper bound) stands in unless ``metrics.max_batch_seq_len`` exists.
     """
     from advisor.catalog import Arch
     from advisor.memory import METHODS, Setup
@@ -227,7 +227,7 @@ def advisor_setup(config: dict, device: str, metrics: dict):
         name = m.get("inner") or name  # fsdp(full), grpo(lora): the advisor sizes what is trained
     dtype = t.get("dtype") or "auto"
     precision = {"fp32": "fp32", "bf16": "bf16", "fp16": "bf16"}.get(dtype, "fp32" if device == "cpu" else "bf16")
-    seq = metrics.get("max_padded_seq_len") or t["max_seq_len"]
+    seq = metrics.get("max_batch_seq_len") or t["max_seq_len"]
     return Setup(arch=Arch.from_hf(config["model"]["arch"], where="config.model.arch"), method=name,
                  rank=int(m.get("r") or 16), targets=m.get("targets") or "all-linear", batch_size=int(t["batch_size"]),
                  seq_len=int(seq), grad_checkpointing=bool(t.get("grad_checkpointing")), precision=precision,

@@ -167,7 +167,7 @@ def total_steps(spec: RunSpec, n_rows: int, global_batch: int) -> int:
 
 def sft(model: Any, tok: Any, examples: list[Example], spec: RunSpec, clock: StepClock, progress=None) -> dict:
     """Supervised fine-tuning: transformers' Trainer on chats tokenized by ``tokenize_sft`` (loss on
-    the answer only, computed by the model's own cross-entropy); returns no method-specific metrics.
+    the answer only, computed by the model's own cross-entropy); returns the longest padded batch (``max_batch_seq_len``).
 
     Not TRL's SFTTrainer, although it does the same masking: SFTTrainer 1.16 always patches in a
     fused LM head that also computes per-token entropy and top-1 accuracy for its logs, with no
@@ -183,14 +183,21 @@ def sft(model: Any, tok: Any, examples: list[Example], spec: RunSpec, clock: Ste
 
     args = training_args(spec, device_of(), TrainingArguments, label_names=["labels"])  # PEFT hides forward's signature
     pad_id = tok.pad_token_id
+    longest = [0]  # the longest padded batch sets the activation peak (the advisor's input)
+
+    def collate_and_track(rows):
+        batch = collate(rows, pad_id)
+        longest[0] = max(longest[0], batch["input_ids"].shape[1])
+        return batch
+
     trainer = Trainer(
         model=model,
         args=args,
         train_dataset=Dataset.from_list(tokenize_sft(tok, examples, spec.train.max_seq_len)),
-        data_collator=lambda rows: collate(rows, pad_id),
+        data_collator=collate_and_track,
         processing_class=tok,
         callbacks=[MeasureCallback(clock, spec.train.batch_size * spec.train.grad_accum, progress)],
     )
     quiet(trainer)
     trainer.train()
-    return {}
+    return {"max_batch_seq_len": longest[0]}

@@ -62,10 +62,10 @@ def test_tickets_label_balance(tickets0):
 
 def test_tickets_prompt_shape(tickets0):
     ex = tickets0["train"][0]
-    assert [m["role"] for m in ex.messages] == ["user", "assistant"]
-    assert ex.prompt[0]["content"].startswith(INSTRUCTION + "\n\nTicket: ")
+    assert [m["role"] for m in ex.messages] == ["system", "user", "assistant"]
+    assert ex.prompt[0]["content"] == INSTRUCTION and ex.prompt[1]["content"].startswith("Ticket: ")
     assert ex.answer in LABELS
-    assert make_prompt("hello") == [{"role": "user", "content": f"{INSTRUCTION}\n\nTicket: hello"}]
+    assert make_prompt("hello") == [{"role": "system", "content": INSTRUCTION}, {"role": "user", "content": "Ticket: hello"}]
 
 
 def test_tickets_have_hard_cases(tickets0):
@@ -107,14 +107,14 @@ def test_handwritten_file_valid_and_balanced():
     assert len(lines) >= 48
     rows = [json.loads(line) for line in lines]
     for row in rows:
-        user, assistant = row["messages"]
-        assert user["role"] == "user" and assistant["role"] == "assistant"
-        assert user["content"] == make_prompt(ticket_text(user["content"]))[0]["content"]
+        system, user, assistant = row["messages"]
+        assert (system["role"], user["role"], assistant["role"]) == ("system", "user", "assistant")
+        assert [system, user] == make_prompt(ticket_text(user["content"]))
         assert assistant["content"] in LABELS
     counts = collections.Counter(r["messages"][-1]["content"] for r in rows)
     assert all(counts[label] >= 12 for label in LABELS)
     assert len(set(counts.values())) == 1, counts  # equal per label
-    texts = [_key(ticket_text(r["messages"][0]["content"])) for r in rows]
+    texts = [_key(ticket_text(r["messages"][-2]["content"])) for r in rows]
     assert len(texts) == len(set(texts))
 
 

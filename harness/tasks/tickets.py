@@ -34,13 +34,17 @@ LABELS = ("urgent", "billing", "technical", "general")
 INSTRUCTION = (
     "Classify this support ticket as urgent, billing, technical or general. Reply with the label only."
 )
-_TICKET_SEP = "\n\nTicket: "
+_TICKET_SEP = "Ticket: "
 HANDWRITTEN_FILE = "tickets_handwritten.jsonl"
 
 
 def make_prompt(text: str) -> list[dict]:
-    """The one user turn every tickets example uses (generated, handwritten, DPO pairs)."""
-    return [{"role": "user", "content": f"{INSTRUCTION}{_TICKET_SEP}{text}"}]
+    """The prompt every tickets example uses (generated, handwritten, DPO pairs).
+
+    The instruction is the system turn: it replaces chat templates' default system prompt
+    (SmolLM2's adds ~20 tokens), which cuts a training example from ~86 to ~62 tokens.
+    """
+    return [{"role": "system", "content": INSTRUCTION}, {"role": "user", "content": f"{_TICKET_SEP}{text}"}]
 
 
 def ticket_text(prompt_content: str) -> str:

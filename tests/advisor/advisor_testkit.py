@@ -8,7 +8,7 @@ from pathlib import Path
 
 DATA = Path(__file__).resolve().parent / "data"
 # A real record from `python -m harness debug=smoke` (tiny model, CPU): the schema as the harness writes it.
-TINY_RECORD = DATA / "lora-tiny-tickets-b0d647fcc7.json"
+TINY_RECORD = DATA / "harness_cpu" / "lora-tiny-tickets-b0d647fcc7.json"
 
 SMOLLM2_ARCH = {"num_hidden_layers": 30, "hidden_size": 576, "intermediate_size": 1536, "num_attention_heads": 9,
                 "num_key_value_heads": 3, "vocab_size": 49152, "tie_word_embeddings": True}  # fmt: skip

@@ -209,6 +209,7 @@ def main(argv=None) -> int:
           f"threads={os.environ.get('OMP_NUM_THREADS', 'default')}")
     print(table(rows))
     if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(rows, indent=1))
     return 0
 

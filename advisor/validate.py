@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import itertools
 from dataclasses import asdict, dataclass
-from importlib import resources
+from pathlib import Path
 
 from advisor.catalog import GIB, resolve_model
 from advisor.evidence import Run, setup_for_run
@@ -53,7 +53,8 @@ class Row:
 
 
 def published_rows() -> list[dict]:
-    text = resources.files("advisor").joinpath("data/published_memory.csv").read_text()
+    # A path beside this file, not importlib.resources: editable installs' finders break files().
+    text = (Path(__file__).resolve().parent / "data" / "published_memory.csv").read_text()
     return list(csv.DictReader(text.splitlines()))
 
 

@@ -149,6 +149,7 @@ def execute(spec: RunSpec, progress: Any = None) -> dict:
             metrics["kl_from_base"] = evaluate.kl_from_base(model, reference, loaded.tokenizer, test, batch_size=spec.eval.batch_size)
             del reference
         guard.stop()
+        guard.raise_if_tripped(metrics.get("peak_memory_gb"))
         # train.save: adapter/model under <results_dir>/artifacts/<run_id>/; a failure is a warning, never a lost run.
         record["artifacts"] = artifacts.save(model, loaded.tokenizer, spec, loaded, record)
         record["status"] = "ok"

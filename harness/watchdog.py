@@ -71,6 +71,22 @@ class Watchdog:
             signal.signal(_SIGNAL, self._old_handler)
             self._old_handler = None
 
+    def raise_if_tripped(self, peak_gb: float | None = None) -> None:
+        """The verdict at the end of a run: over budget → ``BudgetExceeded``.
+
+        The signal's exception can be swallowed by a library's broad ``except``, and a spike
+        shorter than the 20 ms poll can slip between samples; the recorded peak (the kernel's
+        high-water mark) catches both.
+        """
+        if self.budget_gb is None:
+            return
+        over = self.tripped_gb if self.tripped_gb is not None else peak_gb
+        if over is not None and over > self.budget_gb:
+            raise BudgetExceeded(
+                f"memory budget exceeded: {over:.3g} GB > budget_gb={self.budget_gb:g} "
+                f"(RSS above the pre-load baseline, watchdog-simulated budget)"
+            )
+
     # ------------------------------------------------------------ the two sides
 
     def _raise(self, signum, frame):  # runs in the main thread

@@ -67,7 +67,7 @@ def test_rank_ablation_is_lora_and_dora_at_seven_ranks_with_alpha_2r(tmp_path):
     got = sorted((p.spec.method.name, p.spec.method.r, p.spec.method.lora_alpha) for p in points)
     assert got == sorted((m, r, 2.0 * r) for m in ("lora", "dora") for r in (1, 2, 4, 8, 16, 32, 64))
     assert {p.spec.model.name for p in points} == {"smollm2-135m"}
-    assert {p.spec.train.max_steps for p in points} == {16} and {p.spec.eval.limit for p in points} == {40}
+    assert {p.spec.train.max_steps for p in points} == {12} and {p.spec.eval.limit for p in points} == {32}
 
 
 def test_cost_only_models_have_the_advertised_shapes():

@@ -123,6 +123,14 @@ def test_watchdog_raises_oom_in_the_main_thread_and_is_silent_once_stopped():
     time.sleep(0.1)  # over budget, but stopped: nothing is raised
 
 
+def test_budget_verdict_uses_the_recorded_peak_when_the_signal_was_missed():
+    guard = Watchdog(FakeMem(), 1.0)  # never started: as if a spike fell between two polls
+    guard.raise_if_tripped(0.5)  # under budget: nothing
+    with pytest.raises(BudgetExceeded, match="1.5 GB > budget_gb=1"):
+        guard.raise_if_tripped(1.5)
+    Watchdog(FakeMem(), None).raise_if_tripped(99.0)  # no budget, no verdict
+
+
 def test_watchdog_hard_stop_writes_an_oom_record_when_the_run_does_not_unwind(tmp_path):
     code = textwrap.dedent(f"""
         import time

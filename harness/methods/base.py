@@ -45,6 +45,14 @@ def count_params(model) -> tuple[int, int]:
 INNERS = ("full", "lora")
 
 
+def prepare_inner(wrapper: "Method", model: Any, spec: RunSpec) -> Any:
+    """``prepare`` of a wrapper method (fsdp, grpo, dpo): delegate to the inner method and take
+    its FLOPs accounting (``trains_base``), which run.py reads after ``prepare``."""
+    inner = inner_method(spec)
+    wrapper.trains_base = inner.trains_base
+    return inner.prepare(model, spec)
+
+
 def inner_method(spec: RunSpec, default: str = "lora") -> "Method":
     """What a wrapper method (fsdp, grpo, dpo) trains: ``method.inner`` = full | lora.
 

@@ -10,7 +10,7 @@ Loss starts at ln 2 = 0.693 (policy = reference) and falls as the margin grows.
 from __future__ import annotations
 
 from harness.errors import UserError
-from harness.methods.base import check_options, inner_method
+from harness.methods.base import check_options, inner_method, prepare_inner
 
 OPTIONS = {"beta": 0.1, "loss_type": "sigmoid"}  # beta: strength of the pull towards the reference
 
@@ -35,9 +35,7 @@ class DPO:
         return inner_method(spec).load_kwargs(spec)
 
     def prepare(self, model, spec):
-        inner = inner_method(spec)
-        self.trains_base = inner.trains_base
-        return inner.prepare(model, spec)
+        return prepare_inner(self, model, spec)
 
     def fit(self, model, tok, splits, spec, clock, progress):
         from datasets import Dataset

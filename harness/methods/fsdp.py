@@ -26,7 +26,7 @@ import tempfile
 from pathlib import Path
 
 from harness.errors import UserError
-from harness.methods.base import check_options
+from harness.methods.base import check_options, prepare_inner
 
 # method.options: multi-node launch settings (one node needs none of them) and a job time limit.
 LAUNCH_OPTIONS = {"nnodes": 1, "node_rank": 0, "master_addr": "localhost", "master_port": 29500,
@@ -109,9 +109,7 @@ class FSDP:
 
     def prepare(self, model, spec):
         # The parent's copy mirrors the workers' model (adapters included) so trained weights load into it.
-        inner = inner_method(spec)
-        self.trains_base = inner.trains_base
-        return inner.prepare(model, spec)
+        return prepare_inner(self, model, spec)
 
     def fit(self, model, tok, splits, spec, clock, progress):
         from safetensors.torch import load_file

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 
 from harness.errors import UserError
-from harness.methods.base import check_options, inner_method
+from harness.methods.base import check_options, inner_method, prepare_inner
 
 # method.options and their defaults (sweeps/method/grpo.yaml restates them with reasons).
 OPTIONS = {"num_generations": 4, "max_completion_length": 16, "beta": 0.04, "temperature": 1.0}
@@ -55,9 +55,7 @@ class GRPO:
         return inner_method(spec).load_kwargs(spec)
 
     def prepare(self, model, spec):
-        inner = inner_method(spec)
-        self.trains_base = inner.trains_base
-        return inner.prepare(model, spec)
+        return prepare_inner(self, model, spec)
 
     def fit(self, model, tok, splits, spec, clock, progress):
         from datasets import Dataset

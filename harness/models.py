@@ -176,6 +176,31 @@ def arch_of(config) -> dict:
     return {k: getattr(config, k, None) for k in ARCH_KEYS}
 
 
+def keep_4bit_trainable(model) -> int:
+    """Stop bitsandbytes repacking 4-bit weights into its CPU inference layout; undo it where done.
+
+    bitsandbytes 0.50, on CPUs with AVX512-BF16, repacks a ``Linear4bit`` weight on its first
+    eval-mode forward without grad and never converts it back: every later forward, training
+    included, goes through ``gemv_4bit``, which has no autograd, so the gradient through the frozen
+    4-bit layers is silently dropped. A QLoRA run scores the base model (eval, no grad) before it
+    trains, so without this QLoRA stopped learning (SmolLM2-135M: loss 6.2 → 7.3 in 16 steps).
+    The cost: 4-bit evaluation on CPU takes the slower dequantize-then-matmul path too, the same
+    numerics as training. Returns the number of 4-bit layers seen.
+    """
+    from bitsandbytes.functional import _convert_weight_packed_for_cpu_inverse
+    from bitsandbytes.nn import Linear4bit
+
+    n = 0
+    for module in model.modules():
+        if isinstance(module, Linear4bit):
+            n += 1
+            module.support_avx512bf16_for_cpu = False
+            weight = module.weight
+            if getattr(weight.quant_state, "packing_format_for_cpu", False):
+                weight.data, weight.quant_state = _convert_weight_packed_for_cpu_inverse(weight.data, weight.quant_state)
+    return n
+
+
 def load(spec: ModelSpec, *, seed: int, dtype, device: str, quantize: str | None = None) -> LoadedModel:
     """Load model + tokenizer. ``quantize="4bit"`` → NF4 with double quantization (QLoRA)."""
     import torch
@@ -197,6 +222,8 @@ def load(spec: ModelSpec, *, seed: int, dtype, device: str, quantize: str | None
         if device == "cuda":
             kwargs["device_map"] = {"": torch.cuda.current_device()}
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    if quantize == "4bit":
+        keep_4bit_trainable(model)
     if device == "cuda" and quantize is None:
         model = model.to("cuda")
     tok = AutoTokenizer.from_pretrained(path, trust_remote_code=spec.trust_remote_code)

@@ -4,12 +4,12 @@ QLoRA = the same adapters on an NF4 base (double quantization), prepared with
 ``prepare_model_for_kbit_training`` (norms and embeddings to fp32, inputs require grad).
 
 4-bit compute dtype (chosen in ``harness.models.load``): bf16 on CUDA; fp32 on CPU unless
-``train.dtype=bf16``. Measured on SmolLM2-135M, 8×64 tokens, bitsandbytes 0.50 CPU backend: both
-learn alike (loss 14.98→14.02 vs 15.00→14.06 in 4 steps) but bf16 compute took 80-140 s/step
-against 27-97 s/step for fp32 (shared 2-core CPU), so fp32 it is. Either way the CPU 4-bit path is
-~50× slower than plain LoRA: without the optional ``kernels`` package bitsandbytes dequantizes
-each weight in Python-dispatched ops on every matmul. QLoRA on CPU demonstrates the memory
-saving, not speed.
+``train.dtype=bf16``. On CPU bitsandbytes 0.50 dequantizes each 4-bit weight for every matmul
+(the fused ``kernels`` package is optional and not installed); measured on SmolLM2-135M at batch
+8, that costs little: 144.7 tokens/s against LoRA's 147.1 (``benchmarks/methods.py``), 139.6 vs
+115.8 in ``sweep=method_matrix``. ``models.load`` keeps the 4-bit layers out of bitsandbytes'
+CPU inference repacking, which silently drops their gradient in training
+(``models.keep_4bit_trainable``).
 
 Memory (SmolLM2-135M, ``get_memory_footprint``): fp32 538 MB → NF4 166 MB (31%), not 1/8: the
 tied 49152×576 embedding (28M of 135M params, 113 MB in fp32) is not a Linear in the decoder

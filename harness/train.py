@@ -181,7 +181,14 @@ def sft(model: Any, tok: Any, examples: list[Example], spec: RunSpec, clock: Ste
 
     from harness.measure import device_of
 
-    args = training_args(spec, device_of(), TrainingArguments, label_names=["labels"])  # PEFT hides forward's signature
+    # The batches come from ``batch_order``, as in the FSDP worker and the benchmark's bare loop:
+    # every method (and the bare loop it is measured against) trains on the same batches.
+    rows = tokenize_sft(tok, examples, spec.train.max_seq_len)
+    b, ga = spec.train.batch_size, spec.train.grad_accum
+    steps = total_steps(spec, len(rows), b * ga)
+    ordered = [rows[i] for batch in batch_order(len(rows), b, steps * ga, spec.seed) for i in batch]
+    args = training_args(spec, device_of(), TrainingArguments, label_names=["labels"],  # PEFT hides forward's signature
+                         max_steps=steps, train_sampling_strategy="sequential")
     pad_id = tok.pad_token_id
     longest = [0]  # the longest padded batch sets the activation peak (the advisor's input)
 
@@ -193,7 +200,7 @@ def sft(model: Any, tok: Any, examples: list[Example], spec: RunSpec, clock: Ste
     trainer = Trainer(
         model=model,
         args=args,
-        train_dataset=Dataset.from_list(tokenize_sft(tok, examples, spec.train.max_seq_len)),
+        train_dataset=Dataset.from_list(ordered),
         data_collator=collate_and_track,
         processing_class=tok,
         callbacks=[MeasureCallback(clock, spec.train.batch_size * spec.train.grad_accum, progress)],

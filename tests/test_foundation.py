@@ -78,6 +78,17 @@ def test_trainer_sees_the_batches_of_batch_order(run_tiny):
     assert abs(record["metrics"]["train_losses"][0] - first) < 1e-4, (record["metrics"]["train_losses"][0], first, other)
 
 
+def test_epochs_instead_of_steps(run_tiny):
+    """train.max_steps=-1 trains for train.epochs: ⌊epochs × examples / batch⌋ optimizer steps."""
+    from harness.tasks import get_task
+
+    record = run_tiny("train.max_steps=-1", "train.epochs=0.5", "train.batch_size=4", "eval.enabled=false")
+    assert record["status"] == "ok", record["error"]
+    spec = load_spec([*TINY, "train.max_steps=-1", "train.epochs=0.5", "train.batch_size=4"])
+    n = len(get_task(spec.task).splits()["train"])
+    assert record["metrics"]["steps"] == int(0.5 * n // 4) > 0
+
+
 def test_record_write_is_atomic_under_a_crash(tmp_path, monkeypatch):
     good = {"run_id": "r1", "status": "ok", "metrics": {"x": 1}}
     rec.write_record(tmp_path, good)

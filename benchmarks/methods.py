@@ -92,7 +92,7 @@ def bare(args) -> dict:
     from harness.methods.lora import target_modules  # the preset names only: q_proj+v_proj | attn | all-linear
     from harness.models import materialise
     from harness.tasks import get_task
-    from harness.train import batch_order, collate, tokenize_sft
+    from harness.train import collate, tokenize_sft, training_batches
 
     spec = load_spec(overrides(args, args.bare))
     m, t = spec.method, spec.train
@@ -106,7 +106,7 @@ def bare(args) -> dict:
     # What transformers' Trainer does (TrainingArguments.use_cache=False): with the config default
     # (True) every training forward also fills a KV cache the harness never builds. That, and
     # batches in a different order from the harness's, made the first measurements read "harness
-    # faster than bare" (ratios 1.04-1.24). Both loops now use batch_order and no cache.
+    # faster than bare" (ratios 1.04-1.24). Both loops now use training_batches and no cache.
     model.config.use_cache = False
     tok = AutoTokenizer.from_pretrained(path)
     tok.pad_token = tok.pad_token or tok.eos_token
@@ -116,7 +116,7 @@ def bare(args) -> dict:
         model = get_peft_model(model, LoraConfig(r=m.r, lora_alpha=m.lora_alpha, lora_dropout=m.dropout, use_dora=m.use_dora,
                                                  target_modules=target_modules(m.targets), task_type="CAUSAL_LM"))
     rows = tokenize_sft(tok, get_task(spec.task).splits()["train"], t.max_seq_len)
-    order = batch_order(len(rows), t.batch_size, t.max_steps, spec.seed)
+    _, order = training_batches(spec, len(rows))  # the harness's batches (the benchmark leaves grad_accum at 1)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=t.weight_decay)
     sched = transformers.get_scheduler(t.scheduler, opt, num_warmup_steps=math.ceil(t.warmup_ratio * t.max_steps),

@@ -2,7 +2,7 @@
 
 ``sft``: supervised fine-tuning, loss on the assistant answer only (``tokenize_sft`` masks the
 prompt). ``training_args`` and ``MeasureCallback`` are shared by every Trainer-based method
-(SFT, TRL's GRPO and DPO); ``tokenize_sft``/``collate``/``batch_order`` by the plain loops
+(SFT, TRL's GRPO and DPO); ``tokenize_sft``/``collate``/``training_batches`` by the plain loops
 (the FSDP worker and the benchmark's bare loop).
 """
 
@@ -165,6 +165,15 @@ def total_steps(spec: RunSpec, n_rows: int, global_batch: int) -> int:
     return max(1, int(t.epochs * n_rows // global_batch))
 
 
+def training_batches(spec: RunSpec, n_rows: int, world: int = 1) -> tuple[int, list[list[int]]]:
+    """Optimizer steps and the micro-batches (row indices, ``batch_size × world`` each,
+    ``steps × grad_accum`` of them) every training loop uses: SFT's Trainer, the FSDP worker (which
+    splits each by rank) and the benchmark's bare loop train on the same batches."""
+    b, ga = spec.train.batch_size, spec.train.grad_accum
+    steps = total_steps(spec, n_rows, b * ga * world)
+    return steps, batch_order(n_rows, b * world, steps * ga, spec.seed)
+
+
 def sft(model: Any, tok: Any, examples: list[Example], spec: RunSpec, clock: StepClock, progress=None) -> dict:
     """Supervised fine-tuning: transformers' Trainer on chats tokenized by ``tokenize_sft`` (loss on
     the answer only, computed by the model's own cross-entropy); returns the longest padded batch (``max_batch_seq_len``).
@@ -181,19 +190,17 @@ def sft(model: Any, tok: Any, examples: list[Example], spec: RunSpec, clock: Ste
 
     from harness.measure import device_of
 
-    # The batches come from ``batch_order``, as in the FSDP worker and the benchmark's bare loop:
-    # every method (and the bare loop it is measured against) trains on the same batches.
+    # Trainer reads the rows in order (no sampler of its own): the batches of ``training_batches``.
     rows = tokenize_sft(tok, examples, spec.train.max_seq_len)
-    b, ga = spec.train.batch_size, spec.train.grad_accum
-    steps = total_steps(spec, len(rows), b * ga)
-    ordered = [rows[i] for batch in batch_order(len(rows), b, steps * ga, spec.seed) for i in batch]
+    steps, order = training_batches(spec, len(rows))
+    ordered = [rows[i] for batch in order for i in batch]
     args = training_args(spec, device_of(), TrainingArguments, label_names=["labels"],  # PEFT hides forward's signature
                          max_steps=steps, train_sampling_strategy="sequential")
     pad_id = tok.pad_token_id
     longest = [0]  # the longest padded batch sets the activation peak (the advisor's input)
 
-    def collate_and_track(rows):
-        batch = collate(rows, pad_id)
+    def collate_and_track(batch_rows):
+        batch = collate(batch_rows, pad_id)
         longest[0] = max(longest[0], batch["input_ids"].shape[1])
         return batch
 

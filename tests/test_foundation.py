@@ -56,21 +56,21 @@ def test_same_seed_same_losses_different_seed_different(run_tiny, tmp_path):
     assert a["metrics"]["train_losses"] != c["metrics"]["train_losses"]
 
 
-def test_trainer_sees_the_batches_of_batch_order(run_tiny):
+def test_trainer_sees_the_batches_of_training_batches(run_tiny):
     """SFT's Trainer, the FSDP worker and the benchmark's bare loop train on the same batches
-    (``harness.train.batch_order``): the first logged loss is the fresh model's loss on batch 0 of
+    (``harness.train.training_batches``): the first logged loss is the fresh model's loss on batch 0 of
     that order and not on some other batch."""
     import torch
 
     from harness import models
     from harness.tasks import get_task
-    from harness.train import batch_order, collate, tokenize_sft
+    from harness.train import collate, tokenize_sft, training_batches
 
     record = run_tiny("method=full", "train.max_steps=2", "eval.enabled=false")
     spec = load_spec([*TINY, "method=full", "train.max_steps=2"])
     loaded = models.load(spec.model, seed=spec.seed, dtype=torch.float32, device="cpu")
     rows = tokenize_sft(loaded.tokenizer, get_task(spec.task).splits()["train"], spec.train.max_seq_len)
-    order = batch_order(len(rows), spec.train.batch_size, 2, spec.seed)
+    _, order = training_batches(spec, len(rows))
     with torch.no_grad():
         first, other = (loaded.model(**collate([rows[i] for i in idx], loaded.tokenizer.pad_token_id)).loss.item()
                         for idx in (order[0], order[1]))

@@ -48,7 +48,7 @@ def main(job_dir: Path) -> None:
     from harness.methods.fsdp import inner_method
     from harness.record import write_json_atomic
     from harness.tasks import get_task
-    from harness.train import batch_order, collate, tokenize_sft, total_steps
+    from harness.train import collate, tokenize_sft, training_batches
 
     spec = spec_from_dict(json.loads((job_dir / "spec.json").read_text()))
     cuda = torch.cuda.is_available()
@@ -85,8 +85,7 @@ def main(job_dir: Path) -> None:
     tok = loaded.tokenizer
     rows = tokenize_sft(tok, get_task(spec.task).splits()["train"], spec.train.max_seq_len)
     b, ga = spec.train.batch_size, spec.train.grad_accum
-    steps = total_steps(spec, len(rows), b * ga * world)
-    order = batch_order(len(rows), b * world, steps * ga, spec.seed)  # global micro-batches, split by rank
+    steps, order = training_batches(spec, len(rows), world)  # global micro-batches, split by rank
 
     params = [p for p in model.parameters() if p.requires_grad]
     if spec.train.optimizer == "sgd":

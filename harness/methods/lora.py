@@ -6,8 +6,8 @@ QLoRA = the same adapters on an NF4 base (double quantization), prepared with
 4-bit compute dtype (chosen in ``harness.models.load``): bf16 on CUDA; fp32 on CPU unless
 ``train.dtype=bf16``. On CPU bitsandbytes 0.50 dequantizes each 4-bit weight for every matmul
 (the fused ``kernels`` package is optional and not installed); measured on SmolLM2-135M at batch
-8, that costs little: 144.7 tokens/s against LoRA's 147.1 (``benchmarks/methods.py``), 139.6 vs
-115.8 in ``sweep=method_matrix``. ``models.load`` keeps the 4-bit layers out of bitsandbytes'
+8, that costs little: 139.6 tokens/s against LoRA's 115.8 in one ``sweep=method_matrix`` run
+(more in docs/methods.md). ``models.load`` keeps the 4-bit layers out of bitsandbytes'
 CPU inference repacking, which silently drops their gradient in training
 (``models.keep_4bit_trainable``).
 

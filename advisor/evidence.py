@@ -52,6 +52,8 @@ class Run:
     device_name: str
     budget_gb: float | None
     metrics: dict = field(default_factory=dict, compare=False)
+    options: dict = field(default_factory=dict, compare=False)  # method.options (GRPO: num_generations, max_completion_length, beta)
+    hardware: dict = field(default_factory=dict, compare=False)  # the record's hardware block (torch_threads, device_memory_gb)
 
     @property
     def memory_kind(self) -> str | None:
@@ -99,18 +101,23 @@ def run_from_record(d: dict, path: str = "") -> Run:
         effective = "qlora"
     if name == "lora" and method.get("use_dora"):
         effective = "dora"
+    inner = method.get("inner")  # fsdp/grpo/dpo wrap an inner method; its 4-bit and DoRA flags are the wrapper's
+    if inner == "lora" and method.get("quantize") == "4bit":
+        inner = "qlora"
+    elif inner == "lora" and method.get("use_dora"):
+        inner = "dora"
     arch_d = model.get("arch") or {}
     arch = Arch.from_hf(arch_d, where=path) if arch_d.get("num_hidden_layers") else None
     hw = d.get("hardware") or {}
     return Run(
-        path=path, run_id=str(d["run_id"]), status=d["status"], method=effective, inner=method.get("inner"),
+        path=path, run_id=str(d["run_id"]), status=d["status"], method=effective, inner=inner,
         model_name=str(model.get("name")), arch=arch, rank=method.get("r"), targets=str(method.get("targets") or "all-linear"),
         dropout=float(method.get("dropout") or 0.0), batch_size=int(train["batch_size"]), grad_accum=int(train.get("grad_accum") or 1),
         max_seq_len=int(train["max_seq_len"]), grad_checkpointing=bool(train.get("grad_checkpointing")),
         dtype=str(train.get("dtype") or "auto"), optimizer=str(train.get("optimizer") or "adamw"),
         world_size=int(method.get("world_size") or 1), task=str((cfg.get("task") or {}).get("name")),
         device=str(hw.get("device") or "?"), device_name=str(hw.get("device_name") or ""), budget_gb=_num(cfg.get("budget_gb")),
-        metrics=d.get("metrics") or {},
+        metrics=d.get("metrics") or {}, options=dict(method.get("options") or {}), hardware=dict(hw),
     )  # fmt: skip
 
 

@@ -91,6 +91,11 @@ def validate_runs(runs: list[Run]) -> list[Row]:
     for run in runs:
         if run.status != "ok":
             continue
+        if run.method in ("grpo", "dpo"):  # the whole setup: generation / reference phases (advisor/setups.py)
+            from advisor.validate_time import rl_memory_rows
+
+            rows.extend(rl_memory_rows(run))
+            continue
         measured = run.peak_memory_gb
         kind = run.memory_kind
         name = f"{run.method}" + (f" r{run.rank}" if run.rank and run.method != "full" else "")

@@ -62,7 +62,9 @@ def _add_inputs(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     from advisor.memory import METHODS, OPTIMIZERS, PRECISIONS, TARGETS
+    from advisor.setups import GRPO_DEFAULTS
 
+    OBJECTIVES = ("grpo", "dpo")
     parser = _Parser(prog=PROG, description="Which fine-tuning recipe fits your GPU and data, and why.")
     sub = parser.add_subparsers(dest="command", metavar="{recommend,explain,estimate,validate,models,gpus}", parser_class=_Parser)
     rec = sub.add_parser("recommend", help="the recipe for your GPU, data and goal")
@@ -72,17 +74,22 @@ def build_parser() -> argparse.ArgumentParser:
     _add_inputs(exp)
     est = sub.add_parser("estimate", help="peak training memory of one configuration")
     est.add_argument("--model", required=True, help="catalog name, a size such as 7B, or a config.json path")
-    est.add_argument("--method", default="lora", help=f"{', '.join(METHODS)} (default lora)")
+    est.add_argument("--method", default="lora", help=f"{', '.join(METHODS + OBJECTIVES)} (default lora)")
+    est.add_argument("--inner", default="lora", help=f"grpo/dpo: what trains, {', '.join(METHODS)} (default lora)")
+    est.add_argument("--num-generations", default=str(GRPO_DEFAULTS["num_generations"]), help="grpo: completions per prompt (default 8)")
+    est.add_argument("--max-completion-len", default=str(GRPO_DEFAULTS["max_completion_len"]), help="grpo: tokens generated per completion (default 256)")
+    est.add_argument("--beta", default=str(GRPO_DEFAULTS["beta"]), help="grpo: KL weight; 0 = no reference forward (default 0.04)")
     est.add_argument("--rank", default="16", help="LoRA rank (default 16)")
     est.add_argument("--targets", default="all-linear", help=f"{', '.join(TARGETS)} or module names joined by '+' (default all-linear)")
-    est.add_argument("--batch-size", default="1", help="micro-batch per GPU (default 1)")
-    est.add_argument("--seq-len", default="512", help="padded sequence length (default 512)")
+    est.add_argument("--batch-size", help="micro-batch per GPU: sequences (sft), pairs (dpo), completions (grpo; default --num-generations); default 1")
+    est.add_argument("--seq-len", default="512", help="padded sequence length; grpo: the prompt (default 512)")
     est.add_argument("--grad-checkpointing", action=argparse.BooleanOptionalAction, default=False, help="recompute activations in backward")
     est.add_argument("--precision", default="bf16", help=f"{', '.join(PRECISIONS)} (default bf16)")
     est.add_argument("--optimizer", default="adamw", help=f"{', '.join(OPTIMIZERS)} (default adamw)")
     est.add_argument("--gpus", default="1", help="FSDP: shard over this many GPUs (default 1)")
     est.add_argument("--grad-accum", default="1", help="gradient accumulation steps (default 1; > 1 keeps gradients alive)")
     est.add_argument("--device", default="cuda", help="cuda (allocated/reserved) or cpu (resident set, the harness's CPU runs)")
+    est.add_argument("--gpu", help="a GPU (A10G, H100, 24GB): adds the time of one optimizer step")
     est.add_argument("--json", action="store_true", help="machine-readable output")
     val = sub.add_parser("validate", help="the memory model against published measurements and harness runs")
     val.add_argument("dir", nargs="?", help="harness results directory (default results/, if present)")
@@ -157,20 +164,60 @@ def cmd_estimate(args) -> int:
     from advisor.catalog import resolve_model
     from advisor.memory import DEVICES, METHODS, OPTIMIZERS, PRECISIONS, Setup, estimate
 
+    from advisor.setups import Objective
+
+    method = _choice("--method", args.method, METHODS + ("grpo", "dpo"))
+    objective = Objective("sft")
+    if method in ("grpo", "dpo"):
+        try:
+            beta = float(args.beta)
+        except ValueError:
+            raise AdvisorError(f"--beta: '{args.beta}' must be a number >= 0, e.g. --beta 0.04") from None
+        objective = Objective(method, _int("--num-generations", args.num_generations, low=2, example="--num-generations 8"),
+                              _int("--max-completion-len", args.max_completion_len, low=1, example="--max-completion-len 256"), beta)  # fmt: skip
+        method = _choice("--inner", args.inner, METHODS)
+    batch = _int("--batch-size", args.batch_size, low=1, example="--batch-size 4")
+    if batch is None:
+        batch = objective.num_generations if objective.name == "grpo" else 1
+    gpu = None
+    if args.gpu:
+        from advisor.catalog import parse_gpu
+
+        gpu = parse_gpu(args.gpu)
     model = resolve_model(args.model)
     setup = Setup(
-        arch=model.arch, method=_choice("--method", args.method, METHODS), rank=_int("--rank", args.rank, low=1, example="--rank 16"),
-        targets=args.targets, batch_size=_int("--batch-size", args.batch_size, low=1, example="--batch-size 4"),
+        arch=model.arch, method=method, rank=_int("--rank", args.rank, low=1, example="--rank 16"),
+        targets=args.targets, batch_size=batch,
         seq_len=_int("--seq-len", args.seq_len, low=1, example="--seq-len 1024"), grad_checkpointing=args.grad_checkpointing,
         precision=_choice("--precision", args.precision, PRECISIONS), optimizer=_choice("--optimizer", args.optimizer, OPTIMIZERS),
         gpus=_int("--gpus", args.gpus, low=1, example="--gpus 8"), grad_accum=_int("--grad-accum", args.grad_accum, low=1, example="--grad-accum 4"),
         device=_choice("--device", args.device, DEVICES),
     )  # fmt: skip
+    if objective.name != "sft":
+        from advisor import render_time
+        from advisor.setups import estimate_setup
+
+        whole = estimate_setup(setup, objective)
+        step = render_time.step_time(setup, objective, gpu)
+        if args.json:
+            print(json.dumps(render_time.setup_estimate_dict(model, whole, step), indent=2))
+        else:
+            render_time.print_setup_estimate(model, whole, step)
+        return 0
     b = estimate(setup)
     if args.json:
-        print(json.dumps(render.estimate_dict(model, setup, b), indent=2))
+        d = render.estimate_dict(model, setup, b)
+        if gpu:
+            from advisor import render_time
+
+            d["step_time"] = render_time.step_dict(render_time.step_time(setup, objective, gpu))
+        print(json.dumps(d, indent=2))
     else:
         render.print_estimate(model, setup, b)
+        if gpu:
+            from advisor import render_time
+
+            render_time.print_step(render_time.step_time(setup, objective, gpu))
     return 0
 
 
@@ -185,10 +232,14 @@ def cmd_validate(args) -> int:
     if args.fit:
         fitted = {"cuda": validate.fit(), "cpu": validate.fit_cpu(runs)}
     report = render.validate_dict(directory, published, harness, warnings, fitted)
+    from advisor import render_time, validate_time
+
+    report["time"] = render_time.time_dict(validate_time.published_time_rows(), validate_time.harness_time_rows(runs))
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         render.print_validate(report)
+        render_time.print_time(report["time"], directory)
     return 0
 
 

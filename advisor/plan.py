@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from advisor.catalog import GIB, GpuBudget, Model
-from advisor.memory import Breakdown, Setup, estimate
+from advisor.catalog import GpuBudget, Model
+from advisor.memory import RESERVED_FRAC, Breakdown, Setup, estimate
+from advisor.setups import Objective, SetupEstimate, estimate_setup
 
 # Keep 10% of the budget free: the CUDA context (~0.3-0.6 GB) lives outside torch's count, and
 # the memory model's error on the published measurements is ~5% (advisor validate).
@@ -18,13 +19,12 @@ HEADROOM = 0.10
 # A plan with less than 15% of the budget spare fits, but tightly: a batch of unusually long
 # examples can tip it over. The sizing prefers comfortable configurations and options.
 COMFORT = 0.15
-# Model FLOPs utilisation assumed for time estimates: a plain HF/peft training loop on one GPU
-# reaches ~30-45% at 1-8K tokens per micro-batch; measured runs in --results replace this.
-MFU = 0.35
-QLORA_SPEED = 0.70  # guides: QLoRA is 25-40% slower than LoRA (dequantising every matmul)
-DORA_SPEED = 0.80  # guide: DoRA ~+25% time
+# Time per epoch comes from advisor/throughput.py (matmul rooflines, memory traffic and per-op
+# overhead on the GPU's datasheet peak and bandwidth, as a range); measured runs in --results replace it.
 FSDP_SCALING = 0.90  # per-GPU efficiency left after FSDP's all-gathers and reduce-scatters
 GRPO_GENERATIONS = 8  # TRL's default num_generations: rollouts per prompt (guide: 4-16)
+GRPO_COMPLETION = 256  # TRL's default max_completion_length; capped at half of --seq-len (prompt + answer)
+GRPO_BETA = 0.04  # KL weight (the harness's default; TRL's is 0.0): the reference forward is priced
 # (gradient checkpointing, micro-batch), fastest first: checkpointing costs ~+33% compute, so a
 # smaller micro-batch without it is tried before a larger one with it.
 CONFIGS = ((False, 8), (False, 4), (False, 2), (True, 8), (True, 4), (True, 2), (True, 1))
@@ -63,11 +63,15 @@ class Plan:
     fits: bool
     micro_batch: int  # examples (DPO: pairs, GRPO: completions) per GPU per forward
     grad_accum: int
-    generation_gb: float = 0.0  # GRPO: weights + KV cache while sampling rollouts
+    generation_gb: float = 0.0  # GRPO: weights + KV cache while sampling rollouts (reserved)
     notes: tuple[str, ...] = field(default=())
+    whole: SetupEstimate | None = None  # GRPO / DPO: every phase (advisor/setups.py)
+    objective: Objective | None = None
 
     @property
     def peak_gb(self) -> float:
+        if self.whole is not None:
+            return self.whole.peak_gb
         return max(self.memory.peak_gb, self.generation_gb)
 
     @property
@@ -83,19 +87,22 @@ class Plan:
         return self.fits and self.margin_gb >= COMFORT * self.budget_gb
 
 
+def objective_of(opt: Option, seq_len: int) -> tuple[Objective, int]:
+    """The objective of ``opt`` and the setup's sequence length: GRPO's prompt is what is left of
+    --seq-len (prompt + answer) after the completion budget."""
+    if opt.objective == "grpo":
+        completion = min(GRPO_COMPLETION, max(1, seq_len // 2))
+        return Objective("grpo", GRPO_GENERATIONS, completion, GRPO_BETA), seq_len - completion
+    return Objective(opt.objective), seq_len
+
+
 def _setup(model: Model, opt: Option, micro: int, ckpt: bool, seq_len: int, gpu: GpuBudget, accum: int) -> Setup:
-    seqs = 2 * micro if opt.objective == "dpo" else micro  # DPO: chosen + rejected per pair
+    """micro: sequences (SFT), pairs (DPO: setups.py doubles them), completions (GRPO)."""
     return Setup(
-        arch=model.arch, method=opt.method, rank=opt.rank, targets=opt.targets, batch_size=seqs,
+        arch=model.arch, method=opt.method, rank=opt.rank, targets=opt.targets, batch_size=micro,
         seq_len=seq_len, grad_checkpointing=ckpt, precision="bf16", optimizer="adamw", gpus=opt.gpus,
         grad_accum=accum,
     )  # fmt: skip
-
-
-def kv_cache_gb(model: Model, tokens: int, gpus: int = 1) -> float:
-    """bf16 K and V for every layer: 2 × layers × kv_dim × 2 B per token."""
-    a = model.arch
-    return 2 * a.layers * a.kv_dim * 2 * tokens / GIB
 
 
 def size(model: Model, opt: Option, gpu: GpuBudget, seq_len: int, target_batch: int) -> Plan:
@@ -108,44 +115,63 @@ def size(model: Model, opt: Option, gpu: GpuBudget, seq_len: int, target_batch: 
         if micro > target_batch:
             continue
         accum = max(1, target_batch // micro)
-        setup = _setup(model, opt, micro, ckpt, seq_len, gpu, accum)
-        mem = estimate(setup)
-        gen = 0.0
-        if opt.objective == "grpo":  # sampling: weights + KV cache of G rollouts, no activations kept
-            kv = kv_cache_gb(model, GRPO_GENERATIONS * seq_len)
-            gen = mem.weights + mem.quant_constants + mem.adapter + mem.runtime_overhead + kv
-        fits = max(mem.peak_gb, gen) <= gpu.per_gpu_gb * (1 - HEADROOM)
-        plans.append(Plan(opt, model, setup, mem, gpu.per_gpu_gb, fits, micro, accum, gen))
+        obj, model_seq = objective_of(opt, seq_len)
+        setup = _setup(model, opt, micro, ckpt, model_seq, gpu, accum)
+        whole = None
+        if opt.objective == "sft":
+            mem, gen = estimate(setup), 0.0
+        else:
+            whole = estimate_setup(setup, obj)
+            mem = whole.training
+            g = whole.phase("generation")
+            gen = g.allocated_gb * (1 + RESERVED_FRAC) if g else 0.0
+        peak = whole.peak_gb if whole else max(mem.peak_gb, gen)
+        fits = peak <= gpu.per_gpu_gb * (1 - HEADROOM)
+        plans.append(Plan(opt, model, setup, mem, gpu.per_gpu_gb, fits, micro, accum, gen, whole=whole, objective=obj))
     return (next((p for p in plans if p.comfortable), None) or next((p for p in plans if p.fits), None)
             or min(plans, key=lambda p: p.peak_gb))  # fmt: skip
 
 
-def flops_per_token(model: Model, seq_len: int, *, full: bool, ckpt: bool) -> float:
-    """6N (full) or 4N (frozen base: no weight grads) + attention 12·L·T·d; checkpointing adds a forward."""
-    a = model.arch
-    n = a.linear_params + a.vocab * a.hidden  # matmul parameters, LM head included
-    attn = 12 * a.layers * seq_len * a.hidden
-    f = (6 if full else 4) * n + attn
-    if ckpt:
-        f += 2 * n + attn / 3
-    return f
+@dataclass(frozen=True)
+class EpochTime:
+    seconds: float
+    low: float
+    high: float
+    basis: str
+
+
+def epoch_time(plan: Plan, examples: int, gpu: GpuBudget, measured_tokens_per_s: float | None = None) -> EpochTime:
+    """Seconds per epoch as a range, and its basis (a measurement, or the time model's assumptions).
+
+    Every example is priced at the full --seq-len (an upper bound when examples vary in length)."""
+    from advisor.throughput import dpo_step, gpu_device, grpo_step, sft_step
+
+    opt, s, obj = plan.option, plan.setup, plan.objective or Objective("sft")
+    scale = opt.gpus * (FSDP_SCALING if opt.gpus > 1 else 1.0)
+    per_step = plan.micro_batch * plan.grad_accum  # examples (SFT), pairs (DPO), completions (GRPO)
+    items = examples * (obj.num_generations if obj.name == "grpo" else 1)  # GRPO: G completions per prompt
+    if measured_tokens_per_s:
+        tokens = examples * s.seq_len * (2 if obj.name == "dpo" else 1)
+        if obj.name == "grpo":
+            tokens = items * (s.seq_len + obj.max_completion_len)
+        sec = tokens / measured_tokens_per_s
+        return EpochTime(sec, sec, sec, f"measured {measured_tokens_per_s:,.0f} tokens/s in a matching run")
+    dev = gpu_device(gpu.name, gpu.tflops, gpu.tflops_basis)
+    if obj.name == "grpo":
+        st = grpo_step(s, dev, completion=obj.max_completion_len, beta=obj.beta)
+    elif obj.name == "dpo":
+        st = dpo_step(s, dev)
+    else:
+        st = sft_step(s, dev)
+    steps = items / per_step / scale
+    basis = (f"time model: {dev.basis}; matmul rooflines + memory traffic + per-op overhead, "
+             f"every example at {s.seq_len} tokens")  # fmt: skip
+    if obj.name == "grpo":
+        basis += f" of prompt + {obj.max_completion_len} generated, {obj.num_generations} rollouts per prompt"
+    return EpochTime(st.seconds * steps, st.low * steps, st.high * steps, basis)
 
 
 def time_per_epoch(plan: Plan, examples: int, gpu: GpuBudget, measured_tokens_per_s: float | None = None) -> tuple[float, str]:
-    """Seconds per epoch and the basis of the figure (an assumption or a measurement)."""
-    opt, s = plan.option, plan.setup
-    tokens = examples * s.seq_len  # upper bound: every example padded to --seq-len
-    if opt.objective == "dpo":
-        tokens *= 2
-    if opt.objective == "grpo":  # G rollouts per prompt, trained on, and sampled ~as slowly again
-        tokens *= 2 * GRPO_GENERATIONS
-    if measured_tokens_per_s:
-        return tokens / measured_tokens_per_s, f"measured {measured_tokens_per_s:,.0f} tokens/s in a matching run"
-    speed = {"qlora": QLORA_SPEED, "dora": DORA_SPEED}.get(opt.method, 1.0)
-    scale = opt.gpus * (FSDP_SCALING if opt.gpus > 1 else 1.0)
-    fpt = flops_per_token(plan.model, s.seq_len, full=opt.method == "full", ckpt=s.grad_checkpointing)
-    rate = gpu.tflops * 1e12 * MFU * speed * scale / fpt
-    basis = f"{MFU:.0%} MFU of {gpu.tflops:g} TFLOP/s ({gpu.tflops_basis}), every example at {s.seq_len} tokens"
-    if opt.objective == "grpo":
-        basis += f", {GRPO_GENERATIONS} rollouts per prompt"
-    return tokens / rate, basis
+    """Seconds per epoch (the range's point) and the basis of the figure."""
+    t = epoch_time(plan, examples, gpu, measured_tokens_per_s)
+    return t.seconds, t.basis

@@ -122,7 +122,12 @@ def recipe_dict(rec) -> dict:
         "memory": _memory_dict(plan.memory) if plan else None,
         "generation_gb": _r(plan.generation_gb) if plan and plan.generation_gb else None,
         "time_per_epoch_s": _r(rec.time_per_epoch_s, 0),
+        "time_per_epoch_s_range": [_r(x, 0) for x in rec.time_per_epoch_range_s] if rec.time_per_epoch_range_s else None,
+        "total_time_s": _r(rec.time_per_epoch_s * rec.epochs, 0) if rec.time_per_epoch_s and rec.epochs else None,
+        "total_time_s_range": ([_r(x * rec.epochs, 0) for x in rec.time_per_epoch_range_s]
+                               if rec.time_per_epoch_range_s and rec.epochs else None),
         "time_basis": rec.time_basis or None,
+        "setup_phases": plan.whole.to_dict() if plan and plan.whole else None,
         "alternatives": [{"option": a.option, "estimated_peak_gb": a.peak_gb, "fits": a.fits, "why_not": a.why_not} for a in rec.alternatives],
         "rules": [{"id": r, "section": RULES[r].section, "quote": RULES[r].quote} for r in rec.rules],
         "steps": [{"title": st.title, "text": st.text, "rules": list(st.rules)} for st in rec.steps],
@@ -206,14 +211,24 @@ def print_recipe(rec) -> None:
     t.add_row("precision / optimizer", f"{rec.precision} / AdamW")
     pct = 100 * plan.margin_gb / plan.budget_gb
     t.add_row("peak memory", f"{plan.peak_gb:.1f} GB of {plan.budget_gb:g} GB per GPU — margin {plan.margin_gb:+.1f} GB ({pct:+.0f}%)")
-    t.add_row("time per epoch", f"~{_duration(rec.time_per_epoch_s)}  [dim]({_e(rec.time_basis)})[/]")
+    rng = rec.time_per_epoch_range_s
+    span = f" ({_duration(rng[0])}–{_duration(rng[1])})" if rng and rng[1] > rng[0] else ""
+    t.add_row("time per epoch", f"~{_duration(rec.time_per_epoch_s)}{span}  [dim]({_e(rec.time_basis)})[/]")
+    if rec.time_per_epoch_s and rec.epochs:
+        total = f" ({_duration(rng[0] * rec.epochs)}–{_duration(rng[1] * rec.epochs)})" if span else ""
+        t.add_row("total time", f"~{_duration(rec.time_per_epoch_s * rec.epochs)}{total} for {rec.epochs:g} epoch(s)")
     c.print(t)
     c.print()
-    c.print(_breakdown_table(plan.memory, f"Estimated peak per GPU ({plan.memory.peak_phase})"))
-    for note in plan.memory.notes:
+    if plan.whole is not None:  # GRPO / DPO: every phase of the setup
+        from advisor.render_time import phases_table
+
+        c.print(phases_table(plan.whole, f"Estimated peak per GPU by phase ({plan.whole.objective.name}; the largest sets the budget)"))
+        notes = plan.whole.notes
+    else:
+        c.print(_breakdown_table(plan.memory, f"Estimated peak per GPU ({plan.memory.peak_phase})"))
+        notes = plan.memory.notes
+    for note in notes:
         c.print(f"  [dim]{_e(note)}[/]")
-    if plan.generation_gb:
-        c.print(f"  [dim]GRPO sampling phase (weights + KV cache of the rollouts): {plan.generation_gb:.1f} GB[/]")
     c.print()
     _print_alternatives(c, rec)
     _print_rules(c, rec)

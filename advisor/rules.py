@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from advisor.catalog import GpuBudget, Model, ladder
 from advisor.guide import RULES
 from advisor.memory import estimate
-from advisor.plan import COMFORT, GRPO_GENERATIONS, HEADROOM, Option, Plan, size, time_per_epoch
+from advisor.plan import COMFORT, GRPO_GENERATIONS, HEADROOM, Option, Plan, epoch_time, size, time_per_epoch
 
 CAPABILITIES = ("classification", "extraction", "instruction", "style", "domain", "reasoning", "code", "alignment")
 AUDITABILITY = ("low", "standard", "high")
@@ -81,6 +81,7 @@ class Recipe:
     precision: str = "bf16"
     feasible: bool = True
     time_per_epoch_s: float | None = None
+    time_per_epoch_range_s: tuple[float, float] | None = None  # (low, high) of the time model; a measurement gives (t, t)
     time_basis: str = ""
     steps: list[Step] = field(default_factory=list)
     alternatives: list[Alternative] = field(default_factory=list)
@@ -470,7 +471,8 @@ def recommend(inp: Inputs, runs=()) -> Recipe:
     steps.append(_hyper(rec, n, objective, opt.method))
     rec.evidence = found.rows
     warnings.extend(found.warnings)
-    rec.time_per_epoch_s, rec.time_basis = time_per_epoch(chosen, n, inp.gpu, found.tokens_per_s)
+    et = epoch_time(chosen, n, inp.gpu, found.tokens_per_s)
+    rec.time_per_epoch_s, rec.time_per_epoch_range_s, rec.time_basis = et.seconds, (et.low, et.high), et.basis
 
     if feasible and not inp.model and rec.time_per_epoch_s and rec.time_per_epoch_s > 24 * 3600:
         # "the largest that fits" can be slow: name the largest model with an epoch under ~12 h

@@ -68,13 +68,13 @@ class Device:
 
 
 def gpu_device(name: str | None, tflops: float, tflops_basis: str = "") -> Device:
-    bw = GPU_BANDWIDTH.get(name or "", None)
+    from advisor.catalog import GPUS
+
     basis = f"{tflops:g} TFLOP/s bf16 ({tflops_basis or 'datasheet'})"
-    if bw is None:  # a bare memory size: bandwidth scales roughly with the assumed card's class
-        bw = 1555e9 * tflops / 312
-        basis += f", ~{bw / 1e9:.0f} GB/s assumed"
-    else:
-        basis += f", {bw / 1e9:.0f} GB/s"
+    if name not in GPU_BANDWIDTH:  # a bare memory size: the assumed card is the one with that peak
+        name = next((g.name for g in GPUS.values() if g.bf16_tflops == tflops and g.name in GPU_BANDWIDTH), None)
+    bw = GPU_BANDWIDTH.get(name or "", 1555e9 * tflops / 312)  # unknown: an A100's bytes per FLOP
+    basis += f", {bw / 1e9:.0f} GB/s" + ("" if name else " assumed")
     return Device(name or "GPU", tflops * 1e12, bw, GPU_GEMM, GPU_ATTN, GPU_STREAM, GPU_OP_S, basis)
 
 

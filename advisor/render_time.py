@@ -126,21 +126,23 @@ def time_dict(published, harness) -> dict:
     }  # fmt: skip
 
 
-def _time_table(title, rows):
+def _time_table(title, rows, *, model: bool = True):
     from rich.table import Table
 
-    t = Table(title=title, title_justify="left", show_edge=False)
-    for col in ("id", "model", "method", "device", "seq", "measured tok/s", "predicted", "range", "error"):
+    t = Table(title=title, title_justify="left", show_edge=False, pad_edge=False)
+    cols = ("id", "model", "method", "device", "seq", "tok/s", "predicted", "range", "error")
+    for col in cols if model else tuple(c for c in cols if c != "model"):
         t.add_column(col, justify="left" if col in ("id", "model", "method", "device") else "right",
-                     overflow="fold", no_wrap=col in ("seq", "error", "range"))  # fmt: skip
+                     overflow="fold", no_wrap=col not in ("model", "device"), min_width=4 if col == "device" else None)  # fmt: skip
     for r in rows:
-        err = "–" if r["error_pct"] is None else f"{r['error_pct']:+.0f}%" + ("" if r["in_range"] else " [yellow]out[/]")
+        err = "–" if r["error_pct"] is None else f"{r['error_pct']:+.0f}%" + ("" if r["in_range"] else "[yellow]*[/]")
         if r["excluded"]:
             err = "[yellow]excl.[/]"
         rng = "–" if r["low_tps"] is None else f"{r['low_tps']:,.0f}–{r['high_tps']:,.0f}"
         fmt = lambda v: "–" if v is None else f"{v:,.1f}" if v < 100 else f"{v:,.0f}"  # noqa: E731
-        t.add_row(_e(r["id"]), _e(r["model"]), _e(r["method"]), _e(r["device"]), fmt(r["seq_len"]), fmt(r["measured_tps"]),
-                  fmt(r["predicted_tps"]), rng, err)  # fmt: skip
+        cells = [_e(r["id"])] + ([_e(r["model"])] if model else []) + [_e(r["method"]), _e(r["device"]), "–" if r["seq_len"] is None else f"{r['seq_len']:,.0f}",
+                                                                         fmt(r["measured_tps"]), fmt(r["predicted_tps"]), rng, err]  # fmt: skip
+        t.add_row(*cells)
     return t
 
 
@@ -156,7 +158,8 @@ def print_time(report: dict, directory) -> None:
         c.print(f"\n[bold]time, published: MAPE {p['mape_pct']:.0f}%[/] over {p['n']} rows; {p['in_range']} inside the predicted range")
     if h["rows"]:
         c.print()
-        c.print(_time_table(f"Time: harness runs in {directory} (CPU: priced at the run's measured matmul peak)", h["rows"]))
+        c.print(_time_table(f"Time: harness runs in {directory} (tokens/s; a CPU priced at the run's measured matmul peak)",
+                            h["rows"], model=False))
         reasons: dict[str, list[str]] = {}
         for r in h["rows"]:
             if r["excluded"]:
@@ -165,7 +168,7 @@ def print_time(report: dict, directory) -> None:
             c.print(f"  excluded {_e(', '.join(ids[:3]))}{' +' + str(len(ids) - 3) if len(ids) > 3 else ''}: {_e(why)}")
         if h["mape_pct"] is not None:
             c.print(f"\n[bold]time, harness runs: MAPE {h['mape_pct']:.0f}%[/] over {h['n']}; {h['in_range']} inside the predicted range")
-    c.print(f"[dim]{_e(report['basis'])}[/]")
+    c.print(f"[dim]* measured outside the predicted range. {_e(report['basis'])}[/]")
 
 
 def epoch_text(low: float | None, high: float | None) -> str:

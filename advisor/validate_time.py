@@ -169,7 +169,7 @@ def harness_time_rows(runs: list[Run]) -> list[TimeRow]:
             st = dpo_step(setup, dev, **extra)
         else:
             st = sft_step(setup, dev, **extra)
-        rows.append(_row(run.run_id, run.model_name, name, dev.name if run.device != "cpu" else f"CPU ({run.device_name})",
+        rows.append(_row(run.run_id, run.model_name, name, dev.name,
                          setup.seq_len, measured, st))  # fmt: skip
     return rows
 

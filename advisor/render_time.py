@@ -133,7 +133,7 @@ def _time_table(title, rows, *, model: bool = True):
     cols = ("id", "model", "method", "device", "seq", "tok/s", "predicted", "range", "error")
     for col in cols if model else tuple(c for c in cols if c != "model"):
         t.add_column(col, justify="left" if col in ("id", "model", "method", "device") else "right",
-                     overflow="fold", no_wrap=col not in ("model", "device"), min_width=4 if col == "device" else None)  # fmt: skip
+                     overflow="fold", no_wrap=col not in ("id", "model", "device"), min_width=6 if col == "device" else None)  # fmt: skip
     for r in rows:
         err = "–" if r["error_pct"] is None else f"{r['error_pct']:+.0f}%" + ("" if r["in_range"] else "[yellow]*[/]")
         if r["excluded"]:

@@ -201,11 +201,42 @@ def keep_4bit_trainable(model) -> int:
     return n
 
 
+def _build_on_device(spec: ModelSpec, *, seed: int, dtype, device: str) -> LoadedModel:
+    """A cost-only random-init model built from its config directly on the GPU, in the compute dtype.
+
+    Materialising an 8B shape first (fp32 init on the CPU, 32 GB of safetensors, a reload) takes
+    minutes and most of a disk; its weights are random either way, and only its memory and speed
+    are measured (``scored: false``). The init runs on the GPU's generator, so the identity says so.
+    """
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = tiny_tokenizer()
+    arch = dict(spec.arch)
+    arch.setdefault("vocab_size", len(tok))
+    key = hashlib.sha256(json.dumps([arch, seed], sort_keys=True).encode()).hexdigest()[:12]
+    config = LlamaConfig(**arch, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+    torch.manual_seed(seed)
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)
+    try:
+        with torch.device(device):
+            model = LlamaForCausalLM(config)
+    finally:
+        torch.set_default_dtype(previous)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    identity = {"id": spec.name, "source": "tiny", "init_seed": seed, "arch_hash": key, "built_on": device}
+    return LoadedModel(model, tok, TINY_TOKENIZER_DIR, identity, arch_of(model.config))  # no weights on disk: the tokenizer dir
+
+
 def load(spec: ModelSpec, *, seed: int, dtype, device: str, quantize: str | None = None) -> LoadedModel:
     """Load model + tokenizer. ``quantize="4bit"`` → NF4 with double quantization (QLoRA)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    if device == "cuda" and spec.source == "tiny" and not spec.scored and not spec.name_or_path and quantize is None:
+        return _build_on_device(spec, seed=seed, dtype=dtype, device=device)
     path, identity = materialise(spec, seed)
     kwargs: dict = {"dtype": dtype, "trust_remote_code": spec.trust_remote_code}
     if quantize == "4bit":

@@ -6,7 +6,7 @@ printing functions only, so ``--json`` stays light.
 
 from __future__ import annotations
 
-from advisor.render import UNITS, _console, _duration, _e, _memory_dict, _r
+from advisor.render import UNITS, _console, _e, _memory_dict, _r
 
 
 def step_time(setup, objective, gpu):
@@ -169,9 +169,3 @@ def print_time(report: dict, directory) -> None:
         if h["mape_pct"] is not None:
             c.print(f"\n[bold]time, harness runs: MAPE {h['mape_pct']:.0f}%[/] over {h['n']}; {h['in_range']} inside the predicted range")
     c.print(f"[dim]* measured outside the predicted range. {_e(report['basis'])}[/]")
-
-
-def epoch_text(low: float | None, high: float | None) -> str:
-    if low is None:
-        return "–"
-    return f"{_duration(low)}–{_duration(high)}"

@@ -26,10 +26,10 @@ from dataclasses import dataclass, field, replace
 
 from advisor.catalog import GIB
 from advisor.errors import AdvisorError
-from advisor.memory import RESERVED_FRAC, Breakdown, Setup, adapter_params, estimate, logits_bytes_per_element
+from advisor.memory import RESERVED_FRAC, Breakdown, Setup, adapter_params, estimate
 
 OBJECTIVES = ("sft", "grpo", "dpo")
-GRPO_DEFAULTS = {"num_generations": 8, "max_completion_len": 256, "prompt_len": 512, "beta": 0.04}  # TRL's defaults (β: the harness's)
+GRPO_DEFAULTS = {"num_generations": 8, "max_completion_len": 256, "beta": 0.04}  # TRL defaults; β is the harness default (TRL: 0.0)
 
 
 @dataclass(frozen=True)

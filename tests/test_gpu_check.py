@@ -81,3 +81,22 @@ def test_cost_only_model_is_built_on_the_gpu_and_measured(tmp_path):
     assert rec["model_identity"]["built_on"] == "cuda"
     assert m["memory_kind"] == "cuda_allocated" and 0 < m["peak_memory_gb"] <= m["peak_reserved_gb"]
     assert m["tokens_per_s"] > 0
+
+
+def test_build_on_device_makes_the_model_in_the_compute_dtype_without_touching_disk(tmp_path, monkeypatch):
+    """The CUDA path for cost-only shapes, exercised on the CPU: no materialised cache entry."""
+    import torch
+
+    from harness.config import ModelSpec
+    from harness.models import _build_on_device
+
+    monkeypatch.setenv("TUNEBENCH_CACHE", str(tmp_path / "cache"))
+    arch = {"num_hidden_layers": 2, "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
+            "num_key_value_heads": 2, "vocab_size": 2048, "tie_word_embeddings": True}  # fmt: skip
+    spec = ModelSpec(name="cost-test", source="tiny", arch=arch, scored=False)
+    loaded = _build_on_device(spec, seed=0, dtype=torch.bfloat16, device="cpu")
+    assert {p.dtype for p in loaded.model.parameters()} == {torch.bfloat16}
+    assert loaded.identity["built_on"] == "cpu" and loaded.arch["vocab_size"] == 2048
+    again = _build_on_device(spec, seed=0, dtype=torch.bfloat16, device="cpu")
+    assert all(torch.equal(a, b) for a, b in zip(loaded.model.parameters(), again.model.parameters()))  # the seed fixes the init
+    assert not (tmp_path / "cache").exists()

@@ -64,7 +64,6 @@ def build_parser() -> argparse.ArgumentParser:
     from advisor.memory import METHODS, OPTIMIZERS, PRECISIONS, TARGETS
     from advisor.setups import GRPO_DEFAULTS
 
-    OBJECTIVES = ("grpo", "dpo")
     parser = _Parser(prog=PROG, description="Which fine-tuning recipe fits your GPU and data, and why.")
     sub = parser.add_subparsers(dest="command", metavar="{recommend,explain,estimate,validate,models,gpus}", parser_class=_Parser)
     rec = sub.add_parser("recommend", help="the recipe for your GPU, data and goal")
@@ -72,9 +71,9 @@ def build_parser() -> argparse.ArgumentParser:
     rec.add_argument("--emit", help="'harness': print only the `python -m harness …` command that validates the recipe")
     exp = sub.add_parser("explain", help="the same inputs; the decision path step by step")
     _add_inputs(exp)
-    est = sub.add_parser("estimate", help="peak training memory of one configuration")
+    est = sub.add_parser("estimate", help="peak training memory of one configuration (GRPO/DPO: every phase); --gpu adds its step time")
     est.add_argument("--model", required=True, help="catalog name, a size such as 7B, or a config.json path")
-    est.add_argument("--method", default="lora", help=f"{', '.join(METHODS + OBJECTIVES)} (default lora)")
+    est.add_argument("--method", default="lora", help=f"{', '.join(METHODS)}, grpo, dpo (default lora)")
     est.add_argument("--inner", default="lora", help=f"grpo/dpo: what trains, {', '.join(METHODS)} (default lora)")
     est.add_argument("--num-generations", default=str(GRPO_DEFAULTS["num_generations"]), help="grpo: completions per prompt (default 8)")
     est.add_argument("--max-completion-len", default=str(GRPO_DEFAULTS["max_completion_len"]), help="grpo: tokens generated per completion (default 256)")
@@ -163,7 +162,6 @@ def cmd_estimate(args) -> int:
     from advisor import render
     from advisor.catalog import resolve_model
     from advisor.memory import DEVICES, METHODS, OPTIMIZERS, PRECISIONS, Setup, estimate
-
     from advisor.setups import Objective
 
     method = _choice("--method", args.method, METHODS + ("grpo", "dpo"))

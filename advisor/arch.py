@@ -13,7 +13,7 @@ gate_proj/up_proj/down_proj (a plain MLP has only up = fc1 and down = fc2).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from advisor.errors import AdvisorError
 
@@ -37,7 +37,7 @@ class Arch:
     layernorm: bool = False  # LayerNorm (weight + bias) instead of RMSNorm
     linear_bias: bool = False  # every linear has a bias (Phi, NeoX, BigCode)
     positions: int = 0  # learned absolute position embeddings (BigCode: n_positions rows)
-    family: str = "llama"
+    family: str = field(default="llama", compare=False)  # for messages; the shape is what compares
     # ---- mixture of experts (0 experts: dense)
     experts: int = 0  # routed experts per MoE layer
     experts_per_tok: int = 0

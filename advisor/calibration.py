@@ -4,13 +4,16 @@ Each published row belongs to one source (a stack, a script, a measuring habit).
 - the one fitted constant (RESERVED_FRAC, reserved rows only) is re-fitted on the other sources;
 - S's rows are estimated with it, and their errors make S's MAE;
 - S's range is [estimate × (1 + low), estimate × (1 + high)] where low/high are the smallest and
-  largest relative residuals (measured/estimate − 1) on the *other* sources, widened by MARGIN;
-  a row is covered when its measurement falls inside.
-The shipped RANGE_LOW/RANGE_HIGH are the same extremes over every source (``fit_range``).
+  largest relative residuals (measured/estimate − 1) on the *other* sources' rows whose estimated
+  peak falls in the same phase, widened by MARGIN; a row is covered when its measurement falls inside.
+  The phases differ in kind: an optimizer-step peak is weights + gradients + states, arithmetic
+  that is exact to a few %; a backward-start peak is activations and logits, where the stacks differ.
+The shipped RANGES are the same extremes over every source (``fit_range``).
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, replace
 
 MARGIN = 0.01  # one point beyond the most extreme residual seen: the range is closed at its ends
@@ -24,7 +27,7 @@ class SourceScore:
     mae_pct: float
     bias_pct: float
     covered: int  # rows whose measurement is inside the LOSO range
-    low: float  # the range applied to this source (relative)
+    low: float  # the widest range applied to this source's rows (relative)
     high: float
     reserved_frac: float  # RESERVED_FRAC re-fitted without this source
 
@@ -49,8 +52,13 @@ def best_frac(rows_by_frac: dict[float, list]) -> float:
     return min(rows_by_frac, key=lambda f: (round(mae(rows_by_frac[f]), 9), f))
 
 
-def extremes(rows) -> tuple[float, float]:
-    res = [residual(r.measured_gb, r.predicted_gb) for r in rows]
+PHASES = ("backward start", "optimizer step")
+MIN_ROWS = 4  # fewer rows of a phase than this: its range falls back to every phase's residuals
+
+
+def extremes(rows, phase: str | None = None) -> tuple[float, float]:
+    same = [r for r in rows if r.phase == phase] if phase else rows
+    res = [residual(r.measured_gb, r.predicted_gb) for r in (same if len(same) >= MIN_ROWS else rows)]
     return min(res) - MARGIN, max(res) + MARGIN
 
 
@@ -62,11 +70,13 @@ def loso(rows_by_frac: dict[float, list]) -> tuple[list, list[SourceScore]]:
     for src in sources:
         others = {f: [r for r in scored(rs) if r.source != src] for f, rs in rows_by_frac.items()}
         frac = best_frac(others)
-        low, high = extremes(others[frac])
         mine = [r for r in scored(rows_by_frac[frac]) if r.source == src]
         covered = 0
+        low = high = 0.0
         for r in mine:
-            lo_gb, hi_gb = r.predicted_gb * (1 + low), r.predicted_gb * (1 + high)
+            lo, hi = extremes(others[frac], r.phase)
+            low, high = min(low, lo), max(high, hi)
+            lo_gb, hi_gb = r.predicted_gb * (1 + lo), r.predicted_gb * (1 + hi)
             inside = lo_gb <= r.measured_gb <= hi_gb
             covered += inside
             out_rows.append(replace(r, range_gb=(lo_gb, hi_gb), in_range=inside))
@@ -76,7 +86,10 @@ def loso(rows_by_frac: dict[float, list]) -> tuple[list, list[SourceScore]]:
     return out_rows, scores
 
 
-def fit_range(rows) -> tuple[float, float]:
-    """The shipped range: the extreme residuals over every scored row, widened by MARGIN."""
-    low, high = extremes(scored(rows))
-    return round(low, 2), round(high, 2)
+def fit_range(rows) -> dict[str, tuple[float, float]]:
+    """The shipped ranges by peak phase: the extreme residuals over every scored row, widened by MARGIN."""
+    out = {}
+    for phase in PHASES:
+        low, high = extremes(scored(rows), phase)
+        out[phase] = (math.floor(low * 100) / 100, math.ceil(high * 100) / 100)  # rounded outwards
+    return out

@@ -197,7 +197,7 @@ def resolve_model(text: str, *, flag: str = "--model") -> Model:
         label = f"{value:g}{unit}"
         if label in SIZE_REPRESENTATIVES:
             return MODELS[SIZE_REPRESENTATIVES[label]]
-        near = [mod for mod in MODELS.values() if abs(mod.params / params - 1) <= 0.08]
+        near = [mod for mod in MODELS.values() if not mod.arch.is_moe and abs(mod.params / params - 1) <= 0.08]
         if near:
             return min(near, key=lambda mod: abs(mod.params / params - 1))
         return _synthetic(params, label)

@@ -51,6 +51,7 @@ class Row:
     source: str = ""  # published rows: the source's short name (leave-one-source-out groups)
     range_gb: tuple[float, float] | None = None  # the LOSO range around predicted_gb
     in_range: bool | None = None
+    phase: str = ""  # the estimate's peak phase
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -95,7 +96,7 @@ def validate_published(**constants) -> list[Row]:
         rows.append(Row(r["id"], r["model"].removeprefix("configs/").removesuffix(".json"),
                         r["method"] + (f" r{r['rank']}" if r["rank"] else "") + (f" ×{r['gpus']}" if r["gpus"] != "1" else ""),
                         metric, measured, predicted, 100 * (predicted - measured) / measured, int(r["effective_seq_len"]), note,
-                        excluded, r["src"]))  # fmt: skip
+                        excluded, r["src"], phase=b.peak_phase))  # fmt: skip
     return rows
 
 
@@ -154,9 +155,8 @@ def fit() -> dict:
     the range (the extreme residuals over every scored row at that fraction)."""
     by_frac = {f: validate_published(reserved_frac=f) for f in calibration.FRAC_GRID}
     frac = calibration.best_frac({f: calibration.scored(rs) for f, rs in by_frac.items()})
-    low, high = calibration.fit_range(by_frac[frac])
-    rows = by_frac[frac]
-    return {"mape_pct": mape(rows, metrics=KNOWN), "RESERVED_FRAC": frac, "RANGE_LOW": low, "RANGE_HIGH": high}
+    ranges = calibration.fit_range(by_frac[frac])
+    return {"mape_pct": mape(by_frac[frac], metrics=KNOWN), "RESERVED_FRAC": frac, "RANGES": ranges}
 
 
 def fit_cpu(runs: list[Run]) -> dict | None:

@@ -44,11 +44,11 @@ ACT_FACTOR = 1.0
 # Reserved over allocated: the caching allocator rounds blocks up to 2 MiB multiples and keeps freed
 # blocks cached; at the backward-start peak the activations, freed and re-allocated in other sizes,
 # fragment. No physics gives the fraction: fitted on the 14 published rows measured as *reserved*
-# or unknown (P1-P4, T1, T3, T5, D1-D4, Q4a-c) by `advisor validate --fit`, over 0-15%. The fit
-# gives 0: on these rows the model's own error (+10% on peft's loop, -9% on torchtune's tutorial)
-# outweighs the allocator's overhead, so fragmentation is carried by the range instead (its high
-# end, +30%, is what budgets are checked against).
-RESERVED_FRAC = 0.0
+# or unknown (P1-P4, T1, T3, T5, D1-D4, Q4a-c) by `advisor validate --fit`, over 1-15% (1%: the
+# allocator's block rounding alone). The fit lands on the floor: on these rows the model's own error
+# (+10% on peft's loop, -9% on torchtune's tutorial) outweighs the allocator's overhead, so
+# fragmentation is carried by the range instead (its high end is what budgets are checked against).
+RESERVED_FRAC = 0.01
 CUDA_RUNTIME_GB = 0.0  # cuBLAS workspaces and RoPE tables: tens of MB, inside the noise
 # The CUDA context (driver state, cuBLAS/cuDNN kernels loaded lazily) lives outside torch's count:
 # ~0.3-0.6 GiB on A100/H100 with CUDA 12 lazy loading; budgets are compared with reserved + this.
@@ -60,7 +60,7 @@ CUDA_CONTEXT_GB = 0.5
 # the model under-estimates most (FA9, a 70B QLoRA under FSDP; LC6, Gemma-2-9B's QLoRA). Optimizer-step
 # peaks are weights + gradients + states, exact to a few % (4 rows: F1, Q4a, FA1, FA2).
 # Leave-one-source-out, 93% of the rows fall inside their range.
-RANGES = {"backward start": (-0.13, 0.30), "optimizer step": (-0.04, 0.09)}
+RANGES = {"backward start": (-0.14, 0.30), "optimizer step": (-0.04, 0.08)}
 # CPU (the harness's fp32 runs, resident set above the pre-load baseline): fitted by
 # `advisor validate DIR --fit` on 17 real harness CPU runs (14 tiny-model runs, whose RSS delta is
 # nearly all runtime; 2 SmolLM2-135M full fine-tunes and 1 LoRA): MAPE 6.4%. A controlled check

@@ -124,7 +124,7 @@ def recipe_dict(rec) -> dict:
         "precision": rec.precision if plan else None,
         "optimizer": s.optimizer if s else None,
         "gpus": plan.option.gpus if plan else None,
-        "estimated_peak_gb": _r(plan.peak_gb) if plan else None,
+        "estimated_peak_gb": _r(plan.peak_gb) if plan else None,  # the high end + CUDA context: what the verdict uses
         "budget_gb": inp.gpu.per_gpu_gb,
         "margin_gb": _r(plan.margin_gb) if plan else None,
         "memory": _memory_dict(plan.memory) if plan else None,
@@ -218,7 +218,13 @@ def print_recipe(rec) -> None:
     t.add_row("grad checkpointing", "on" if s.grad_checkpointing else "off")
     t.add_row("precision / optimizer", f"{rec.precision} / AdamW")
     pct = 100 * plan.margin_gb / plan.budget_gb
-    t.add_row("peak memory", f"{plan.peak_gb:.1f} GB of {plan.budget_gb:g} GB per GPU — margin {plan.margin_gb:+.1f} GB ({pct:+.0f}%)")
+    m = plan.memory
+    if m.peak_reserved_gb_range:  # the verdict and margin use the range's high end (+ the CUDA context)
+        lo, hi = m.peak_reserved_gb_range
+        t.add_row("peak memory", f"{m.peak_reserved_gb:.1f} GB expected (range {lo:.1f}–{hi:.1f}, + {m.cuda_context_gb:.1f} CUDA context) "
+                  f"of {plan.budget_gb:g} GB per GPU — margin at the high end {plan.margin_gb:+.1f} GB ({pct:+.0f}%)")  # fmt: skip
+    else:
+        t.add_row("peak memory", f"{plan.peak_gb:.1f} GB of {plan.budget_gb:g} GB per GPU — margin {plan.margin_gb:+.1f} GB ({pct:+.0f}%)")
     t.add_row("time per epoch", f"~{_duration(rec.time_per_epoch_s)}  [dim]({_e(rec.time_basis)})[/]")
     c.print(t)
     c.print()

@@ -258,3 +258,16 @@ def test_estimate_json_reports_ranges_and_bad_offload_is_one_line(run_cli):
     assert code == 0
     code, _, err = run_cli("estimate", "--model", "70B", "--sharding", "zero4")
     assert code == 2 and "--sharding" in err
+
+
+def test_24gb_recommendation_keeps_its_high_end_under_budget(run_cli):
+    import json
+
+    code, out, _ = run_cli("recommend", "--gpu", "24GB", "--examples", "3000", "--json")
+    d = json.loads(out)
+    m = d["memory"]
+    high = m["peak_reserved_gb_range"][1] + m["cuda_context_gb"]
+    assert code == 0 and d["feasible"] and high <= 24
+    assert d["estimated_peak_gb"] == pytest.approx(high, abs=0.01)  # the verdict's figure is the high end
+    assert d["margin_gb"] == pytest.approx(24 - high, abs=0.02)
+    assert m["peak_reserved_gb_range"][0] < m["peak_reserved_gb"] < m["peak_reserved_gb_range"][1]

@@ -192,7 +192,7 @@ def cmd_validate(args) -> int:
     fitted = None
     if args.fit:
         fitted = {"cuda": validate.fit(), "cpu": validate.fit_cpu(runs)}
-    report = render.validate_dict(directory, published, harness, warnings, fitted, sources)
+    report = render.validate_dict(directory, published, harness, warnings, fitted, sources, validate.device_rows())
     if args.json:
         print(json.dumps(report, indent=2))
     else:

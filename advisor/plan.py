@@ -18,7 +18,7 @@ HEADROOM = 0.0
 # A plan with less than 5% of the budget spare beyond its range's high end fits, but tightly: a batch
 # of unusually long examples can tip it over. (The high end already carries the worst under-estimate
 # seen on the published rows, so the spare asked for on top is small.)
-COMFORT = 0.05
+COMFORT = 0.10
 # Model FLOPs utilisation assumed for time estimates: a plain HF/peft training loop on one GPU
 # reaches ~30-45% at 1-8K tokens per micro-batch; measured runs in --results replace this.
 MFU = 0.35

@@ -175,7 +175,7 @@ def _breakdown_table(b, title: str):
     if b.peak_reserved_gb is not None:
         rng = b.peak_reserved_gb_range
         t.add_row(f"peak reserved (allocator +{memory.RESERVED_FRAC:.0%})", f"{b.peak_reserved_gb:.2f}  (range {rng[0]:.2f}–{rng[1]:.2f})")
-        t.add_row("CUDA context (outside torch)", f"{b.cuda_context_gb:.2f}")
+        t.add_row("CUDA context + allocator cache", f"{b.cuda_context_gb:.2f}")
     if b.cpu_offload_gb:
         t.add_row("host memory (offloaded)", f"{b.cpu_offload_gb:.2f}")
     if b.cpu_resident_gb is not None:
@@ -352,7 +352,7 @@ def print_estimate(model, setup, b) -> None:
 # ---------------------------------------------------------------- validate
 
 
-def validate_dict(directory, published, harness, warnings, fitted, sources=()) -> dict:
+def validate_dict(directory, published, harness, warnings, fitted, sources=(), device=()) -> dict:
     from advisor import validate as v
 
     def rows(rs):
@@ -382,6 +382,13 @@ def validate_dict(directory, published, harness, warnings, fitted, sources=()) -
             },
             "excluded": [{"id": r.id, "reason": r.excluded} for r in published if r.excluded],
             "units": "published GB (10^9 bytes) converted to GiB",
+            "device_total": {  # nvidia-smi readings vs the verdict's figure (reserved high end + CUDA context)
+                "rows": [{"id": r.id, "nvidia_smi_gb": _r(r.measured_gb, 3), "high_end_gb": _r(r.predicted_gb, 3),
+                          "covered": r.in_range, "note": r.note} for r in device],
+                "covered": sum(bool(r.in_range) for r in device), "n": len(device),
+                "covered_single_gpu": sum(bool(r.in_range) for r in device if not r.note),
+                "n_single_gpu": sum(1 for r in device if not r.note),
+            },
         },
         "harness": {
             "dir": str(directory),
@@ -466,6 +473,12 @@ def print_validate(report) -> None:
     for e in p["excluded"]:
         c.print(f"  excluded {e['id']}: {_e(e['reason'])}")
     _print_loso(c, p["loso"])
+    dev = p.get("device_total")
+    if dev and dev["n"]:
+        under = ", ".join(f"{r['id']} ({r['nvidia_smi_gb']:.1f} > {r['high_end_gb']:.1f})" for r in dev["rows"] if not r["covered"])
+        c.print(f"device total (nvidia-smi) under the verdict's figure (range high end + CUDA context): "
+                f"{dev['covered_single_gpu']}/{dev['n_single_gpu']} single-GPU rows, {dev['covered']}/{dev['n']} in all"
+                + (f"; over it: {under} (multi-GPU: NCCL buffers not modelled)" if under else ""))  # fmt: skip
     c.print()
     if h["rows"]:
         c.print(_rows_table(f"Harness runs in {h['dir']} (CPU resident vs cpu_rss_delta, allocated vs cuda_allocated)", h["rows"]))

@@ -129,7 +129,9 @@ class Setup:
         """QLoRA through peft's prepare_model_for_kbit_training (HF stack): non-4-bit params in fp32."""
         if self.method != "qlora":
             return False
-        return self.stack == "hf" if self.prepare_kbit is None else self.prepare_kbit
+        if self.prepare_kbit is None:  # TRL skips it for sharded QLoRA: FSDP needs one dtype per flat parameter
+            return self.stack == "hf" and not self.sharded
+        return self.prepare_kbit
 
     @property
     def sharded(self) -> bool:

@@ -87,7 +87,17 @@ def test_fit_reproduces_the_shipped_constants():
     assert best["mape_pct"] <= 15
     assert best["RESERVED_FRAC"] == memory.RESERVED_FRAC
     assert best["RANGES"] == memory.RANGES
+    assert best["CUDA_CONTEXT_GB"] == memory.CUDA_CONTEXT_GB
     assert memory.ACT_FACTOR == 1.0  # not fitted: the activation count matches autograd's saved tensors
+
+
+def test_verdict_figure_covers_nvidia_smi_on_one_gpu():
+    rows = validate.device_rows()
+    single = [r for r in rows if not r.note]
+    assert len(rows) == 11 and len(single) == 5
+    assert all(r.in_range for r in single)  # reserved high end + context >= what nvidia-smi showed
+    # without the fitted context (the physical floor alone) the verdict would have passed runs that used more
+    assert not all(r.in_range for r in validate.device_rows(context_gb=validate.CONTEXT_FLOOR_GB) if not r.note)
 
 
 def test_validate_json_reports_leave_one_source_out(run_cli, tmp_path):

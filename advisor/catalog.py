@@ -326,8 +326,16 @@ def parse_gpu(text: str, *, flag: str = "--gpu") -> GpuBudget:
 
 
 def model_table() -> list[dict]:
-    return [{"name": m.name, "params_b": round(m.params / 1e9, 2), "hub_id": m.hub_id, **m.arch.to_record()}
-            for m in sorted(MODELS.values(), key=lambda m: m.params)]  # fmt: skip
+    """One row per model, the same keys on every row (MoE: experts as 'active of total')."""
+    rows = []
+    for m in sorted(MODELS.values(), key=lambda m: m.params):
+        a = m.arch
+        dense = {k: v for k, v in a.to_record().items() if k not in ("num_local_experts", "num_experts_per_tok", "moe_intermediate_size")}
+        active = a.total_params - a.linear_params + a.active_linear_params
+        rows.append({"name": m.name, "params_b": round(m.params / 1e9, 2), "active_params_b": round(active / 1e9, 2),
+                     "hub_id": m.hub_id, **dense, "head_dim": a.head_dim,
+                     "experts": f"{a.experts_per_tok} of {a.experts}" if a.is_moe else None})  # fmt: skip
+    return rows
 
 
 __all__ = ["Arch", "Model", "MODELS", "Gpu", "GPUS", "GpuBudget", "parse_gpu", "resolve_model", "ladder", "GIB"]

@@ -513,7 +513,7 @@ def catalog_rows(which: str) -> list[dict]:
             for g in GPUS.values()]  # fmt: skip
 
 
-SHORT = {"params_b": "params B", "num_hidden_layers": "layers", "hidden_size": "hidden", "intermediate_size": "inter",
+SHORT = {"params_b": "params B", "active_params_b": "active B", "num_hidden_layers": "layers", "hidden_size": "hidden", "intermediate_size": "inter",
          "num_attention_heads": "heads", "num_key_value_heads": "kv", "vocab_size": "vocab", "tie_word_embeddings": "tied"}
 
 
@@ -523,7 +523,11 @@ def print_catalog(which: str, rows: list[dict]) -> None:
     rows = [{SHORT.get(k, k): v for k, v in r.items() if k not in ("hub_id", "head_dim")} for r in rows]
     t = Table(show_edge=False)
     for col in rows[0]:
-        t.add_column(col, justify="right" if isinstance(rows[0][col], (int, float)) and not isinstance(rows[0][col], bool) else "left")
+        t.add_column(col, justify="right" if isinstance(rows[0][col], (int, float)) and not isinstance(rows[0][col], bool) else "left",
+                     no_wrap=True, min_width=max(len(str(r[col])) for r in rows) if col == "name" else None)  # fmt: skip
     for r in rows:
         t.add_row(*("–" if v is None else str(v) for v in r.values()))
-    _console().print(t)
+    c = _console()
+    if not c.is_terminal:
+        c.width = 130
+    c.print(t)

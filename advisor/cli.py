@@ -84,6 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     est.add_argument("--sharding", default="full", help="with --gpus > 1: full (FSDP full shard = ZeRO-3), grad-op (shard-grad-op = ZeRO-2) or ddp (default full)")
     est.add_argument("--offload", default="none", help="CPU offload: none, params, optimizer or both (default none)")
     est.add_argument("--stack", default="hf", help="training software: hf (Trainer/TRL + peft), torchtune or litgpt (default hf)")
+    est.add_argument("--attention", default="sdpa", help="sdpa, eager or flash (flash-attention-2 keeps K/V unexpanded; default sdpa)")
+    est.add_argument("--lora-experts", action=argparse.BooleanOptionalAction, default=True, help="MoE: MLP targets adapt every expert (default) or only attention/shared MLPs")
     est.add_argument("--grad-accum", default="1", help="gradient accumulation steps (default 1; > 1 keeps gradients alive)")
     est.add_argument("--device", default="cuda", help="cuda (allocated/reserved) or cpu (resident set, the harness's CPU runs)")
     est.add_argument("--json", action="store_true", help="machine-readable output")
@@ -158,13 +160,14 @@ def cmd_explain(args) -> int:
 def cmd_estimate(args) -> int:
     from advisor import render
     from advisor.catalog import resolve_model
-    from advisor.memory import DEVICES, METHODS, OFFLOAD, OPTIMIZERS, PRECISIONS, SHARDING, SHARDING_ALIASES, STACKS, Setup, estimate
+    from advisor.memory import ATTENTION, DEVICES, METHODS, OFFLOAD, OPTIMIZERS, PRECISIONS, SHARDING, SHARDING_ALIASES, STACKS, Setup, estimate
 
     # cheap flag checks first: a bad flag is reported before a config.json is read
     offload = _choice("--offload", args.offload, OFFLOAD)
     sharding = str(args.sharding).strip().lower()
     sharding = _choice("--sharding", SHARDING_ALIASES.get(sharding, sharding), SHARDING)
     stack = _choice("--stack", args.stack, STACKS)
+    attention = _choice("--attention", args.attention, ATTENTION)
     model = resolve_model(args.model)
     setup = Setup(
         arch=model.arch, method=_choice("--method", args.method, METHODS), rank=_int("--rank", args.rank, low=1, example="--rank 16"),
@@ -173,6 +176,7 @@ def cmd_estimate(args) -> int:
         precision=_choice("--precision", args.precision, PRECISIONS), optimizer=_choice("--optimizer", args.optimizer, OPTIMIZERS),
         gpus=_int("--gpus", args.gpus, low=1, example="--gpus 8"), grad_accum=_int("--grad-accum", args.grad_accum, low=1, example="--grad-accum 4"),
         device=_choice("--device", args.device, DEVICES), sharding=sharding, offload=offload, stack=stack,
+        attention=attention, lora_experts=args.lora_experts,
     )  # fmt: skip
     b = estimate(setup)
     if args.json:

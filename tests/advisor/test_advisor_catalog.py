@@ -181,3 +181,21 @@ def test_unsupported_config_is_one_line_naming_what_is_missing(tmp_path, run_cli
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     code, out, err = run_cli("estimate", "--model", str(tmp_path / "config.json"))
     assert code == 2 and out == "" and missing in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("cfg,total_b,active_b", [
+    # DeepSeek-V3 (config.json on the Hub): MLA with a q LoRA rank, 1 shared + 256 routed experts, 3 dense layers first
+    ({"model_type": "deepseek_v3", "hidden_size": 7168, "intermediate_size": 18432, "moe_intermediate_size": 2048,
+      "num_hidden_layers": 61, "num_attention_heads": 128, "num_key_value_heads": 128, "n_routed_experts": 256,
+      "n_shared_experts": 1, "num_experts_per_tok": 8, "first_k_dense_replace": 3, "q_lora_rank": 1536, "kv_lora_rank": 512,
+      "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128, "vocab_size": 129280}, 671, 37),
+    # Qwen1.5-MoE-A2.7B: a shared expert 4× the routed width
+    ({"model_type": "qwen2_moe", "hidden_size": 2048, "intermediate_size": 5632, "moe_intermediate_size": 1408,
+      "shared_expert_intermediate_size": 5632, "num_hidden_layers": 24, "num_attention_heads": 16, "num_key_value_heads": 16,
+      "num_experts": 60, "num_experts_per_tok": 4, "vocab_size": 151936}, 14.3, 2.7),
+])  # fmt: skip
+def test_shared_experts_and_latent_attention_from_config(tmp_path, cfg, total_b, active_b):
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    a = resolve_model(str(tmp_path)).arch
+    assert a.total_params / 1e9 == pytest.approx(total_b, rel=0.02)
+    assert (a.total_params - a.linear_params + a.active_linear_params) / 1e9 == pytest.approx(active_b, rel=0.03)

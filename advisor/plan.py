@@ -15,7 +15,7 @@ from advisor.memory import Breakdown, Setup, estimate
 # Nothing extra kept free: a plan's peak is already the high end of the estimate's calibration range
 # (the largest under-estimate over the published rows, leave-one-source-out) plus the CUDA context.
 HEADROOM = 0.0
-# A plan with less than 5% of the budget spare beyond its range's high end fits, but tightly: a batch
+# A plan with less than 10% of the budget spare beyond its range's high end fits, but tightly: a batch
 # of unusually long examples can tip it over. (The high end already carries the worst under-estimate
 # seen on the published rows, so the spare asked for on top is small.)
 COMFORT = 0.10

@@ -15,111 +15,13 @@ import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from advisor.arch import Arch
 from advisor.errors import AdvisorError, did_you_mean
 
 GIB = 2**30
 
 
-# ---------------------------------------------------------------- architectures
-
-
-@dataclass(frozen=True)
-class Arch:
-    """A Llama-style decoder: attention (q, k, v, o) + gated MLP (gate, up, down) per layer."""
-
-    layers: int
-    hidden: int
-    intermediate: int
-    heads: int
-    kv_heads: int
-    vocab: int
-    tied: bool
-    head_dim: int | None = None  # None → hidden // heads (Gemma-2 sets it: 16 heads × 256 ≠ 3584)
-    qkv_bias: bool = False  # Qwen2 has biases on q, k, v
-
-    @property
-    def hd(self) -> int:
-        return self.head_dim or self.hidden // self.heads
-
-    @property
-    def q_dim(self) -> int:
-        return self.heads * self.hd
-
-    @property
-    def kv_dim(self) -> int:
-        return self.kv_heads * self.hd
-
-    def linears(self) -> dict[str, tuple[int, int]]:
-        """(d_in, d_out) of each linear in one layer, by the module names peft targets."""
-        d, f, q, kv = self.hidden, self.intermediate, self.q_dim, self.kv_dim
-        return {
-            "q_proj": (d, q), "k_proj": (d, kv), "v_proj": (d, kv), "o_proj": (q, d),
-            "gate_proj": (d, f), "up_proj": (d, f), "down_proj": (f, d),
-        }  # fmt: skip
-
-    @property
-    def layer_linear_params(self) -> int:
-        return sum(i * o for i, o in self.linears().values())
-
-    @property
-    def embedding_params(self) -> int:
-        return self.vocab * self.hidden
-
-    @property
-    def head_params(self) -> int:
-        """The LM head's own weight: 0 when tied to the embedding."""
-        return 0 if self.tied else self.vocab * self.hidden
-
-    @property
-    def small_params(self) -> int:
-        """Norms and biases: 2 RMSNorms per layer + the final one."""
-        bias = (self.q_dim + 2 * self.kv_dim) if self.qkv_bias else 0
-        return self.layers * (2 * self.hidden + bias) + self.hidden
-
-    @property
-    def linear_params(self) -> int:
-        return self.layers * self.layer_linear_params
-
-    @property
-    def total_params(self) -> int:
-        return self.linear_params + self.embedding_params + self.head_params + self.small_params
-
-    def to_record(self) -> dict:
-        """The harness's ``config.model.arch`` spelling."""
-        out = {
-            "num_hidden_layers": self.layers, "hidden_size": self.hidden,
-            "intermediate_size": self.intermediate, "num_attention_heads": self.heads,
-            "num_key_value_heads": self.kv_heads, "vocab_size": self.vocab,
-            "tie_word_embeddings": self.tied,
-        }  # fmt: skip
-        if self.head_dim:
-            out["head_dim"] = self.head_dim
-        return out
-
-    @classmethod
-    def from_hf(cls, cfg: dict, *, where: str = "config") -> "Arch":
-        """From a Hugging Face config dict (or a harness record's ``arch``)."""
-        need = ("num_hidden_layers", "hidden_size", "intermediate_size", "num_attention_heads", "vocab_size")
-        missing = [k for k in need if cfg.get(k) is None]
-        if missing:
-            raise AdvisorError(f"{where}: missing {', '.join(missing)} (need a Llama-style decoder config)")
-        inter = int(cfg["intermediate_size"])
-        if cfg.get("model_type") == "qwen":  # Qwen (v1) stores 2× the MLP width: w1/w2 are each half
-            inter //= 2
-        heads = int(cfg["num_attention_heads"])
-        head_dim = cfg.get("head_dim")
-        hidden = int(cfg["hidden_size"])
-        return cls(
-            layers=int(cfg["num_hidden_layers"]),
-            hidden=hidden,
-            intermediate=inter,
-            heads=heads,
-            kv_heads=int(cfg.get("num_key_value_heads") or heads),
-            vocab=int(cfg["vocab_size"]),
-            tied=bool(cfg.get("tie_word_embeddings", False)),
-            head_dim=int(head_dim) if head_dim and int(head_dim) * heads != hidden else None,
-            qkv_bias=bool(cfg.get("attention_bias", False)) or cfg.get("model_type") in ("qwen", "qwen2"),
-        )
+# ---------------------------------------------------------------- models
 
 
 @dataclass(frozen=True)
@@ -151,6 +53,55 @@ def _m(name, hub, L, d, f, h, kv, V, tied, head_dim=None, qkv_bias=False, **kw) 
     return Model(name, hub, Arch(L, d, f, h, kv, V, tied, head_dim, qkv_bias), **kw)
 
 
+def _hf(name: str, hub: str, cfg: dict) -> Model:
+    return Model(name, hub, Arch.from_hf(cfg, where=f"catalog {name}"))
+
+
+# The current families, as the main fields of each model's Hugging Face config.json (`text_config`
+# for the multimodal Gemma 3 and Llama 4), read through the same `Arch.from_hf` as a user's file.
+# Sources: the config.json on the Hub under each hub id (values copied by hand), cross-checked with
+# public mirrors of those files: gpt-oss-20b in EchoCog/gpt-oss-20b docs/gpt-oss-20b-architecture.md,
+# Llama 4 Scout in Shameerisb/llama-4-scout_Implementation_Pytorch configs/text_config.py, Mixtral and
+# others in tunebench's reference/configs (copied from the Hub). Totals agree with the published sizes.
+_Q3 = {"model_type": "qwen3", "vocab_size": 151936, "head_dim": 128, "num_key_value_heads": 8}
+_G3 = {"model_type": "gemma3_text", "vocab_size": 262208, "head_dim": 256, "tie_word_embeddings": True}
+_L4 = {"model_type": "llama4_text", "hidden_size": 5120, "intermediate_size": 8192, "intermediate_size_mlp": 16384,
+       "num_hidden_layers": 48, "num_attention_heads": 40, "num_key_value_heads": 8, "head_dim": 128,
+       "vocab_size": 202048, "num_experts_per_tok": 1, "tie_word_embeddings": False}
+_OSS = {"model_type": "gpt_oss", "hidden_size": 2880, "intermediate_size": 2880, "num_attention_heads": 64,
+        "num_key_value_heads": 8, "head_dim": 64, "vocab_size": 201088, "experts_per_token": 4, "num_experts_per_tok": 4,
+        "attention_bias": True, "tie_word_embeddings": False}
+_CONFIGS = [
+    ("Qwen3-0.6B", "Qwen/Qwen3-0.6B", {**_Q3, "hidden_size": 1024, "intermediate_size": 3072, "num_hidden_layers": 28, "num_attention_heads": 16, "tie_word_embeddings": True}),
+    ("Qwen3-1.7B", "Qwen/Qwen3-1.7B", {**_Q3, "hidden_size": 2048, "intermediate_size": 6144, "num_hidden_layers": 28, "num_attention_heads": 16, "tie_word_embeddings": True}),
+    ("Qwen3-4B", "Qwen/Qwen3-4B", {**_Q3, "hidden_size": 2560, "intermediate_size": 9728, "num_hidden_layers": 36, "num_attention_heads": 32, "tie_word_embeddings": True}),
+    ("Qwen3-8B", "Qwen/Qwen3-8B", {**_Q3, "hidden_size": 4096, "intermediate_size": 12288, "num_hidden_layers": 36, "num_attention_heads": 32}),
+    ("Qwen3-14B", "Qwen/Qwen3-14B", {**_Q3, "hidden_size": 5120, "intermediate_size": 17408, "num_hidden_layers": 40, "num_attention_heads": 40}),
+    ("Qwen3-32B", "Qwen/Qwen3-32B", {**_Q3, "hidden_size": 5120, "intermediate_size": 25600, "num_hidden_layers": 64, "num_attention_heads": 64}),
+    ("Qwen3-30B-A3B", "Qwen/Qwen3-30B-A3B", {**_Q3, "model_type": "qwen3_moe", "hidden_size": 2048, "intermediate_size": 6144, "moe_intermediate_size": 768,
+     "num_hidden_layers": 48, "num_attention_heads": 32, "num_key_value_heads": 4, "num_experts": 128, "num_experts_per_tok": 8}),
+    ("Qwen3-235B-A22B", "Qwen/Qwen3-235B-A22B", {**_Q3, "model_type": "qwen3_moe", "hidden_size": 4096, "intermediate_size": 12288, "moe_intermediate_size": 1536,
+     "num_hidden_layers": 94, "num_attention_heads": 64, "num_key_value_heads": 4, "num_experts": 128, "num_experts_per_tok": 8}),
+    ("Gemma-3-1B", "google/gemma-3-1b-pt", {**_G3, "vocab_size": 262144, "hidden_size": 1152, "intermediate_size": 6912, "num_hidden_layers": 26, "num_attention_heads": 4, "num_key_value_heads": 1}),
+    ("Gemma-3-4B", "google/gemma-3-4b-pt", {**_G3, "hidden_size": 2560, "intermediate_size": 10240, "num_hidden_layers": 34, "num_attention_heads": 8, "num_key_value_heads": 4}),
+    ("Gemma-3-12B", "google/gemma-3-12b-pt", {**_G3, "hidden_size": 3840, "intermediate_size": 15360, "num_hidden_layers": 48, "num_attention_heads": 16, "num_key_value_heads": 8}),
+    ("Gemma-3-27B", "google/gemma-3-27b-pt", {**_G3, "hidden_size": 5376, "intermediate_size": 21504, "num_hidden_layers": 62, "num_attention_heads": 32, "num_key_value_heads": 16, "head_dim": 128}),
+    ("Llama-3.3-70B", "meta-llama/Llama-3.3-70B-Instruct", {"hidden_size": 8192, "intermediate_size": 28672, "num_hidden_layers": 80, "num_attention_heads": 64, "num_key_value_heads": 8, "vocab_size": 128256}),
+    ("Llama-4-Scout-17B-16E", "meta-llama/Llama-4-Scout-17B-16E", {**_L4, "num_local_experts": 16, "interleave_moe_layer_step": 1}),
+    ("Llama-4-Maverick-17B-128E", "meta-llama/Llama-4-Maverick-17B-128E", {**_L4, "num_local_experts": 128, "interleave_moe_layer_step": 2}),
+    ("gpt-oss-20b", "openai/gpt-oss-20b", {**_OSS, "num_hidden_layers": 24, "num_local_experts": 32}),
+    ("gpt-oss-120b", "openai/gpt-oss-120b", {**_OSS, "num_hidden_layers": 36, "num_local_experts": 128}),
+    ("Phi-4", "microsoft/phi-4", {"model_type": "phi3", "hidden_size": 5120, "intermediate_size": 17920, "num_hidden_layers": 40, "num_attention_heads": 40, "num_key_value_heads": 10, "vocab_size": 100352}),
+    ("Mistral-Small-24B", "mistralai/Mistral-Small-24B-Base-2501", {"model_type": "mistral", "hidden_size": 5120, "intermediate_size": 32768, "num_hidden_layers": 40,
+     "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 131072}),
+    ("Mixtral-8x7B", "mistralai/Mixtral-8x7B-v0.1", {"model_type": "mixtral", "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+     "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 32000, "num_local_experts": 8, "num_experts_per_tok": 2}),
+    ("DeepSeek-V2-Lite", "deepseek-ai/DeepSeek-V2-Lite", {"model_type": "deepseek_v2", "hidden_size": 2048, "intermediate_size": 10944, "moe_intermediate_size": 1408,
+     "num_hidden_layers": 27, "num_attention_heads": 16, "num_key_value_heads": 16, "n_routed_experts": 64, "n_shared_experts": 2, "num_experts_per_tok": 6,
+     "first_k_dense_replace": 1, "kv_lora_rank": 512, "q_lora_rank": None, "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128, "vocab_size": 102400}),
+]  # fmt: skip
+
+
 # (layers, hidden, intermediate, heads, kv heads, vocab, tied) from each config.json.
 # `ladder` marks one current family per size class: the candidates for "the largest that fits".
 MODELS: dict[str, Model] = {m.name: m for m in [
@@ -169,7 +120,9 @@ MODELS: dict[str, Model] = {m.name: m for m in [
     _m("Qwen2.5-7B", "Qwen/Qwen2.5-7B", 28, 3584, 18944, 28, 4, 152064, False, qkv_bias=True),
     _m("Llama-3-8B", "meta-llama/Meta-Llama-3-8B", 32, 4096, 14336, 32, 8, 128256, False),
     _m("Llama-3.1-8B", "meta-llama/Llama-3.1-8B", 32, 4096, 14336, 32, 8, 128256, False, ladder=True),
-    _m("Gemma-2-9B", "google/gemma-2-9b", 42, 3584, 14336, 16, 8, 256000, True, head_dim=256),
+    _hf("Gemma-2-9B", "google/gemma-2-9b", {"model_type": "gemma2", "num_hidden_layers": 42, "hidden_size": 3584, "intermediate_size": 14336,
+        "num_attention_heads": 16, "num_key_value_heads": 8, "vocab_size": 256000, "head_dim": 256,
+        "attn_logit_softcapping": 50.0, "final_logit_softcapping": 30.0}),
     _m("Llama-2-13B", "meta-llama/Llama-2-13b-hf", 40, 5120, 13824, 40, 40, 32000, False),
     _m("Qwen2.5-14B", "Qwen/Qwen2.5-14B", 48, 5120, 13824, 40, 8, 152064, False, qkv_bias=True, ladder=True),
     _m("Qwen2.5-32B", "Qwen/Qwen2.5-32B", 64, 5120, 27648, 40, 8, 152064, False, qkv_bias=True, ladder=True),
@@ -178,6 +131,7 @@ MODELS: dict[str, Model] = {m.name: m for m in [
     _m("Llama-3.1-70B", "meta-llama/Llama-3.1-70B", 80, 8192, 28672, 64, 8, 128256, False, ladder=True),
     _m("Qwen2.5-72B", "Qwen/Qwen2.5-72B", 80, 8192, 29568, 64, 8, 152064, False, qkv_bias=True, ladder=True),
     _m("Llama-3.1-405B", "meta-llama/Llama-3.1-405B", 126, 16384, 53248, 128, 8, 128256, False, ladder=True),
+    *[_hf(*entry) for entry in _CONFIGS],
 ]}  # fmt: skip
 
 # `--model 7B`: the guides' figures are for the Llama-2 generation, so sizes they quote map there.
@@ -217,7 +171,7 @@ MODEL_FORMS = "a catalog name such as Llama-3.1-8B (`advisor models` lists them)
 
 def _synthetic(params: float, label: str) -> Model:
     """A size with no catalog entry: the nearest catalog model, with its layer count scaled."""
-    ref = min(MODELS.values(), key=lambda m: abs(math.log(m.params / params)))
+    ref = min((m for m in MODELS.values() if not m.arch.is_moe), key=lambda m: abs(math.log(m.params / params)))
     a = ref.arch
     per_layer = a.layer_linear_params + 2 * a.hidden
     fixed = a.embedding_params + a.head_params + a.hidden
@@ -243,7 +197,7 @@ def resolve_model(text: str, *, flag: str = "--model") -> Model:
         label = f"{value:g}{unit}"
         if label in SIZE_REPRESENTATIVES:
             return MODELS[SIZE_REPRESENTATIVES[label]]
-        near = [mod for mod in MODELS.values() if abs(mod.params / params - 1) <= 0.08]
+        near = [mod for mod in MODELS.values() if not mod.arch.is_moe and abs(mod.params / params - 1) <= 0.08]
         if near:
             return min(near, key=lambda mod: abs(mod.params / params - 1))
         return _synthetic(params, label)
@@ -259,8 +213,6 @@ def resolve_model(text: str, *, flag: str = "--model") -> Model:
             raise AdvisorError(f"{flag}: {path} is not a readable config.json ({e.__class__.__name__})") from None
         if not isinstance(cfg, dict):
             raise AdvisorError(f"{flag}: {path} is not a config.json object")
-        if isinstance(cfg.get("text_config"), dict):  # multimodal wrappers keep the decoder here
-            cfg = {**cfg["text_config"], "model_type": cfg["text_config"].get("model_type")}
         arch = Arch.from_hf(cfg, where=f"{flag} {path}")
         label = cfg.get("_name_or_path") or path.parent.name or "local model"
         return Model(f"{Path(str(label)).name} ({size_label(arch.total_params)})", str(path.parent), arch)
@@ -374,8 +326,16 @@ def parse_gpu(text: str, *, flag: str = "--gpu") -> GpuBudget:
 
 
 def model_table() -> list[dict]:
-    return [{"name": m.name, "params_b": round(m.params / 1e9, 2), "hub_id": m.hub_id, **m.arch.to_record()}
-            for m in sorted(MODELS.values(), key=lambda m: m.params)]  # fmt: skip
+    """One row per model, the same keys on every row (MoE: experts as 'active of total')."""
+    rows = []
+    for m in sorted(MODELS.values(), key=lambda m: m.params):
+        a = m.arch
+        dense = {k: v for k, v in a.to_record().items() if k not in ("num_local_experts", "num_experts_per_tok", "moe_intermediate_size")}
+        active = a.total_params - a.linear_params + a.active_linear_params
+        rows.append({"name": m.name, "params_b": round(m.params / 1e9, 2), "active_params_b": round(active / 1e9, 2),
+                     "hub_id": m.hub_id, **dense, "head_dim": a.head_dim,
+                     "experts": f"{a.experts_per_tok} of {a.experts}" if a.is_moe else None})  # fmt: skip
+    return rows
 
 
 __all__ = ["Arch", "Model", "MODELS", "Gpu", "GPUS", "GpuBudget", "parse_gpu", "resolve_model", "ladder", "GIB"]

@@ -85,7 +85,12 @@ def build_parser() -> argparse.ArgumentParser:
     est.add_argument("--grad-checkpointing", action=argparse.BooleanOptionalAction, default=False, help="recompute activations in backward")
     est.add_argument("--precision", default="bf16", help=f"{', '.join(PRECISIONS)} (default bf16)")
     est.add_argument("--optimizer", default="adamw", help=f"{', '.join(OPTIMIZERS)} (default adamw)")
-    est.add_argument("--gpus", default="1", help="FSDP: shard over this many GPUs (default 1)")
+    est.add_argument("--gpus", default="1", help="data-parallel GPUs (default 1); see --sharding")
+    est.add_argument("--sharding", default="full", help="with --gpus > 1: full (FSDP full shard = ZeRO-3), grad-op (shard-grad-op = ZeRO-2) or ddp (default full)")
+    est.add_argument("--offload", default="none", help="CPU offload: none, params, optimizer or both (default none)")
+    est.add_argument("--stack", default="hf", help="training software: hf (Trainer/TRL + peft), torchtune or litgpt (default hf)")
+    est.add_argument("--attention", default="sdpa", help="sdpa, eager or flash (flash-attention-2 keeps K/V unexpanded; default sdpa)")
+    est.add_argument("--lora-experts", action=argparse.BooleanOptionalAction, default=True, help="MoE: MLP targets adapt every expert (default) or only attention/shared MLPs")
     est.add_argument("--grad-accum", default="1", help="gradient accumulation steps (default 1; > 1 keeps gradients alive)")
     est.add_argument("--device", default="cuda", help="cuda (allocated/reserved) or cpu (resident set, the harness's CPU runs)")
     est.add_argument("--gpu", help="a GPU (A10G, H100, 24GB): adds the time of one optimizer step")
@@ -161,8 +166,15 @@ def cmd_explain(args) -> int:
 def cmd_estimate(args) -> int:
     from advisor import render
     from advisor.catalog import resolve_model
-    from advisor.memory import DEVICES, METHODS, OPTIMIZERS, PRECISIONS, Setup, estimate
+    from advisor.memory import ATTENTION, DEVICES, METHODS, OFFLOAD, OPTIMIZERS, PRECISIONS, SHARDING, SHARDING_ALIASES, STACKS, Setup, estimate
     from advisor.setups import Objective
+
+    # cheap flag checks first: a bad flag is reported before a config.json is read
+    offload = _choice("--offload", args.offload, OFFLOAD)
+    sharding = str(args.sharding).strip().lower()
+    sharding = _choice("--sharding", SHARDING_ALIASES.get(sharding, sharding), SHARDING)
+    stack = _choice("--stack", args.stack, STACKS)
+    attention = _choice("--attention", args.attention, ATTENTION)
 
     method = _choice("--method", args.method, METHODS + ("grpo", "dpo"))
     objective = Objective("sft")
@@ -189,7 +201,8 @@ def cmd_estimate(args) -> int:
         seq_len=_int("--seq-len", args.seq_len, low=1, example="--seq-len 1024"), grad_checkpointing=args.grad_checkpointing,
         precision=_choice("--precision", args.precision, PRECISIONS), optimizer=_choice("--optimizer", args.optimizer, OPTIMIZERS),
         gpus=_int("--gpus", args.gpus, low=1, example="--gpus 8"), grad_accum=_int("--grad-accum", args.grad_accum, low=1, example="--grad-accum 4"),
-        device=_choice("--device", args.device, DEVICES),
+        device=_choice("--device", args.device, DEVICES), sharding=sharding, offload=offload, stack=stack,
+        attention=attention, lora_experts=args.lora_experts,
     )  # fmt: skip
     if objective.name != "sft":
         from advisor import render_time
@@ -224,12 +237,12 @@ def cmd_validate(args) -> int:
 
     directory = args.dir or "results"
     runs, warnings = evidence.load_runs(directory, must_exist=args.dir is not None, flag="validate DIR")
-    published = validate.validate_published()
+    published, sources = validate.validate_loso()
     harness = validate.validate_runs(runs)
     fitted = None
     if args.fit:
         fitted = {"cuda": validate.fit(), "cpu": validate.fit_cpu(runs)}
-    report = render.validate_dict(directory, published, harness, warnings, fitted)
+    report = render.validate_dict(directory, published, harness, warnings, fitted, sources, validate.device_rows())
     from advisor import render_time, validate_time
 
     report["time"] = render_time.time_dict(validate_time.published_time_rows(), validate_time.harness_time_rows(runs))

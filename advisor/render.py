@@ -72,11 +72,19 @@ def harness_command(rec) -> str:
     return " ".join(parts)
 
 
+def _range(pair) -> list | None:
+    return None if pair is None else [_r(pair[0], 3), _r(pair[1], 3)]
+
+
 def _memory_dict(b) -> dict:
     return {
         "breakdown_gb": {k: _r(v, 3) for k, v in b.items().items()},
         "peak_allocated_gb": _r(b.peak_allocated_gb, 3),
         "peak_reserved_gb": _r(b.peak_reserved_gb, 3),
+        "peak_allocated_gb_range": _range(b.peak_allocated_gb_range),
+        "peak_reserved_gb_range": _range(b.peak_reserved_gb_range),
+        "cuda_context_gb": b.cuda_context_gb or None,
+        "cpu_offload_gb": _r(b.cpu_offload_gb, 3) or None,
         "cpu_resident_gb": _r(b.cpu_resident_gb, 3),
         "peak_phase": b.peak_phase,
         "other_phase_gb": _r(b.other_phase_gb, 3),
@@ -116,7 +124,7 @@ def recipe_dict(rec) -> dict:
         "precision": rec.precision if plan else None,
         "optimizer": s.optimizer if s else None,
         "gpus": plan.option.gpus if plan else None,
-        "estimated_peak_gb": _r(plan.peak_gb) if plan else None,
+        "estimated_peak_gb": _r(plan.peak_gb) if plan else None,  # the high end + CUDA context: what the verdict uses
         "budget_gb": inp.gpu.per_gpu_gb,
         "margin_gb": _r(plan.margin_gb) if plan else None,
         "memory": _memory_dict(plan.memory) if plan else None,
@@ -167,9 +175,14 @@ def _breakdown_table(b, title: str):
     t.add_column("GB", justify="right")
     for k, v in b.items().items():
         t.add_row(k.replace("_", " "), f"{v:.2f}")
-    t.add_row("[bold]peak allocated[/]", f"[bold]{b.peak_allocated_gb:.2f}[/]")
+    rng = b.peak_allocated_gb_range
+    t.add_row("[bold]peak allocated[/]", f"[bold]{b.peak_allocated_gb:.2f}[/]" + (f"  (range {rng[0]:.2f}–{rng[1]:.2f})" if rng else ""))
     if b.peak_reserved_gb is not None:
-        t.add_row(f"peak reserved (allocator +{memory.RESERVED_FRAC:.0%})", f"{b.peak_reserved_gb:.2f}")
+        rng = b.peak_reserved_gb_range
+        t.add_row(f"peak reserved (allocator +{memory.RESERVED_FRAC:.0%})", f"{b.peak_reserved_gb:.2f}  (range {rng[0]:.2f}–{rng[1]:.2f})")
+        t.add_row("CUDA context + allocator cache", f"{b.cuda_context_gb:.2f}")
+    if b.cpu_offload_gb:
+        t.add_row("host memory (offloaded)", f"{b.cpu_offload_gb:.2f}")
     if b.cpu_resident_gb is not None:
         t.add_row("CPU resident (RSS delta)", f"{b.cpu_resident_gb:.2f}")
     return t
@@ -210,7 +223,13 @@ def print_recipe(rec) -> None:
     t.add_row("grad checkpointing", "on" if s.grad_checkpointing else "off")
     t.add_row("precision / optimizer", f"{rec.precision} / AdamW")
     pct = 100 * plan.margin_gb / plan.budget_gb
-    t.add_row("peak memory", f"{plan.peak_gb:.1f} GB of {plan.budget_gb:g} GB per GPU — margin {plan.margin_gb:+.1f} GB ({pct:+.0f}%)")
+    m = plan.memory
+    expected = plan.whole.peak_reserved_gb if plan.whole is not None else m.peak_reserved_gb
+    if m.peak_reserved_gb_range and expected:  # the verdict and margin use the range's high end (+ the CUDA context)
+        t.add_row("peak memory", f"{expected:.1f} GB expected, {plan.peak_gb:.1f} GB at the range's high end incl. {m.cuda_context_gb:.1f} GB CUDA context, "
+                  f"of {plan.budget_gb:g} GB per GPU — margin at the high end {plan.margin_gb:+.1f} GB ({pct:+.0f}%)")  # fmt: skip
+    else:
+        t.add_row("peak memory", f"{plan.peak_gb:.1f} GB of {plan.budget_gb:g} GB per GPU — margin {plan.margin_gb:+.1f} GB ({pct:+.0f}%)")
     rng = rec.time_per_epoch_range_s
     span = f" ({_duration(rng[0])}–{_duration(rng[1])})" if rng and rng[1] > rng[0] else ""
     t.add_row("time per epoch", f"~{_duration(rec.time_per_epoch_s)}{span}  [dim]({_e(rec.time_basis)})[/]")
@@ -316,23 +335,26 @@ def estimate_dict(model, setup, b) -> dict:
             "method": setup.method, "rank": setup.rank if setup.method != "full" else None, "targets": setup.targets,
             "batch_size": setup.batch_size, "seq_len": setup.seq_len, "grad_checkpointing": setup.grad_checkpointing,
             "precision": setup.precision, "optimizer": setup.optimizer, "gpus": setup.gpus, "grad_accum": setup.grad_accum,
-            "device": setup.device,
+            "device": setup.device, "sharding": setup.sharding if setup.gpus > 1 else None, "offload": setup.offload,
+            "stack": setup.stack,
         },  # fmt: skip
         "units": UNITS,
     }
     m = _memory_dict(b)
     d.update(peak_allocated_gb=m.pop("peak_allocated_gb"), peak_reserved_gb=m.pop("peak_reserved_gb"),
+             peak_allocated_gb_range=m.pop("peak_allocated_gb_range"), peak_reserved_gb_range=m.pop("peak_reserved_gb_range"),
              cpu_resident_gb=m.pop("cpu_resident_gb"), breakdown=m.pop("breakdown_gb"), **m)  # fmt: skip
     return d
 
 
 def print_estimate(model, setup, b) -> None:
     c = _console()
-    where = f"per GPU over {setup.gpus} (FSDP)" if setup.gpus > 1 else ("CPU" if setup.device == "cpu" else "one GPU")
+    where = f"per GPU over {setup.gpus} ({setup.sharding})" if setup.gpus > 1 else ("CPU" if setup.device == "cpu" else "one GPU")
     c.print(f"[bold]advisor estimate[/] — {model.name} ({model.params / 1e9:.2f}B), {setup.method}"
             + (f" r={setup.rank} {setup.targets}" if setup.method != "full" else "")
             + f", batch {setup.batch_size} × {setup.seq_len} tokens, checkpointing {'on' if setup.grad_checkpointing else 'off'}, "
-            f"{setup.precision}, {setup.optimizer}, {where}\n")  # fmt: skip
+            f"{setup.precision}, {setup.optimizer}, {where}, stack {setup.stack}"
+            + (f", offload {setup.offload}" if setup.offload != "none" else "") + "\n")  # fmt: skip
     c.print(_breakdown_table(b, f"Peak training memory ({b.peak_phase}; the other phase: {b.other_phase_gb:.2f} GB)"))
     c.print(f"\n  trainable parameters {b.trainable_params:,} of {b.total_params:,} ({100 * b.trainable_params / b.total_params:.2f}%)")
     if b.paged_optimizer_gb:
@@ -345,20 +367,43 @@ def print_estimate(model, setup, b) -> None:
 # ---------------------------------------------------------------- validate
 
 
-def validate_dict(directory, published, harness, warnings, fitted) -> dict:
+def validate_dict(directory, published, harness, warnings, fitted, sources=(), device=()) -> dict:
     from advisor import validate as v
 
     def rows(rs):
-        return [r.to_dict() | {k: _r(r.to_dict()[k], 3) for k in ("measured_gb", "predicted_gb", "error_pct")} for r in rs]
+        out = []
+        for r in rs:
+            d = r.to_dict() | {k: _r(r.to_dict()[k], 3) for k in ("measured_gb", "predicted_gb", "error_pct")}
+            d["range_gb"] = _range(r.range_gb)
+            out.append(d)
+        return out
 
+    scored = [r for r in published if r.in_range is not None]
+    n = len(scored)
     return {
         "published": {
             "rows": rows(published),
             "mape_pct": _r(v.mape(published, metrics=v.KNOWN)),
             "mape_unknown_metric_pct": _r(v.mape(published, metrics=("?",))),
             "mape_all_pct": _r(v.mape(published)),
+            "loso": {
+                "sources": [s.to_dict() for s in sources],
+                "n": n,
+                "mae_pct": _r(sum(abs(r.error_pct) for r in scored) / n) if n else None,
+                "bias_pct": _r(sum(r.error_pct for r in scored) / n) if n else None,
+                "in_range_pct": _r(100 * sum(r.in_range for r in scored) / n) if n else None,
+                "method": "each source's rows estimated with RESERVED_FRAC fitted on the other sources; its range "
+                          "from the other sources' residuals in the same peak phase",
+            },
             "excluded": [{"id": r.id, "reason": r.excluded} for r in published if r.excluded],
             "units": "published GB (10^9 bytes) converted to GiB",
+            "device_total": {  # nvidia-smi readings vs the verdict's figure (reserved high end + CUDA context)
+                "rows": [{"id": r.id, "nvidia_smi_gb": _r(r.measured_gb, 3), "high_end_gb": _r(r.predicted_gb, 3),
+                          "covered": r.in_range, "note": r.note} for r in device],
+                "covered": sum(bool(r.in_range) for r in device), "n": len(device),
+                "covered_single_gpu": sum(bool(r.in_range) for r in device if not r.note),
+                "n_single_gpu": sum(1 for r in device if not r.note),
+            },
         },
         "harness": {
             "dir": str(directory),
@@ -371,6 +416,7 @@ def validate_dict(directory, published, harness, warnings, fitted) -> dict:
         },
         "constants": {
             "ACT_FACTOR": memory.ACT_FACTOR, "RESERVED_FRAC": memory.RESERVED_FRAC, "CUDA_RUNTIME_GB": memory.CUDA_RUNTIME_GB,
+            "CUDA_CONTEXT_GB": memory.CUDA_CONTEXT_GB, "RANGES": memory.RANGES,
             "CPU_SLACK_FRAC": memory.CPU_SLACK_FRAC, "CPU_RUNTIME_GB": memory.CPU_RUNTIME_GB,
         },  # fmt: skip
         "fit": fitted,
@@ -382,16 +428,22 @@ def _rows_table(title, rows):
     from rich.table import Table
 
     t = Table(title=title, title_justify="left", show_edge=False)
-    for col in ("id", "model", "method", "metric", "seq", "measured", "predicted", "error"):
-        t.add_column(col, justify="right" if col in ("seq", "measured", "predicted", "error") else "left",
+    ranged = any(r.get("range_gb") for r in rows)
+    cols = ("id", "model", "method", "metric", "seq", "measured", "predicted", "error") + (("LOSO range",) if ranged else ())
+    for col in cols:
+        t.add_column(col, justify="right" if col in ("seq", "measured", "predicted", "error", "LOSO range") else "left",
                      no_wrap=col not in ("id", "model"), overflow="fold", min_width=12 if col == "model" else None)  # fmt: skip
     for r in rows:
         err = "–" if r["error_pct"] is None else f"{r['error_pct']:+.1f}%"
         if r["excluded"]:
             err = f"[yellow]{err} excl.[/]"
-        t.add_row(r["id"], _e(r["model"]), r["method"], r["metric"], str(r["seq_len"] or "–"),
-                  "–" if r["measured_gb"] is None else f"{r['measured_gb']:.2f}",
-                  "–" if r["predicted_gb"] is None else f"{r['predicted_gb']:.2f}", err)  # fmt: skip
+        cells = [r["id"], _e(r["model"]), r["method"], r["metric"], str(r["seq_len"] or "–"),
+                 "–" if r["measured_gb"] is None else f"{r['measured_gb']:.2f}",
+                 "–" if r["predicted_gb"] is None else f"{r['predicted_gb']:.2f}", err]  # fmt: skip
+        if ranged:
+            rg = r.get("range_gb")
+            cells.append("–" if not rg else f"{rg[0]:.1f}–{rg[1]:.1f}" + ("" if r["in_range"] else " [red]out[/]"))
+        t.add_row(*cells)
     return t
 
 
@@ -406,8 +458,27 @@ def _notes(c, rows) -> None:
         c.print(f"  [dim]{_e(shown)}: {_e(note)}[/]")
 
 
+def _print_loso(c, loso) -> None:
+    from rich.table import Table
+
+    if not loso["sources"]:
+        return
+    t = Table(title="Leave-one-source-out (each source against constants and ranges from the others)", title_justify="left", show_edge=False)
+    for col in ("source", "rows", "MAE", "bias", "in range", "range applied", "RESERVED_FRAC"):
+        t.add_column(col, justify="left" if col == "source" else "right")
+    for s in loso["sources"]:
+        t.add_row(_e(s["source"]), str(s["n"]), f"{s['mae_pct']:.1f}%", f"{s['bias_pct']:+.1f}%", f"{s['covered']}/{s['n']}",
+                  f"{100 * s['low']:+.0f}% … {100 * s['high']:+.0f}%", f"{s['reserved_frac']:.2f}")  # fmt: skip
+    c.print()
+    c.print(t)
+    c.print(f"[bold]leave-one-source-out over {loso['n']} rows: MAE {loso['mae_pct']:.1f}%, bias {loso['bias_pct']:+.1f}%, "
+            f"{loso['in_range_pct']:.0f}% inside the range[/]")  # fmt: skip
+
+
 def print_validate(report) -> None:
     c = _console()
+    if not c.is_terminal:  # the rows table has 9 columns
+        c.width = 150
     p, h = report["published"], report["harness"]
     c.print(_rows_table("Published measurements (GB = GiB; allocated vs allocated, reserved vs reserved)", p["rows"]))
     _notes(c, p["rows"])
@@ -416,6 +487,13 @@ def print_validate(report) -> None:
             f"unknown metric ('?', compared as reserved): {p['mape_unknown_metric_pct']:.1f}%; all compared rows: {p['mape_all_pct']:.1f}%")  # fmt: skip
     for e in p["excluded"]:
         c.print(f"  excluded {e['id']}: {_e(e['reason'])}")
+    _print_loso(c, p["loso"])
+    dev = p.get("device_total")
+    if dev and dev["n"]:
+        under = ", ".join(f"{r['id']} ({r['nvidia_smi_gb']:.1f} > {r['high_end_gb']:.1f})" for r in dev["rows"] if not r["covered"])
+        c.print(f"device total (nvidia-smi) under the verdict's figure (range high end + CUDA context): "
+                f"{dev['covered_single_gpu']}/{dev['n_single_gpu']} single-GPU rows, {dev['covered']}/{dev['n']} in all"
+                + (f"; over it: {under} (multi-GPU: NCCL buffers not modelled)" if under else ""))  # fmt: skip
     c.print()
     if h["rows"]:
         c.print(_rows_table(f"Harness runs in {h['dir']} (CPU resident vs cpu_rss_delta, allocated vs cuda_allocated)", h["rows"]))
@@ -434,7 +512,8 @@ def print_validate(report) -> None:
         c.print(f"[yellow]warning:[/] {_e(w)}")
     k = report["constants"]
     c.print(f"\n[dim]constants: ACT_FACTOR {k['ACT_FACTOR']}, RESERVED_FRAC {k['RESERVED_FRAC']}, CUDA_RUNTIME_GB "
-            f"{k['CUDA_RUNTIME_GB']}, CPU_SLACK_FRAC {k['CPU_SLACK_FRAC']}, CPU_RUNTIME_GB {k['CPU_RUNTIME_GB']}[/]")  # fmt: skip
+            f"{k['CUDA_RUNTIME_GB']}, CUDA_CONTEXT_GB {k['CUDA_CONTEXT_GB']}, RANGES {k['RANGES']}, "
+            f"CPU_SLACK_FRAC {k['CPU_SLACK_FRAC']}, CPU_RUNTIME_GB {k['CPU_RUNTIME_GB']}[/]")  # fmt: skip
     if report["fit"]:
         c.print(f"[bold]fit[/] (best on this data): {report['fit']}")
 
@@ -449,7 +528,7 @@ def catalog_rows(which: str) -> list[dict]:
             for g in GPUS.values()]  # fmt: skip
 
 
-SHORT = {"params_b": "params B", "num_hidden_layers": "layers", "hidden_size": "hidden", "intermediate_size": "inter",
+SHORT = {"params_b": "params B", "active_params_b": "active B", "num_hidden_layers": "layers", "hidden_size": "hidden", "intermediate_size": "inter",
          "num_attention_heads": "heads", "num_key_value_heads": "kv", "vocab_size": "vocab", "tie_word_embeddings": "tied"}
 
 
@@ -459,7 +538,11 @@ def print_catalog(which: str, rows: list[dict]) -> None:
     rows = [{SHORT.get(k, k): v for k, v in r.items() if k not in ("hub_id", "head_dim")} for r in rows]
     t = Table(show_edge=False)
     for col in rows[0]:
-        t.add_column(col, justify="right" if isinstance(rows[0][col], (int, float)) and not isinstance(rows[0][col], bool) else "left")
+        t.add_column(col, justify="right" if isinstance(rows[0][col], (int, float)) and not isinstance(rows[0][col], bool) else "left",
+                     no_wrap=True, min_width=max(len(str(r[col])) for r in rows) if col == "name" else None)  # fmt: skip
     for r in rows:
         t.add_row(*("–" if v is None else str(v) for v in r.values()))
-    _console().print(t)
+    c = _console()
+    if not c.is_terminal:
+        c.width = 130
+    c.print(t)

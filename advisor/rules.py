@@ -22,7 +22,7 @@ from dataclasses import dataclass, field, replace
 from advisor.catalog import GpuBudget, Model, ladder
 from advisor.guide import RULES
 from advisor.memory import estimate
-from advisor.plan import COMFORT, GRPO_GENERATIONS, HEADROOM, Option, Plan, epoch_time, size, time_per_epoch
+from advisor.plan import COMFORT, GRPO_GENERATIONS, Option, Plan, epoch_time, size, time_per_epoch
 
 CAPABILITIES = ("classification", "extraction", "instruction", "style", "domain", "reasoning", "code", "alignment")
 AUDITABILITY = ("low", "standard", "high")
@@ -330,7 +330,7 @@ def _alternatives(rec: Recipe, inp: Inputs, n: int, objective: str, chosen: Plan
 
 def _why_not(opt: Option, plan: Plan, chosen: Plan, n: int) -> str:
     if not plan.fits:
-        return f"needs {plan.peak_gb:.1f} GB > {plan.usable_gb:.1f} GB usable (budget − {HEADROOM:.0%} headroom)"
+        return f"needs {plan.peak_gb:.1f} GB (the estimate's high end) > {plan.usable_gb:.1f} GB per GPU"
     c = chosen.option
     if not plan.comfortable and chosen.comfortable:
         return (f"fits only tightly ({plan.peak_gb:.1f} of {plan.budget_gb:g} GB, under {COMFORT:.0%} spare): one long "

@@ -102,6 +102,16 @@ class SetupEstimate:
         """The figure to compare with a budget: reserved on CUDA, resident on CPU."""
         return self.cpu_resident_gb if self.setup.device == "cpu" else self.peak_reserved_gb
 
+    @property
+    def peak_gb_high(self) -> float:
+        """What a budget must hold: reserved at the supervised step's calibration high end + the CUDA
+        context (CPU: resident). The range is the training step's (memory.RANGES), applied to the whole peak."""
+        if self.setup.device == "cpu":
+            return self.cpu_resident_gb
+        b = self.training
+        high = b.peak_reserved_gb_range[1] / b.peak_reserved_gb if b.peak_reserved_gb_range and b.peak_reserved_gb else 1.0
+        return self.peak_reserved_gb * high + b.cuda_context_gb
+
     def phase(self, name: str) -> Phase | None:
         return next((p for p in self.phases if p.name == name), None)
 
@@ -111,6 +121,7 @@ class SetupEstimate:
             "peak_phase": self.peak_phase.name, "peak_allocated_gb": round(self.peak_allocated_gb, 3),
             "peak_reserved_gb": None if self.peak_reserved_gb is None else round(self.peak_reserved_gb, 3),
             "cpu_resident_gb": None if self.cpu_resident_gb is None else round(self.cpu_resident_gb, 3),
+            "peak_gb_high": round(self.peak_gb_high, 3),
             "phases": [p.to_dict() for p in self.phases], "notes": list(self.notes),
         }  # fmt: skip
 

@@ -13,26 +13,29 @@ from __future__ import annotations
 
 import csv
 import itertools
+import math
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from advisor import calibration
 from advisor.catalog import GIB, resolve_model
 from advisor.evidence import Run, setup_for_run
 from advisor.memory import Setup, estimate
 
 DECIMAL_GB = 1e9 / GIB
+DATA = Path(__file__).resolve().parent / "data"  # a path beside this file: editable installs' finders break files()
 # Rows whose measurement includes a phase the model does not cover (read from the source's notes).
 EXCLUDE = {
     "D5": "the peak reserved is set by model initialisation (the source notes model-init 9.13 GB, above any "
     "training step: early torchtune QLoRA loaded bf16 weights on the GPU before quantizing, and reserved "
     "memory is never returned); the model covers training steps, not loading",
+    "LC3": "a 4-GPU FSDP full fine-tune whose per-GPU figure (16.2 GiB) is 87% of the same run unsharded on one GPU "
+    "(2.5B params × 8 B/param = 18.7 GiB before activations): no FULL_SHARD per-GPU peak is that high, and summed over "
+    "4 GPUs it would be too low; the table's own note calls its full fine-tuning figures unreliable",
 }
-# Settings that are facts about each source's software, not per-row adjustments.
-FRAMEWORKS = {
-    "peft": {"keep_logits": True},  # peft's own loop: fp32 adapters, foreach AdamW, holds `outputs` through backward
-    "torchtune": {"fused_optimizer": True},  # its configs use AdamW(fused=True)
-    "qwen": {},  # Qwen's finetune.py: HF Trainer + peft (+ DeepSpeed's fp32 master adapters)
-}
+DUBIOUS = ("class 'dubious' in the source table: old litgpt Fabric FSDP per-GPU figures far above any sharded "
+           "LoRA peak (per-GPU vs summed, and which rank, is not stated); estimated and shown, not scored")
 
 
 @dataclass(frozen=True)
@@ -47,25 +50,37 @@ class Row:
     seq_len: int | None
     note: str = ""
     excluded: str = ""  # why the row is not in the MAPE
+    source: str = ""  # published rows: the source's short name (leave-one-source-out groups)
+    range_gb: tuple[float, float] | None = None  # the LOSO range around predicted_gb
+    in_range: bool | None = None
+    phase: str = ""  # the estimate's peak phase
 
     def to_dict(self) -> dict:
         return asdict(self)
 
 
 def published_rows() -> list[dict]:
-    # A path beside this file, not importlib.resources: editable installs' finders break files().
-    text = (Path(__file__).resolve().parent / "data" / "published_memory.csv").read_text()
-    return list(csv.DictReader(text.splitlines()))
+    return list(csv.DictReader((DATA / "published_memory.csv").read_text().splitlines()))
+
+
+def _model(name: str):
+    if name.startswith("configs/"):  # a config.json shipped beside the table, as a user would pass it
+        return resolve_model(str(DATA / name))
+    return resolve_model(name)
 
 
 def published_setup(r: dict) -> Setup:
-    model = resolve_model(r["model"])
+    yes = lambda k: r[k] == "yes"  # noqa: E731
+    gpus = int(r["gpus"])
     return Setup(
-        arch=model.arch, method=r["method"], rank=int(r["rank"] or 16), targets=r["targets"] or "all-linear",
-        batch_size=int(r["batch"]), seq_len=int(r["effective_seq_len"]), grad_checkpointing=r["grad_ckpt"] == "yes",
-        precision="bf16", optimizer=r["optimizer"], adapter_dtype=r["adapter_dtype"] or "auto",
-        lora_dropout=float(r["lora_dropout"] or 0), loss=r["loss"], optimizer_in_backward=r["optimizer_in_bwd"] == "yes",
-        compile="torch.compile" in r["notes"], **FRAMEWORKS[r["framework"]],
+        arch=_model(r["model"]).arch, method=r["method"], rank=int(r["rank"] or 16), targets=r["targets"] or "all-linear",
+        batch_size=int(r["batch"]), seq_len=int(r["effective_seq_len"]), grad_checkpointing=yes("grad_ckpt"),
+        precision="bf16", optimizer=r["optimizer"], gpus=gpus, stack=r["stack"], attention=r["attention"],
+        adapter_dtype=r["adapter_dtype"] or "auto", lora_dropout=float(r["lora_dropout"] or 0), loss=r["loss"] or "auto",
+        optimizer_in_backward=yes("optimizer_in_bwd"), keep_logits=yes("keep_logits"), compile=yes("compile"),
+        fused_optimizer=r["stack"] == "torchtune",  # torchtune's configs use AdamW(fused=True)
+        prepare_kbit=yes("kbit_prep") if r["kbit_prep"] else None, double_quant=r["double_quant"] != "no",
+        lora_experts="experts not adapted" not in r["notes"],
     )  # fmt: skip
 
 
@@ -79,10 +94,51 @@ def validate_published(**constants) -> list[Row]:
         note = r["seq_len_note"]
         if metric == "?":
             note = "metric unknown: compared as reserved (an nvidia-smi reading is reserved + CUDA context); " + note
-        rows.append(Row(r["id"], r["model"], r["method"] + (f" r{r['rank']}" if r["rank"] else ""), metric, measured,
-                        predicted, 100 * (predicted - measured) / measured, int(r["effective_seq_len"]), note,
-                        EXCLUDE.get(r["id"], "")))  # fmt: skip
+        excluded = EXCLUDE.get(r["id"], "") or (DUBIOUS if r["class"] == "dubious" else "")
+        rows.append(Row(r["id"], r["model"].removeprefix("configs/").removesuffix(".json"),
+                        r["method"] + (f" r{r['rank']}" if r["rank"] else "") + (f" ×{r['gpus']}" if r["gpus"] != "1" else ""),
+                        metric, measured, predicted, 100 * (predicted - measured) / measured, int(r["effective_seq_len"]), note,
+                        excluded, r["src"], phase=b.peak_phase))  # fmt: skip
     return rows
+
+
+SMI = re.compile(r"nvidia-smi (\d+) MiB")
+CONTEXT_FLOOR_GB = 0.5  # a CUDA 12 context with lazy module loading on an A100/H100: ~0.3-0.6 GiB
+
+
+def device_rows(*, context_gb: float | None = None, **constants) -> list[Row]:
+    """Rows whose source also printed nvidia-smi's reading: the device total a budget must hold, against
+    the estimate's high end + the context (what `recommend`'s verdict uses)."""
+    rows = []
+    for r in published_rows():
+        m = SMI.search(r["notes"])
+        if not m:
+            continue
+        b = estimate(published_setup(r), **constants)
+        smi = int(m.group(1)) / 1024  # MiB → GiB
+        high = b.peak_reserved_gb_range[1] + (b.cuda_context_gb if context_gb is None else context_gb)
+        note = "multi-GPU: NCCL's buffers are not modelled" if r["gpus"] != "1" else ""
+        rows.append(Row(r["id"], r["model"].removeprefix("configs/").removesuffix(".json"), r["method"], "nvidia-smi",
+                        smi, high, 100 * (high - smi) / smi, int(r["effective_seq_len"]), note, "", r["src"],
+                        in_range=high >= smi, phase=b.peak_phase))  # fmt: skip
+    return rows
+
+
+def fit_context(**constants) -> float:
+    """Device memory outside the reserved estimate's high end (CUDA context, cuBLAS/flash-attn modules, the
+    allocator's cache beyond RESERVED_FRAC): the least that covers every single-GPU nvidia-smi reading."""
+    gaps = [r.measured_gb - r.predicted_gb for r in device_rows(context_gb=0.0, **constants) if not r.note]
+    return max(CONTEXT_FLOOR_GB, math.ceil(max(gaps) * 10) / 10)
+
+
+def validate_loso() -> tuple[list[Row], list]:
+    """Every published row with its leave-one-source-out estimate and range, and the per-source scores."""
+    by_frac = {f: validate_published(reserved_frac=f) for f in calibration.FRAC_GRID}
+    loso_rows, scores = calibration.loso(by_frac)
+    done = {r.id for r in loso_rows}
+    rest = [r for r in validate_published() if r.id not in done]  # excluded rows, at the shipped constants
+    order = {r["id"]: i for i, r in enumerate(published_rows())}
+    return sorted(loso_rows + rest, key=lambda r: order[r.id]), scores
 
 
 def validate_runs(runs: list[Run]) -> list[Row]:
@@ -131,19 +187,13 @@ KNOWN = ("allocated", "reserved")
 
 
 def fit() -> dict:
-    """Grid-search the two CUDA allocator constants on the published rows with a known metric (D5 excluded).
-
-    RESERVED_FRAC is searched over 3–15% (reserved memory is never below allocated; the caching
-    allocator rounds blocks up and keeps them); ACT_FACTOR stays 1.0 (the activation count is exact).
-    """
-    grid = itertools.product([x / 100 for x in range(3, 16)], [x / 20 for x in range(0, 16)])
-    best = None
-    for frac, runtime in grid:
-        m = mape(validate_published(reserved_frac=frac, runtime_gb=runtime), metrics=KNOWN)
-        if best is None or m < best[0] - 1e-9:
-            best = (m, frac, runtime)
-    m, frac, runtime = best
-    return {"mape_pct": m, "RESERVED_FRAC": frac, "CUDA_RUNTIME_GB": runtime}
+    """The CUDA constants from the published rows: RESERVED_FRAC (grid 0-15% on the reserved rows) and
+    the range (the extreme residuals over every scored row at that fraction)."""
+    by_frac = {f: validate_published(reserved_frac=f) for f in calibration.FRAC_GRID}
+    frac = calibration.best_frac({f: calibration.scored(rs) for f, rs in by_frac.items()})
+    ranges = calibration.fit_range(by_frac[frac])
+    context = fit_context(reserved_frac=frac, ranges=ranges)
+    return {"mape_pct": mape(by_frac[frac], metrics=KNOWN), "RESERVED_FRAC": frac, "RANGES": ranges, "CUDA_CONTEXT_GB": context}
 
 
 def fit_cpu(runs: list[Run]) -> dict | None:

@@ -107,3 +107,95 @@ def test_broken_config_json(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 64}))
     with pytest.raises(AdvisorError, match="missing num_hidden_layers"):
         resolve_model(str(tmp_path))
+
+
+# ---------------------------------------------------------------- the 2026 families and config.json shapes
+
+# Published totals (model cards; Llama 4 and Gemma 3 without their vision towers), in billions.
+PUBLISHED_2026_B = {"Qwen3-8B": 8.19, "Qwen3-14B": 14.8, "Qwen3-32B": 32.8, "Qwen3-30B-A3B": 30.5, "Qwen3-235B-A22B": 235.0,
+                    "Gemma-3-1B": 1.0, "Gemma-3-27B": 27.0, "Llama-3.3-70B": 70.6, "Llama-4-Maverick-17B-128E": 400.0,
+                    "gpt-oss-20b": 20.9, "gpt-oss-120b": 116.8, "Phi-4": 14.7, "Mistral-Small-24B": 23.6,
+                    "Mixtral-8x7B": 46.7, "DeepSeek-V2-Lite": 15.7}  # fmt: skip
+# Active parameters per token: Qwen's "A3B"/"A22B" and Mixtral's 12.9B count embedding and head;
+# gpt-oss's model card (3.6B / 5.1B) counts the unembedding only.
+ACTIVE_B = {"Qwen3-30B-A3B": (3.3, 2), "Qwen3-235B-A22B": (22.0, 2), "gpt-oss-20b": (3.6, 1), "gpt-oss-120b": (5.1, 1),
+            "Mixtral-8x7B": (12.9, 2)}  # fmt: skip
+
+
+@pytest.mark.parametrize("name,billions", PUBLISHED_2026_B.items())
+def test_current_families_match_their_published_sizes(name, billions):
+    assert MODELS[name].params / 1e9 == pytest.approx(billions, rel=0.03)
+
+
+@pytest.mark.parametrize("name,published", ACTIVE_B.items())
+def test_moe_active_parameters_count_only_the_routed_experts(name, published):
+    billions, vocab_matrices = published
+    a = MODELS[name].arch
+    active = a.active_linear_params + vocab_matrices * a.vocab * a.hidden + a.small_params
+    assert active / 1e9 == pytest.approx(billions, rel=0.08)
+    assert a.is_moe and a.expert_linear_params > 0.5 * a.linear_params  # most weights sit in the experts
+
+
+def test_moe_layer_schedules_from_the_config():
+    assert MODELS["Llama-4-Maverick-17B-128E"].arch.moe_layers == 24  # interleave_moe_layer_step 2 over 48
+    assert MODELS["Llama-4-Scout-17B-16E"].arch.moe_layers == 48
+    ds = MODELS["DeepSeek-V2-Lite"].arch
+    assert ds.moe_layers == 26 and ds.shared_intermediate == 2 * 1408 and ds.mla  # first_k_dense_replace 1, 2 shared
+    assert MODELS["gpt-oss-20b"].arch.experts_fused and not MODELS["Mixtral-8x7B"].arch.experts_fused
+
+
+SHIPPED = {  # the reference configs shipped for calibration: family traits read from config.json
+    "phi-1.5": ("plain", True, 32, 1.42), "StableLM-Base-Alpha-3B": ("plain", True, 32, 3.64),
+    "falcon-7b": ("plain", True, 1, 6.92), "SantaCoder-1.1B": ("plain", False, 1, 1.12),
+    "gemma-2b": ("gated", False, 1, 2.51), "TinyLlama-1.1B": ("gated", False, 4, 1.10), "Mixtral-8x7B": ("gated", False, 8, 46.7),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", SHIPPED)
+def test_shipped_configs_read_as_their_family(name):
+    from advisor.validate import DATA
+
+    mlp, parallel, kv, billions = SHIPPED[name]
+    a = resolve_model(str(DATA / "configs" / f"{name}.json")).arch
+    assert (a.mlp, a.parallel, a.kv_heads) == (mlp, parallel, kv)
+    assert a.total_params / 1e9 == pytest.approx(billions, rel=0.01)
+
+
+def test_falcon_and_bigcode_tie_embeddings_by_default_llama_does_not(tmp_path):
+    base = {"hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100}
+    for model_type, tied in (("falcon", True), ("gpt_bigcode", True), ("llama", False)):
+        cfg = {**base, "model_type": model_type, "intermediate_size": 256}
+        (tmp_path / "config.json").write_text(json.dumps(cfg))
+        assert resolve_model(str(tmp_path)).arch.tied is tied, model_type
+
+
+@pytest.mark.parametrize("cfg,missing", [
+    ({"model_type": "llama", "hidden_size": 64, "num_attention_heads": 4, "vocab_size": 100, "intermediate_size": 128}, "num_hidden_layers"),
+    ({"model_type": "mixtral", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100,
+      "intermediate_size": 128, "num_local_experts": 8}, "num_experts_per_tok"),
+    ({"model_type": "deepseek_v2", "hidden_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4, "vocab_size": 100,
+      "intermediate_size": 128, "kv_lora_rank": 16}, "qk_nope_head_dim"),
+    ({"model_type": "t5", "d_model": 64}, "not a decoder-only"),
+])  # fmt: skip
+def test_unsupported_config_is_one_line_naming_what_is_missing(tmp_path, run_cli, cfg, missing):
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    code, out, err = run_cli("estimate", "--model", str(tmp_path / "config.json"))
+    assert code == 2 and out == "" and missing in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("cfg,total_b,active_b", [
+    # DeepSeek-V3 (config.json on the Hub): MLA with a q LoRA rank, 1 shared + 256 routed experts, 3 dense layers first
+    ({"model_type": "deepseek_v3", "hidden_size": 7168, "intermediate_size": 18432, "moe_intermediate_size": 2048,
+      "num_hidden_layers": 61, "num_attention_heads": 128, "num_key_value_heads": 128, "n_routed_experts": 256,
+      "n_shared_experts": 1, "num_experts_per_tok": 8, "first_k_dense_replace": 3, "q_lora_rank": 1536, "kv_lora_rank": 512,
+      "qk_nope_head_dim": 128, "qk_rope_head_dim": 64, "v_head_dim": 128, "vocab_size": 129280}, 671, 37),
+    # Qwen1.5-MoE-A2.7B: a shared expert 4× the routed width
+    ({"model_type": "qwen2_moe", "hidden_size": 2048, "intermediate_size": 5632, "moe_intermediate_size": 1408,
+      "shared_expert_intermediate_size": 5632, "num_hidden_layers": 24, "num_attention_heads": 16, "num_key_value_heads": 16,
+      "num_experts": 60, "num_experts_per_tok": 4, "vocab_size": 151936}, 14.3, 2.7),
+])  # fmt: skip
+def test_shared_experts_and_latent_attention_from_config(tmp_path, cfg, total_b, active_b):
+    (tmp_path / "config.json").write_text(json.dumps(cfg))
+    a = resolve_model(str(tmp_path)).arch
+    assert a.total_params / 1e9 == pytest.approx(total_b, rel=0.02)
+    assert (a.total_params - a.linear_params + a.active_linear_params) / 1e9 == pytest.approx(active_b, rel=0.03)

@@ -16,12 +16,50 @@ REPO = Path(__file__).resolve().parents[2]
 HARNESS_CPU = Path(__file__).resolve().parent / "data" / "harness_cpu"
 
 
+NEW_ROWS = {"LR1", "LR2", "LR3", "LR4", "LR5", "LR6", "LR7", "LR8", "LR9", "LR10", *(f"LC{i}" for i in range(1, 13)),
+            *(f"FA{i}" for i in range(1, 12))}  # published-memory-2.csv
+
+
 def test_published_mape_within_15_percent():
     rows = validate.validate_published()
     assert {r.id for r in rows} >= {"P1", "P2", "P3", "P4", "T1", "T3", "T5", "D1", "D2", "D3", "D4", "D5", "F1", "Q4a", "Q4b", "Q4c"}
     assert validate.mape(rows, metrics=validate.KNOWN) <= 15
     assert validate.mape(rows) <= 15  # the '?' rows too, compared as reserved
     assert all(abs(r.error_pct) <= 30 for r in rows if not r.excluded)  # no row hidden behind the mean
+
+
+def test_every_new_row_is_estimated_none_refused():
+    """MoE, Phi, NeoX, Falcon and BigCode rows included: every row of the second table gets an estimate."""
+    rows = {r.id: r for r in validate.validate_published()}
+    assert NEW_ROWS <= set(rows)
+    assert all(rows[i].predicted_gb and rows[i].predicted_gb > 0 for i in NEW_ROWS)
+    features = {r["feature"] for r in validate.published_rows() if r["id"] in NEW_ROWS}
+    assert {"moe", "arch-phi", "arch-neox", "arch-falcon", "arch-bigcode"} <= features
+    assert all(not rows[r["id"]].excluded for r in validate.published_rows() if r["class"] == "coverage")
+
+
+def test_leave_one_source_out_mae_and_coverage():
+    rows, sources = validate.validate_loso()
+    scored = [r for r in rows if r.in_range is not None]
+    assert len(scored) == sum(1 for r in rows if not r.excluded) >= 45 and len(sources) == 8
+    mae = sum(abs(r.error_pct) for r in scored) / len(scored)
+    assert mae <= 12  # the issue's bar; 7.3% at this commit
+    assert sum(r.in_range for r in scored) / len(scored) >= 0.90
+    for s in sources:  # each source is scored against a range it did not shape
+        assert s.n > 0 and s.low < 0 < s.high and s.mae_pct < 15, s
+    moe = [r for r in scored if r.model == "Mixtral-8x7B"]
+    assert len(moe) == 2 and all(abs(r.error_pct) < 10 for r in moe)  # the experts are counted
+
+
+def test_loso_range_comes_from_other_sources_only():
+    rows_by_frac = {f: validate.validate_published(reserved_frac=f) for f in (0.01, 0.05)}
+    _, sources = validate.calibration.loso(rows_by_frac)
+    # An extreme residual in one source widens every other source's range but never its own.
+    worst = max((r for r in validate.calibration.scored(rows_by_frac[0.01]) if r.phase == "backward start"),
+                key=lambda r: r.measured_gb / r.predicted_gb)  # fmt: skip
+    own = next(s for s in sources if s.source == worst.source)
+    others = [s for s in sources if s.source != worst.source]
+    assert own.high < min(s.high for s in others)
 
 
 def test_like_is_compared_with_like():
@@ -36,7 +74,10 @@ def test_like_is_compared_with_like():
 def test_excluded_rows_say_why():
     rows = {r.id: r for r in validate.validate_published()}
     assert "initialisation" in rows["D5"].excluded
-    assert sum(1 for r in rows.values() if r.excluded) == 1
+    assert "dubious" in rows["LR9"].excluded and "dubious" in rows["LR10"].excluded
+    assert "87%" in rows["LC3"].excluded
+    assert {r.id for r in rows.values() if r.excluded} == {"D5", "LR9", "LR10", "LC3"}
+    assert all(r.predicted_gb for r in rows.values())  # excluded from the score, still estimated and shown
 
 
 def test_fit_reproduces_the_shipped_constants():
@@ -44,8 +85,27 @@ def test_fit_reproduces_the_shipped_constants():
 
     best = validate.fit()
     assert best["mape_pct"] <= 15
-    assert (best["RESERVED_FRAC"], best["CUDA_RUNTIME_GB"]) == (memory.RESERVED_FRAC, memory.CUDA_RUNTIME_GB)
+    assert best["RESERVED_FRAC"] == memory.RESERVED_FRAC
+    assert best["RANGES"] == memory.RANGES
+    assert best["CUDA_CONTEXT_GB"] == memory.CUDA_CONTEXT_GB
     assert memory.ACT_FACTOR == 1.0  # not fitted: the activation count matches autograd's saved tensors
+
+
+def test_verdict_figure_covers_nvidia_smi_on_one_gpu():
+    rows = validate.device_rows()
+    single = [r for r in rows if not r.note]
+    assert len(rows) == 11 and len(single) == 5
+    assert all(r.in_range for r in single)  # reserved high end + context >= what nvidia-smi showed
+    # without the fitted context (the physical floor alone) the verdict would have passed runs that used more
+    assert not all(r.in_range for r in validate.device_rows(context_gb=validate.CONTEXT_FLOOR_GB) if not r.note)
+
+
+def test_validate_json_reports_leave_one_source_out(run_cli, tmp_path):
+    code, out, _ = run_cli("validate", str(tmp_path), "--json")
+    loso = json.loads(out)["published"]["loso"]
+    assert code == 0 and loso["n"] >= 45 and loso["mae_pct"] <= 12 and loso["in_range_pct"] >= 90
+    assert {s["source"] for s in loso["sources"]} == {"peft", "torchtune-readme", "torchtune-docs", "torchtune-flags", "qwen",
+                                                      "litgpt-tables", "litgpt-hub", "fms-acceleration"}  # fmt: skip
 
 
 def test_harness_runs_compare_the_right_metric(tmp_path):

@@ -1,0 +1,131 @@
+"""What autograd keeps per token: one decoder layer's saved tensors, the head's, and the logits'.
+
+Counted tensor by tensor (bytes per token; ``a`` = activation bytes, 2 for bf16):
+- norms: RMSNorm upcasts its input to fp32 and saves it (HF, torchtune and litgpt all do); a
+  LayerNorm saves its input in the compute dtype. Full fine-tuning also saves the normalised
+  copy for the norm weight's gradient.
+- attention: SDPA saves q, k, v and its output. HF's sdpa/eager paths and torchtune/litgpt
+  expand k and v to every query head first (repeat_kv), so GQA/MQA save q-wide k and v; the
+  flash-attention-2 kernel takes them unexpanded. Eager attention adds the fp32 softmax.
+- gated MLP: act(gate) saves gate's output, the product saves act's output and up's: 3 × ff.
+  Plain MLP (GELU): only fc1's output, for GELU's backward: 1 × ff.
+- mixture of experts: each token's k experts keep their MLP activations, plus the expert output
+  (for the routing weight's gradient) and the fp32 router softmax; the shared expert as a dense MLP.
+- trainable inputs: a linear whose weight trains saves its input (full fine-tuning), shared by
+  the linears that read the same tensor; LoRA's lora_A saves its (cast or dropped-out) input,
+  lora_B lora_A's r-wide output; DoRA adds the base and LoRA results per adapted module.
+- QLoRA with ``prepare_model_for_kbit_training`` (the HF stack): the norms run in fp32 and
+  bitsandbytes casts each 4-bit linear's output back to its fp32 input dtype, so the residual
+  stream and the MLP's saved tensors are fp32; SDPA still runs in bf16 under autocast.
+"""
+
+from __future__ import annotations
+
+from advisor.arch import PLAIN
+
+F32 = 4
+CHUNKED_CE_CHUNKS = 8  # torchtune's CEWithChunkedOutputLoss
+
+
+def _lora_terms(s, mods, shapes: dict, inputs: dict, dtype: dict, saved: set) -> float:
+    """LoRA/DoRA's own saved tensors for ``mods`` of one block; inputs it shares go into ``saved``."""
+    a, ad = s.act_bytes, s.adapter_bytes
+    drop = s.lora_dropout > 0
+    total = 0.0
+    for m in mods:
+        if m not in shapes:
+            continue
+        d_in, d_out = shapes[m]
+        cast = ad != dtype[inputs[m]]  # peft casts the input to the adapter dtype: a fresh copy per module
+        if cast or drop:  # the cast copy and/or the dropout output, + the dropout mask (bool on CUDA)
+            total += ad * d_in + ((ad if s.device == "cpu" else 1) * d_in if drop else 0)
+        else:
+            saved.add(inputs[m])
+        total += ad * s.rank
+        if s.method == "dora":  # base result (for the magnitude grad) + the lora result
+            total += (a + ad) * d_out
+    return total
+
+
+def layer_activation_bytes(s) -> float:
+    """Bytes autograd saves in one decoder layer, per token, without checkpointing (MoE: layer average)."""
+    arch, a = s.arch, s.act_bytes
+    d, q, kv, o_in = arch.hidden, arch.q_dim, arch.kv_dim, arch.attn_out_dim
+    full = not s.adapted
+    # Inputs of the block's linears are saved when their weight trains (full) and, on QLoRA, always:
+    # bitsandbytes' MatMul4Bit keeps its input A whenever the input needs a gradient
+    # (`ctx.tensors = (A, B)` in bitsandbytes/autograd/_functions.py), though backward needs only B.
+    keep_inputs = full or s.method == "qlora"
+    r = F32 if s.kbit_prep else a  # residual stream / normed outputs
+    m = F32 if s.kbit_prep else a  # MLP tensors: bnb returns the 4-bit linear's output in the input dtype
+    mods = set(s.target_modules) - {"lm_head"}
+    x2 = "x1" if arch.parallel else "x2"  # parallel attention: the MLP reads the attention's input
+    dtype = {"x1": r, "attn": a, "x2": r, "prod": m}
+    total = 0.0
+    # norms
+    norm = F32 * d if not arch.layernorm or s.kbit_prep else a * d
+    total += arch.norms_per_layer * (norm + (r * d if full else 0))
+    # attention: q, k, v (expanded to every head unless flash-attn), output
+    kv_saved = kv if s.attention == "flash" or arch.mla else q
+    total += a * (q + 2 * kv_saved + o_in) if not arch.mla else a * (q + kv + arch.heads * arch.mla[4] + o_in)
+    if s.attention == "eager" or arch.attn_softcap:  # fp32 softmax output + its bf16 copy, per head per key
+        # Gemma 2's tanh soft-capping of the scores has no fused kernel: eager attention, + the saved tanh output
+        total += (F32 + a + (a if arch.attn_softcap else 0)) * arch.heads * s.seq_len
+    attn_in = {"q_proj": "x1", "k_proj": "x1", "v_proj": "x1", "o_proj": "attn"}
+    saved = {"x1", "attn"} if keep_inputs else set()
+    total += _lora_terms(s, mods, arch.attn_linears(), attn_in, dtype, saved)
+    total += sum(dtype[t] * {"x1": d, "attn": o_in}[t] for t in saved)
+    attn_saved = saved
+    # MLP: dense layers and MoE layers, averaged over the stack
+    mlp_in = {"gate_proj": x2, "up_proj": x2, "down_proj": "prod"}
+
+    def mlp_block(width: int, per_token: int, *, own_input: bool, lora: bool = True) -> float:
+        """Saved by one MLP per token routed through it; ``own_input``: its input is a fresh copy (an expert's gather)."""
+        t = (1 if arch.mlp == PLAIN else 3) * m * width
+        kept = ({"prod"} | ({x2} if own_input or x2 == "x2" else set())) if keep_inputs else set()
+        if lora:
+            t += _lora_terms(s, mods, arch.mlp_linears(width), mlp_in, dtype, kept)
+        if not own_input and x2 == "x1" and "x1" in attn_saved:
+            kept.discard("x1")  # already saved by attention
+        return per_token * (t + sum(dtype[i] * (width if i == "prod" else d) for i in kept))
+
+    dense = mlp_block(arch.intermediate, 1, own_input=False)
+    if not arch.is_moe:
+        return total + dense
+    k = arch.experts_per_tok
+    # each token's k experts, their outputs (saved for the routing weight's grad) and the fp32 router softmax
+    moe = mlp_block(arch.expert_intermediate, k, own_input=True, lora=s.lora_experts) + k * a * d + F32 * arch.experts
+    if arch.shared_intermediate:
+        moe += mlp_block(arch.shared_intermediate, 1, own_input=False)
+    return total + (arch.dense_layers * dense + arch.moe_layers * moe) / arch.layers
+
+
+def head_activation_bytes(s) -> float:
+    """Per token, after the last layer: final norm, and the LM head's input when it trains."""
+    a, d = s.act_bytes, s.arch.hidden
+    trains_head = not s.adapted or "lm_head" in s.target_modules
+    return F32 * d + (2 * a * d if trains_head else 0)
+
+
+def logits_bytes_per_element(s) -> float:
+    """Per token per vocabulary entry, live at the start of backward."""
+    a = s.act_bytes
+    if s.loss_kind == "chunked":
+        if s.compile:  # compiled chunk loss saves only the logits; one chunk's fp32 work in flight
+            return a + 12 / CHUNKED_CE_CHUNKS
+        return a + 4 + 4 / CHUNKED_CE_CHUNKS  # logits + every chunk's fp32 log-softmax + one fp32 chunk
+    if s.loss_kind == "lowp":  # cross-entropy in the compute dtype: its saved log-softmax + one gradient
+        return (a if s.holds_logits else 0) + 2 * a + (a if s.arch.logit_softcap else 0)
+    # HF: the loss upcasts to fp32; at log-softmax's backward its fp32 output (saved) + the incoming
+    # and outgoing fp32 gradients, plus the logits themselves if the loop still holds the model output.
+    softcap = a if s.arch.logit_softcap else 0  # Gemma 2: tanh(logits / 30) saves its output
+    return (a if s.holds_logits else 0) + 12 + softcap
+
+
+def adapter_temporaries_bytes(s) -> float:
+    """Per token per layer: peft's `lora_B(...)` output and its `* scaling` copy, two d_out-wide
+    tensors per adapted module, freed at once but leaving heap holes on CPU (see CPU_SLACK_FRAC)."""
+    if not s.adapted:
+        return 0.0
+    shapes = s.arch.linears()
+    return 2 * s.adapter_bytes * sum(shapes[m][1] for m in s.target_modules if m in shapes)

@@ -1,0 +1,155 @@
+"""One training configuration as the memory model reads it: model shape, method, batch, stack, GPUs.
+
+``stack`` names the software whose habits change what is allocated (the published rows name theirs):
+- ``hf``: transformers' Trainer/TRL + peft. peft keeps adapters in fp32 and casts their inputs;
+  the loss upcasts the logits to fp32; QLoRA goes through ``prepare_model_for_kbit_training``
+  (norms, embeddings, head and every other non-4-bit parameter upcast to fp32).
+- ``torchtune``: bf16 adapters, 8-chunk cross-entropy, AdamW(fused=True).
+- ``litgpt``: bf16-true everywhere (adapters and AdamW states bf16); the training loop keeps the
+  LM head's 128-token logit chunks through backward. Its cross-entropy is counted like the HF one
+  (12 B per logit at backward): a bf16-only loss (2 × 2 B) under-estimates every one of the nine
+  single-GPU litgpt rows with a 32K-256K vocabulary by 10-35%, the fp32 count fits them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from advisor.arch import Arch
+from advisor.errors import AdvisorError, bad_choice
+
+METHODS = ("full", "lora", "qlora", "dora")
+TARGETS = ("q_proj+v_proj", "attn", "all-linear")
+PRECISIONS = ("bf16", "fp32", "bf16-mixed")
+OPTIMIZERS = ("adamw", "adamw8bit", "paged_adamw8bit", "sgd")
+ATTENTION = ("sdpa", "eager", "flash")
+LOSSES = ("auto", "full", "chunked", "lowp")
+DEVICES = ("cuda", "cpu")
+STACKS = ("hf", "torchtune", "litgpt")
+# Over several GPUs: FSDP FULL_SHARD (= DeepSpeed ZeRO-3) shards params, grads and states;
+# SHARD_GRAD_OP (= ZeRO-2) keeps the params unsharded from forward through backward; DDP shards nothing.
+SHARDING = ("full", "grad-op", "ddp")
+SHARDING_ALIASES = {"zero3": "full", "full-shard": "full", "full_shard": "full", "zero2": "grad-op",
+                    "shard-grad-op": "grad-op", "shard_grad_op": "grad-op"}  # fmt: skip
+OFFLOAD = ("none", "params", "optimizer", "both")
+LINEAR_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+_PRESETS = {
+    "q_proj+v_proj": ("q_proj", "v_proj"),
+    "attn": ("q_proj", "k_proj", "v_proj", "o_proj"),
+    "all-linear": LINEAR_NAMES,
+}
+_STACK_LOSS = {"hf": "full", "torchtune": "chunked", "litgpt": "full"}
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One training configuration. Defaults describe the harness's stack (transformers + peft)."""
+
+    arch: Arch
+    method: str = "lora"
+    rank: int = 16
+    targets: str = "all-linear"  # a preset, or module names joined by '+' (may include lm_head)
+    batch_size: int = 1
+    seq_len: int = 512  # padded length of the longest batch (where the peak happens)
+    grad_checkpointing: bool = False
+    precision: str = "bf16"
+    optimizer: str = "adamw"
+    gpus: int = 1  # > 1: data parallel over this many GPUs (see sharding)
+    grad_accum: int = 1  # > 1 keeps gradients alive through the next forward
+    device: str = "cuda"
+    adapter_dtype: str = "auto"  # auto: fp32 on hf (peft upcasts adapters), bf16 on torchtune/litgpt
+    lora_dropout: float = 0.05  # > 0 saves a dropout output + mask per targeted module
+    attention: str = "sdpa"  # sdpa/eager expand k, v to every head; flash (FA2) does not; eager saves the softmax
+    loss: str = "auto"  # auto: the stack's; full (fp32 upcast) | chunked (torchtune) | lowp (bf16 cross-entropy)
+    optimizer_in_backward: bool = False  # torchtune's fused step: no full gradient buffer
+    fused_optimizer: bool = False  # AdamW(fused=True): no foreach temporary copy of the params
+    compile: bool = False  # torch.compile: the loss keeps only compute-dtype logits, recomputes the rest
+    keep_logits: bool = False  # the loop still holds the model output during backward (HF Trainer drops it)
+    stack: str = "hf"
+    sharding: str = "full"  # with gpus > 1
+    offload: str = "none"  # CPU offload: params | optimizer | both
+    prepare_kbit: bool | None = None  # None: QLoRA on the hf stack runs prepare_model_for_kbit_training
+    double_quant: bool = True  # NF4 absmax quantized again (bnb_4bit_use_double_quant)
+    lora_experts: bool = True  # MoE: MLP targets adapt every expert too (False: attention/shared only)
+
+    def __post_init__(self):
+        checks = (("--method", self.method, METHODS), ("--precision", self.precision, PRECISIONS),
+                  ("--optimizer", self.optimizer, OPTIMIZERS), ("--attention", self.attention, ATTENTION),
+                  ("--loss", self.loss, LOSSES), ("--device", self.device, DEVICES),
+                  ("--adapter-dtype", self.adapter_dtype, ("auto", "bf16", "fp32")), ("--stack", self.stack, STACKS),
+                  ("--sharding", self.sharding, SHARDING), ("--offload", self.offload, OFFLOAD))  # fmt: skip
+        for flag, value, choices in checks:
+            if value not in choices:
+                raise bad_choice(flag, value, choices)
+        for flag, value, low in (("--rank", self.rank, 1), ("--batch-size", self.batch_size, 1),
+                                 ("--seq-len", self.seq_len, 1), ("--gpus", self.gpus, 1),
+                                 ("--grad-accum", self.grad_accum, 1)):  # fmt: skip
+            if not isinstance(value, int) or value < low:
+                raise AdvisorError(f"{flag}: '{value}' must be an integer >= {low}")
+        if not 0 <= self.lora_dropout < 1:
+            raise AdvisorError(f"--lora-dropout: '{self.lora_dropout}' must be in [0, 1)")
+        if self.offload != "none" and self.device == "cpu":
+            raise AdvisorError("--offload: CPU offload needs --device cuda")
+        self.target_modules  # validates the targets
+
+    @property
+    def adapted(self) -> bool:
+        return self.method != "full"
+
+    @property
+    def target_modules(self) -> tuple[str, ...]:
+        if not self.adapted:
+            return ()
+        if self.targets in _PRESETS:
+            return _PRESETS[self.targets]
+        out: list[str] = []
+        for p in self.targets.split("+"):
+            if p in _PRESETS:
+                out += _PRESETS[p]
+            elif p in LINEAR_NAMES or p == "lm_head":
+                out.append(p)
+            else:
+                raise AdvisorError(
+                    f"--targets: '{self.targets}' is not {', '.join(TARGETS)} or module names "
+                    f"({', '.join(LINEAR_NAMES)}, lm_head) joined by '+'"
+                )
+        return tuple(dict.fromkeys(out))
+
+    @property
+    def loss_kind(self) -> str:
+        return _STACK_LOSS[self.stack] if self.loss == "auto" else self.loss
+
+    @property
+    def holds_logits(self) -> bool:
+        """The loop still references the logits during backward (peft's own loop, litgpt's chunk list)."""
+        return self.keep_logits or self.stack == "litgpt"
+
+    @property
+    def kbit_prep(self) -> bool:
+        """QLoRA through peft's prepare_model_for_kbit_training (HF stack): non-4-bit params in fp32."""
+        if self.method != "qlora":
+            return False
+        if self.prepare_kbit is None:  # TRL skips it for sharded QLoRA: FSDP needs one dtype per flat parameter
+            return self.stack == "hf" and not self.sharded
+        return self.prepare_kbit
+
+    @property
+    def sharded(self) -> bool:
+        """States sharded over the GPUs (FSDP either mode, ZeRO-2/3)."""
+        return self.gpus > 1 and self.sharding != "ddp"
+
+    # bytes per element
+    @property
+    def act_bytes(self) -> int:
+        return 4 if self.precision == "fp32" else 2
+
+    @property
+    def weight_bytes(self) -> int:
+        """Base weights as stored: bf16-mixed keeps fp32 masters."""
+        return 2 if self.precision == "bf16" else 4
+
+    @property
+    def adapter_bytes(self) -> int:
+        if self.adapter_dtype == "auto":
+            return 4 if self.stack == "hf" else self.act_bytes
+        return 2 if self.adapter_dtype == "bf16" else 4

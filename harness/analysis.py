@@ -157,21 +157,21 @@ def labels(keys: pd.DataFrame, method: pd.Series) -> pd.Series:
     cells = method.map(text).astype(str)
     chosen = []
     for k in keys.columns:
-        vals = keys[k].fillna("\0")
+        vals = keys[k].map(lambda v: "\0" if is_null(v) else str(v))
         if (vals.groupby(cells).nunique() > 1).any():
             chosen.append(k)
             cells = cells + "|" + vals
     fmt = {"budget": "{}GB"}
     out = []
     for i in keys.index:
-        parts = [text(method[i])] + [f"{k}={fmt.get(k, '{}').format(keys.at[i, k])}" for k in chosen if keys.at[i, k] is not None]
+        parts = [text(method[i])] + [f"{k}={fmt.get(k, '{}').format(keys.at[i, k])}" for k in chosen if not is_null(keys.at[i, k])]
         out.append(" ".join(parts))
     return pd.Series(out, index=keys.index, dtype=object)
 
 
 def full_config(keys: pd.DataFrame, method: pd.Series) -> pd.Series:
     """Every identity setting of each run, ``key=value`` joined by ``, `` (the hover / table text)."""
-    return pd.Series([", ".join([f"method={text(method[i])}"] + [f"{k}={v}" for k, v in keys.loc[i].items() if v is not None])
+    return pd.Series([", ".join([f"method={text(method[i])}"] + [f"{k}={v}" for k, v in keys.loc[i].items() if not is_null(v)])
                       for i in keys.index], index=keys.index, dtype=object)
 
 
@@ -424,7 +424,7 @@ def learning_curves(runs: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
     ok = runs[(runs["status"] == "ok") & runs["task_score"].notna() & runs["n_train"].notna()]
     if ok.empty:
         return pd.DataFrame(columns=["model", "task", "family", "method", "n_train", "score", "se", "n_runs"])
-    fam_key = keys.loc[ok.index].fillna("\0").astype(str).agg("|".join, axis=1) + "|" + ok["method"]
+    fam_key = keys.loc[ok.index].map(lambda v: "\0" if is_null(v) else str(v)).agg("|".join, axis=1) + "|" + ok["method"]
     rows, first = [], {}
     for fam, idx in ok.groupby(fam_key).groups.items():
         f = ok.loc[idx]

@@ -169,10 +169,9 @@ def _scatter_panel(ax, pts: pd.DataFrame, x: str, y: str, xerr: str | None, yerr
     named = pts if name_all else pts[front] if front is not None else pts.iloc[:0]
     for _, row in named.iterrows():
         ax.annotate(short(row["label"], 24, 1), (row[x], row[y]), fontsize=7, xytext=(4, 4), textcoords="offset points")
-    if front is not None and front.any():
-        on = pts[front].sort_values(x)
-        ax.step(on[x], on[y], where="post", color="#333333", lw=1, ls=":", zorder=2, label="Pareto front")
-        ax.scatter(on[x], on[y], s=120, facecolors="none", edgecolors="#333333", zorder=4)
+    if front is not None and front.any():  # circles only: the set is over more metrics than these two axes
+        on = pts[front]
+        ax.scatter(on[x], on[y], s=120, facecolors="none", edgecolors="#333333", zorder=4, label="Pareto set")
     ax.grid(alpha=0.3)
     _legend(ax)
 

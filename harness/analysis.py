@@ -8,9 +8,9 @@ world_size``), or, for epoch-based runs (``train.max_steps ≤ 0``), epochs × `
 
 Labels. A configuration is named by its method plus only the settings that tell it apart from the
 other configurations on display, in a short canonical form (``lora r=16``, ``full lr=1e-3``): keys
-are taken in ``KEYS`` order, and one is added only where it splits configurations the method and the
-keys already chosen leave together, so a setting that differs only *between* methods (LoRA's
-dropout vs full's) never lengthens a label.
+are named in ``KEYS`` order, each one that takes two values among the runs of one method, so a setting
+that differs only *between* methods (LoRA's dropout vs full's) never lengthens a label, and two
+settings changed together (a learning rate and an optimizer) are both named.
 
 Forgetting (record field ``metrics.forgetting.<probe>``, ``delta = base − tuned``, see
 ``harness.probes``) is reported per probe, in the probe's own unit, oriented so that a positive
@@ -155,12 +155,7 @@ def config_keys(frame: pd.DataFrame) -> pd.DataFrame:
 def labels(keys: pd.DataFrame, method: pd.Series) -> pd.Series:
     """The method plus only the keys that split configurations on display (see the module docstring)."""
     cells = method.map(text).astype(str)
-    chosen = []
-    for k in keys.columns:
-        vals = keys[k].map(lambda v: "\0" if is_null(v) else str(v))
-        if (vals.groupby(cells).nunique() > 1).any():
-            chosen.append(k)
-            cells = cells + "|" + vals
+    chosen = [k for k in keys.columns if (keys[k].map(lambda v: "\0" if is_null(v) else str(v)).groupby(cells).nunique() > 1).any()]
     fmt = {"budget": "{}GB"}
     out = []
     for i in keys.index:

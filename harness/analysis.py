@@ -70,13 +70,10 @@ METRICS = {
     "train_loss_last": Metric("final train loss", "", False, ".3f"),
     "wall_s": Metric("wall time", "s", False, ".0f"),
 }
-# Config fields that never distinguish one configuration from another (bookkeeping, or fixed by
-# another field: gguf_file by model.name, default_lr folded into the resolved ``lr``).
-NOT_IDENTITY = ("config.repeat", "config.results_dir", "config.train.save", "config.train.log_every", "config.model.arch.",
-                "config.method.default_lr", "config.train.lr", "config.eval.batch_size", "config.eval.enabled",
-                "config.timeout_s", "config.train.measure_skip_steps", "config.model.gguf_", "config.model.source",
-                "config.model.scored", "config.model.trust_remote_code", "config.model.revision")
-# Canonical short names, in label order; any other identity field is named by its last component.
+# Config fields that never distinguish one configuration from another.
+NOT_IDENTITY = ("config.repeat", "config.results_dir", "config.train.save", "config.train.log_every", "config.model.arch.")
+FOLDED = ("config.train.lr", "config.method.default_lr")  # named once, as the ``lr`` that applied
+# Canonical short names, in label order; any other identity field is named by its path (``eval.batch_size``).
 KEYS = (("model", "config.model.name"), ("model_path", "config.model.name_or_path"), ("task", "config.task.name"),
         ("inner", "config.method.inner"), ("r", "config.method.r"), ("alpha", "config.method.alpha"),
         ("targets", "config.method.targets"), ("quant", "config.method.quantize"), ("lr", "lr"),
@@ -144,10 +141,9 @@ def config_keys(frame: pd.DataFrame) -> pd.DataFrame:
     lr = col(frame, "config.train.lr")
     out["lr"] = lr.where(lr.notna(), col(frame, "config.method.default_lr"))
     for c in identity_cols(frame):
-        if c == "config.method.name":
+        if c == "config.method.name" or c in FOLDED:
             continue
-        short = named.get(c) or c.rsplit(".", 1)[-1]
-        out[short if short not in out else c.removeprefix("config.")] = col(frame, c)
+        out[named.get(c) or c.removeprefix("config.")] = col(frame, c)
     order = [k for k, _ in KEYS if k in out] + sorted(k for k in out if k not in dict(KEYS))
     return pd.DataFrame({k: out[k].map(lambda v: None if is_null(v) else text(v)) for k in order}, index=frame.index)
 

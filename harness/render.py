@@ -45,7 +45,7 @@ h1{font-size:1.6em;margin:.2em 0}h2{font-size:1.2em;border-bottom:1px solid #ddd
 th,td{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}th{background:#f3f3f3}
 tr.oom td{background:#fff4e0}tr.fail td{background:#fde8e8}tr.ok td:first-child{border-left:3px solid #2a9d55}
 a.cfg{color:#0b4f8a;text-decoration:none;border-bottom:1px dotted #0b4f8a;white-space:nowrap}.flag{color:#b00000;white-space:nowrap}
-tr:target td{background:#fffbd6}figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{color:#555;font-size:12.5px}
+tr:target td{background:#fffbd6}summary{cursor:pointer;color:#0b4f8a}figure{margin:1em 0}figure img{max-width:100%;border:1px solid #eee}figcaption{color:#555;font-size:12.5px}
 """
 
 
@@ -76,12 +76,14 @@ def to_html(report: Report) -> str:
         elif kind == "table":
             headers, rows, classes = block[1:4]
             anchored = len(block) > 4  # the configurations table: each row is the target of its names' links
+            if anchored:  # folded: one click away (a link to a row inside opens it), and the page stays short
+                out.append(f"<details><summary>full settings of the {len(rows)} configurations</summary>")
             out.append("<table><thead><tr>" + "".join(f"<th>{e(h)}</th>" for h in headers) + "</tr></thead><tbody>")
             for i, row in enumerate(rows):
                 cls = f' class="{e(classes[i])}"' if i < len(classes) and classes[i] else ""
                 rid = f' id="{e(row[1].anchor)}"' if anchored else ""
                 out.append(f"<tr{rid}{cls}>" + "".join(f"<td>{_html_cell(c)}</td>" for c in row) + "</tr>")
-            out.append("</tbody></table>")
+            out.append("</tbody></table>" + ("</details>" if anchored else ""))
         elif kind == "plot":
             p = block[1]
             data = base64.b64encode(p.png).decode("ascii")

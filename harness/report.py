@@ -353,7 +353,7 @@ def read_regress(path: Path) -> dict:
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="harness report", description=__doc__.split("\n\n")[0])
-    parser.add_argument("results_dir", nargs="?", default="results/runs", help="directory of run records (default: results/runs)")
+    parser.add_argument("results_dir", nargs="?", default="results/runs", help="directory of run records, read recursively (default: results/runs)")
     parser.add_argument("--out", help="output directory (default: results/reports/<name of RESULTS_DIR>)")
     parser.add_argument("--regress", help=f"a `harness regress` result to show (default: RESULTS_DIR/{REGRESS_FILE} if present)")
     args = parser.parse_args(argv)

@@ -32,6 +32,7 @@ share of a run's probes with a significant drop (0 = no probe dropped beyond its
 from __future__ import annotations
 
 import math
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,6 +74,7 @@ METRICS = {
 # Config fields that never distinguish one configuration from another.
 NOT_IDENTITY = ("config.repeat", "config.results_dir", "config.train.save", "config.train.log_every", "config.model.arch.")
 FOLDED = ("config.train.lr", "config.method.default_lr")  # named once, as the ``lr`` that applied
+REPEAT_AXES = ("config.seed",)  # runs that differ only in their seed are repeats of one configuration
 # Canonical short names, in label order; any other identity field is named by its path (``eval.batch_size``).
 KEYS = (("model", "config.model.name"), ("model_path", "config.model.name_or_path"), ("task", "config.task.name"),
         ("inner", "config.method.inner"), ("r", "config.method.r"), ("alpha", "config.method.alpha"),
@@ -81,7 +83,7 @@ KEYS = (("model", "config.model.name"), ("model_path", "config.model.name_or_pat
         ("bs", "config.train.batch_size"), ("accum", "config.train.grad_accum"), ("gpus", "config.method.world_size"),
         ("seq", "config.train.max_seq_len"), ("opt", "config.train.optimizer"), ("dtype", "config.train.dtype"),
         ("budget", "config.budget_gb"), ("eval_n", "config.eval.limit"), ("probes", "config.eval.probes"),
-        ("probe_n", "config.eval.probe_limit"), ("seed", "config.seed"))
+        ("probe_n", "config.eval.probe_limit"))
 
 
 # ---------------------------------------------------------------- columns
@@ -129,6 +131,11 @@ def text(v) -> str:
     return str(v)
 
 
+def natural(values: pd.Series) -> pd.Series:
+    """A sort key that orders ``2 epochs × 64 examples`` before ``2 epochs × 256 examples``."""
+    return values.map(lambda v: tuple((0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", str(v))))
+
+
 def identity_cols(frame: pd.DataFrame) -> list[str]:
     return [c for c in frame.columns if c.startswith("config.") and not c.startswith(NOT_IDENTITY)]
 
@@ -141,7 +148,7 @@ def config_keys(frame: pd.DataFrame) -> pd.DataFrame:
     lr = col(frame, "config.train.lr")
     out["lr"] = lr.where(lr.notna(), col(frame, "config.method.default_lr"))
     for c in identity_cols(frame):
-        if c == "config.method.name" or c in FOLDED:
+        if c == "config.method.name" or c in FOLDED or c in REPEAT_AXES:
             continue
         out[named.get(c) or c.removeprefix("config.")] = col(frame, c)
     order = [k for k, _ in KEYS if k in out] + sorted(k for k in out if k not in dict(KEYS))
@@ -344,7 +351,8 @@ def aggregate(runs: pd.DataFrame, probes: pd.DataFrame | None = None) -> pd.Data
     points["forgetting"] = points["forgot_share"]
     collapsed = mine[mine["collapsed"].astype(bool)].groupby("point")["probe"].agg(", ".join) if len(mine) else pd.Series(dtype=object)
     points["collapsed"] = points["point"].map(collapsed).fillna("")
-    return points.sort_values(["group", "method", "r", "batch_size", "label"], na_position="first").reset_index(drop=True)
+    points = points.assign(_g=natural(points["group"]), _l=natural(points["label"]))
+    return points.sort_values(["_g", "method", "_l"]).drop(columns=["_g", "_l"]).reset_index(drop=True)
 
 
 # ---------------------------------------------------------------- claims
@@ -384,8 +392,8 @@ def claims(points: pd.DataFrame) -> list[GroupClaims]:
     """Per comparable group, largest first: best score (and its statistical ties), fastest, lowest
     memory, least forgetting (only configurations with no significant probe drop), the Pareto set."""
     out = []
-    order = points[points["n_ok"] > 0].groupby("group").size().sort_values(ascending=False, kind="stable")
-    for group in order.index:
+    sizes = points[points["n_ok"] > 0].groupby("group").size()
+    for group in sorted(sizes.index, key=lambda g: (-sizes[g], natural(pd.Series([g]))[0])):
         g = points[(points["group"] == group) & (points["n_ok"] > 0)]
 
         def arg(key):
@@ -411,7 +419,7 @@ def learning_curves(runs: pd.DataFrame, frame: pd.DataFrame) -> pd.DataFrame:
     repeats and its stderr. A family needs 3 sizes, or 2 in a ``data_scaling`` sweep, so that a
     curve is drawn only where the records hold one. Columns: model, task, family, method, n_train,
     score, se, n_runs."""
-    keys = config_keys(frame).drop(columns=["n_train", "steps", "seed"], errors="ignore")
+    keys = config_keys(frame).drop(columns=["n_train", "steps"], errors="ignore")
     ok = runs[(runs["status"] == "ok") & runs["task_score"].notna() & runs["n_train"].notna()]
     if ok.empty:
         return pd.DataFrame(columns=["model", "task", "family", "method", "n_train", "score", "se", "n_runs"])

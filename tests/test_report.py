@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 import shutil
 import subprocess
@@ -363,8 +364,13 @@ def test_two_configurations_keep_half_the_width_for_data(tmp_path):
     assert_data_keeps_half_the_width(figures)
 
 
-def _chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+def _chromium() -> str:
+    """The browser, or a skip; in CI (``CI`` set) a missing browser fails the test instead."""
+    found = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+    if not found:
+        why = "no chromium on PATH (scripts/setup.sh --test installs it)"
+        pytest.fail(why) if os.environ.get("CI") else pytest.skip(why)
+    return found
 
 
 def _screenshot(html: Path, tmp_path: Path, height: int):
@@ -398,7 +404,6 @@ def find_image(screen, image) -> tuple[int, int] | None:
     return None
 
 
-@pytest.mark.skipif(_chromium() is None, reason="no chromium on PATH (scripts/setup.sh --test installs it)")
 def test_forty_config_report_shows_every_plot_in_chromium(forty, tmp_path):
     import io
 
@@ -414,7 +419,6 @@ def test_forty_config_report_shows_every_plot_in_chromium(forty, tmp_path):
         assert find_image(screen, Image.open(io.BytesIO(p.png))) is not None, f"plot {p.name} is not shown whole"
 
 
-@pytest.mark.skipif(_chromium() is None, reason="no chromium on PATH (scripts/setup.sh --test installs it)")
 def test_html_renders_in_headless_chromium(built, tmp_path):
     from PIL import ImageStat
 

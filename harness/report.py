@@ -26,7 +26,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness import analysis, plots
+from harness import analysis, curves as learning, plots
 from harness.render import Cfg, Report, md_escape, to_html, to_markdown, write  # noqa: F401  (re-exported)
 from harness.analysis import METRICS, REGRESS_FILE, Metric, load_frame, pareto_mask, tidy  # noqa: F401  (re-exported)
 from harness.analysis import col as _col, identity_cols as _identity_cols, num as _num, text as _text  # noqa: F401  (regress)
@@ -271,8 +271,8 @@ def build(results_dir: Path, regress: dict | None = None) -> tuple[Report, list[
     points = analysis.aggregate(runs, probes)
     cfg = _cfgs(points)
     claims = analysis.claims(points)
-    curves = analysis.learning_curves(runs, frame)
-    reach = {k: analysis.reach(c) for k, c in curves.groupby(["model", "task", "label"])} if len(curves) else {}
+    curves = learning.learning_curves(runs, frame)
+    reach = {k: learning.reach(c) for k, c in curves.groupby(["model", "task", "label"])} if len(curves) else {}
 
     counts = runs["status"].value_counts()
     report = Report(

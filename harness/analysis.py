@@ -270,6 +270,7 @@ def tidy(frame: pd.DataFrame) -> pd.DataFrame:
         "max_seq_len": num(frame, "config.train.max_seq_len"), "budget_gb": num(frame, "config.budget_gb"),
         "n_train": num(frame, "config.task.n_train"), "memory_kind": col(frame, "metrics.memory_kind"),
         "task_score_stderr": num(frame, "metrics.task_score_stderr"), "task_eval_n": num(frame, "metrics.task_eval_n"),
+        "task_score_base": num(frame, "metrics.task_score_base"),
         "concurrency": num(frame, "execution.concurrency"),  # > 1: other points shared the machine
         "error_type": col(frame, "error.type"), "error_message": col(frame, "error.message"),
     }, index=frame.index)
@@ -334,6 +335,7 @@ def aggregate(runs: pd.DataFrame, probes: pd.DataFrame | None = None) -> pd.Data
                "n_train": first["n_train"], "config": first["config"], "n": len(grp), "n_ok": len(ok),
                "status": ", ".join(f"{n} {s}" for s, n in counts.items()), "run_ids": ", ".join(map(str, grp["run_id"])),
                "task_score_stderr": ok["task_score_stderr"].median(), "task_eval_n": ok["task_eval_n"].median(),
+               "task_score_base": ok["task_score_base"].median(),
                "concurrency": grp["concurrency"].max(), "memory_kind": "/".join(sorted(set(grp["memory_kind"].dropna().map(str))))}
         for key in METRICS:
             if key not in ("forgetting", "forgot_share"):

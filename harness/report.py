@@ -147,7 +147,8 @@ def _headline(claims: list[analysis.GroupClaims], cfg: dict[int, Cfg]) -> list:
         g = c.points
         if len(g) == 1:
             p = g.iloc[0]
-            singles += [[f"{c.group}: ", cfg[g.index[0]]] + ([f" scores {_score(p)}"] if pd.notna(p["task_score"]) else [])]
+            singles += [[f"{c.group}: ", cfg[g.index[0]]] + ([f" scores {_score(p)}" + (f", base model {p['task_score_base']:.3f}" if pd.notna(p["task_score_base"]) else "")]
+                                                       if pd.notna(p["task_score"]) else [])]
             continue
         best = ([cfg[c.best_score], f" {_score(g.loc[c.best_score])}"] + ([f"; tied within {Z:g} stderr: "] + _names(c.score_ties, cfg)
                 if c.score_ties else ["; above every other beyond noise"]) if c.best_score is not None else "not measured")

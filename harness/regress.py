@@ -49,7 +49,7 @@ import pandas as pd
 
 from harness.errors import UserError, run_cli
 from harness.record import write_json_atomic
-from harness.report import METRICS, REGRESS_FILE, _identity_cols, _num, _text, load_frame, tidy
+from harness.analysis import METRICS, REGRESS_FILE, identity_cols as _identity_cols, load_frame, num as _num, text as _text, tidy
 
 SUITE = "regression"  # sweeps/sweep/regression.yaml
 CONFIDENCE = 0.95

@@ -2,8 +2,10 @@
 
     harness results results/runs --where method=lora --where r>=8 --sort tokens_per_s --csv runs.csv
 
-Only top-level ``*.json`` files are records (``artifacts/``, ``logs/``, caches and ``.tmp``
-files of interrupted writes are not). A corrupt or foreign file is named on stderr and skipped.
+Every ``*.json`` file below the directory is read, so ``harness results results`` sees each sweep's
+subfolder. Not records, so never read: what a run keeps beside its record (``artifacts/``, ``evals/``
+re-scores, ``logs/``, ``slurm/`` job files, ``reports/``), hidden or ``_``-prefixed folders (caches),
+and ``.tmp`` files of interrupted writes. A corrupt or foreign file is named on stderr and skipped.
 """
 
 from __future__ import annotations
@@ -33,32 +35,52 @@ DEFAULT_COLUMNS = ("run_id", "status", "sweep", "method", "model", "task", "r", 
 OPS = ("!=", ">=", "<=", "=", ">", "<")  # two-character operators first: "r>=8" is not "r>" "=8"
 
 
+# Folders a run or a tool writes beside the records, holding JSON that is not a run record.
+NOT_RECORDS = frozenset({"artifacts", "evals", "logs", "slurm", "reports"})
+
+
+def record_paths(directory: Path) -> list[Path]:
+    """``*.json`` files at any depth below ``directory``, minus the folders in ``NOT_RECORDS`` and
+    hidden or ``_``-prefixed ones (caches), in a stable order."""
+    out = []
+    for path in sorted(directory.rglob("*.json")):
+        parts = path.relative_to(directory).parts
+        if any(p in NOT_RECORDS or p.startswith((".", "_")) for p in parts[:-1]) or parts[-1].startswith("."):
+            continue
+        if path.is_file():
+            out.append(path)
+    return out
+
+
 def records(directory: str | Path, *, warn=None) -> list[dict]:
-    """Every readable record in ``directory``; ``warn(message)`` hears about each skipped file."""
+    """Every readable record below ``directory``, each with ``_path`` (its path relative to
+    ``directory``); ``warn(message)`` hears about each skipped file."""
     directory = Path(directory)
     if not directory.is_dir():
         raise UserError(f"results directory not found: {directory}")
     warn = warn or (lambda msg: print(f"harness results: warning: {msg}", file=sys.stderr))
     out = []
-    for path in sorted(directory.glob("*.json")):
-        if path.name.startswith(".") or not path.is_file():
-            continue
+    for path in record_paths(directory):
         try:
-            out.append(read_record(path))
+            rec = read_record(path)
         except ValueError as e:
-            warn(f"skipping {e}")
+            rel = path.relative_to(directory)
+            warn(f"skipping {str(e).replace(path.name + ':', str(rel) + ':', 1)}")
+            continue
+        out.append({**rec, "_path": path.relative_to(directory).as_posix()})
     return out
 
 
 def load(directory: str | Path, *, warn=None):
     """A pandas DataFrame, one row per run: short columns (``method``, ``model``, ``task``, ``r``,
-    ``status``, ``sweep``) first, then every record field flattened (``metrics.tokens_per_s``)."""
+    ``status``, ``sweep``) first, then every record field flattened (``metrics.tokens_per_s``), and
+    ``path``, the record's file relative to ``directory`` (``rank_ablation/lora-….json``)."""
     import pandas as pd
 
     recs = records(directory, warn=warn)
     if not recs:
         return pd.DataFrame(columns=list(SHORT))
-    flat = pd.json_normalize(recs, sep=".")
+    flat = pd.json_normalize(recs, sep=".").rename(columns={"_path": "path"})
     for short, long in SHORT.items():
         if short != long:
             flat[short] = flat[long] if long in flat.columns else None

@@ -46,7 +46,7 @@ def _choice(flag: str, text, choices) -> str:
 
 
 def _add_inputs(p: argparse.ArgumentParser) -> None:
-    from advisor.rules import AUDITABILITY, CAPABILITIES
+    from advisor.recipe import AUDITABILITY, CAPABILITIES
 
     p.add_argument("--gpu", required=True, help="budget: 24GB, 80GB, a GPU (A10G, 'RTX 4090', H100) or a count (8xH100, 2x24GB)")
     p.add_argument("--examples", help="labelled training examples you have (0 if none)")
@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _inputs(args):
     from advisor.catalog import parse_gpu, resolve_model
-    from advisor.rules import AUDITABILITY, CAPABILITIES, DEFAULT_SEQ_LEN, Inputs
+    from advisor.recipe import AUDITABILITY, CAPABILITIES, DEFAULT_SEQ_LEN, Inputs
 
     gpu = parse_gpu(args.gpu)
     examples = _int("--examples", args.examples, example="--examples 3000")
@@ -164,7 +164,7 @@ def cmd_explain(args) -> int:
 
 
 def cmd_estimate(args) -> int:
-    from advisor import render
+    from advisor import render_estimate
     from advisor.catalog import resolve_model
     from advisor.memory import ATTENTION, DEVICES, METHODS, OFFLOAD, OPTIMIZERS, PRECISIONS, SHARDING, SHARDING_ALIASES, STACKS, Setup, estimate
     from advisor.setups import Objective
@@ -217,14 +217,14 @@ def cmd_estimate(args) -> int:
         return 0
     b = estimate(setup)
     if args.json:
-        d = render.estimate_dict(model, setup, b)
+        d = render_estimate.estimate_dict(model, setup, b)
         if gpu:
             from advisor import render_time
 
             d["step_time"] = render_time.step_dict(render_time.step_time(setup, objective, gpu))
         print(json.dumps(d, indent=2))
     else:
-        render.print_estimate(model, setup, b)
+        render_estimate.print_estimate(model, setup, b)
         if gpu:
             from advisor import render_time
 
@@ -233,7 +233,7 @@ def cmd_estimate(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from advisor import evidence, render, validate
+    from advisor import evidence, render_validate, validate
 
     directory = args.dir or "results"
     runs, warnings = evidence.load_runs(directory, must_exist=args.dir is not None, flag="validate DIR")
@@ -242,26 +242,26 @@ def cmd_validate(args) -> int:
     fitted = None
     if args.fit:
         fitted = {"cuda": validate.fit(), "cpu": validate.fit_cpu(runs)}
-    report = render.validate_dict(directory, published, harness, warnings, fitted, sources, validate.device_rows())
+    report = render_validate.validate_dict(directory, published, harness, warnings, fitted, sources, validate.device_rows())
     from advisor import render_time, validate_time
 
     report["time"] = render_time.time_dict(validate_time.published_time_rows(), validate_time.harness_time_rows(runs))
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        render.print_validate(report)
+        render_validate.print_validate(report)
         render_time.print_time(report["time"], directory)
     return 0
 
 
 def cmd_catalog(args) -> int:
-    from advisor import render
+    from advisor import render_estimate
 
-    rows = render.catalog_rows(args.command)
+    rows = render_estimate.catalog_rows(args.command)
     if args.json:
         print(json.dumps(rows, indent=2))
     else:
-        render.print_catalog(args.command, rows)
+        render_estimate.print_catalog(args.command, rows)
     return 0
 
 

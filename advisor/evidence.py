@@ -15,7 +15,8 @@ from pathlib import Path
 
 from advisor.catalog import Arch
 from advisor.errors import AdvisorError
-from advisor.memory import Setup
+from advisor.memory import Setup, estimate
+from advisor.recipe import Step
 
 STATUSES = ("ok", "oom", "error", "timeout")
 SKIP_DIRS = {"artifacts", "_cache", "__pycache__"}
@@ -207,9 +208,6 @@ def _same_model(run: Run, arch: Arch) -> bool:
 
 def for_plan(runs, plan, gpu) -> Found:
     """Runs of the same model: memory measured vs estimated, speed, task gains by method."""
-    from advisor.memory import estimate
-    from advisor.rules import Step
-
     found = Found()
     if not runs:
         return found

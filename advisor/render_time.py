@@ -6,7 +6,7 @@ printing functions only, so ``--json`` stays light.
 
 from __future__ import annotations
 
-from advisor.render import UNITS, _console, _e, _memory_dict, _r
+from advisor.render_common import UNITS, console, esc, memory_dict, rounded
 
 
 def step_time(setup, objective, gpu):
@@ -27,9 +27,9 @@ def step_dict(step) -> dict | None:
     if step is None:
         return None
     st, dev = step
-    return {"seconds": _r(st.seconds, 3), "seconds_range": [_r(st.low, 3), _r(st.high, 3)],
-            "tokens_per_step": st.tokens, "tokens_per_s": _r(st.tokens_per_s, 0),
-            "tokens_per_s_range": [_r(x, 0) for x in st.tokens_per_s_range], "basis": dev.basis}  # fmt: skip
+    return {"seconds": rounded(st.seconds, 3), "seconds_range": [rounded(st.low, 3), rounded(st.high, 3)],
+            "tokens_per_step": st.tokens, "tokens_per_s": rounded(st.tokens_per_s, 0),
+            "tokens_per_s_range": [rounded(x, 0) for x in st.tokens_per_s_range], "basis": dev.basis}  # fmt: skip
 
 
 def print_step(step) -> None:
@@ -37,15 +37,15 @@ def print_step(step) -> None:
         return
     st, dev = step
     lo, hi = st.tokens_per_s_range
-    _console().print(f"\n  one optimizer step: ~{st.seconds:.3g} s ({st.low:.3g}–{st.high:.3g} s), {st.tokens_per_s:,.0f} tokens/s "
-                     f"({lo:,.0f}–{hi:,.0f})  [dim]{_e(dev.basis)}[/]")  # fmt: skip
+    console().print(f"\n  one optimizer step: ~{st.seconds:.3g} s ({st.low:.3g}–{st.high:.3g} s), {st.tokens_per_s:,.0f} tokens/s "
+                     f"({lo:,.0f}–{hi:,.0f})  [dim]{esc(dev.basis)}[/]")  # fmt: skip
 
 
 def setup_estimate_dict(model, whole, step) -> dict:
     s, obj = whole.setup, whole.objective
     return {
         "model": model.name,
-        "model_params_b": _r(model.params / 1e9, 3),
+        "model_params_b": rounded(model.params / 1e9, 3),
         "method": obj.name,
         "inner": s.method,
         "setup": {
@@ -57,7 +57,7 @@ def setup_estimate_dict(model, whole, step) -> dict:
             "beta": obj.beta if obj.name == "grpo" else None,
         },  # fmt: skip
         **whole.to_dict(),
-        "training": _memory_dict(whole.training),
+        "training": memory_dict(whole.training),
         "step_time": step_dict(step),
         "units": UNITS,
     }
@@ -84,7 +84,7 @@ def phases_table(whole, title: str):
 
 
 def print_setup_estimate(model, whole, step) -> None:
-    c = _console()
+    c = console()
     s, obj = whole.setup, whole.objective
     what = (f"{obj.num_generations} generations × {obj.max_completion_len} completion tokens, β {obj.beta:g}" if obj.name == "grpo"
             else f"{s.batch_size // 2} pair(s) per micro-batch")  # fmt: skip
@@ -96,7 +96,7 @@ def print_setup_estimate(model, whole, step) -> None:
     c.print(f"\n  [bold]peak: {peak:.2f} GB {kind}[/] in the {whole.peak_phase.name} phase "
             f"(allocated {whole.peak_allocated_gb:.2f} GB)")  # fmt: skip
     for n in whole.notes:
-        c.print(f"  [dim]{_e(n)}[/]")
+        c.print(f"  [dim]{esc(n)}[/]")
     print_step(step)
     c.print(f"\n[dim]{UNITS}.[/]")
 
@@ -109,7 +109,7 @@ def _rows(rows) -> list[dict]:
     for r in rows:
         d = r.to_dict()
         for k in ("measured_tps", "predicted_tps", "low_tps", "high_tps", "error_pct", "seq_len"):
-            d[k] = _r(d[k], 1)
+            d[k] = rounded(d[k], 1)
         out.append(d)
     return out
 
@@ -118,9 +118,9 @@ def time_dict(published, harness) -> dict:
     from advisor.validate_time import mape
 
     return {
-        "published": {"rows": _rows(published), "mape_pct": _r(mape(published)),
+        "published": {"rows": _rows(published), "mape_pct": rounded(mape(published)),
                       "in_range": sum(r.in_range for r in published), "n": sum(r.error_pct is not None for r in published)},
-        "harness": {"rows": _rows(harness), "mape_pct": _r(mape(harness)),
+        "harness": {"rows": _rows(harness), "mape_pct": rounded(mape(harness)),
                     "in_range": sum(r.in_range for r in harness), "n": sum(r.error_pct is not None and not r.excluded for r in harness)},
         "basis": "tokens/s as each source counts them; predicted = geometric mean of the fast and slow ends of the device's rates",
     }  # fmt: skip
@@ -140,20 +140,20 @@ def _time_table(title, rows, *, model: bool = True):
             err = "[yellow]excl.[/]"
         rng = "–" if r["low_tps"] is None else f"{r['low_tps']:,.0f}–{r['high_tps']:,.0f}"
         fmt = lambda v: "–" if v is None else f"{v:,.1f}" if v < 100 else f"{v:,.0f}"  # noqa: E731
-        cells = [_e(r["id"])] + ([_e(r["model"])] if model else []) + [_e(r["method"]), _e(r["device"]), "–" if r["seq_len"] is None else f"{r['seq_len']:,.0f}",
+        cells = [esc(r["id"])] + ([esc(r["model"])] if model else []) + [esc(r["method"]), esc(r["device"]), "–" if r["seq_len"] is None else f"{r['seq_len']:,.0f}",
                                                                          fmt(r["measured_tps"]), fmt(r["predicted_tps"]), rng, err]  # fmt: skip
         t.add_row(*cells)
     return t
 
 
 def print_time(report: dict, directory) -> None:
-    c = _console()
+    c = console()
     p, h = report["published"], report["harness"]
     c.print()
     c.print(_time_table("Time: published rows with tokens/s (predicted on the row's GPU: datasheet peak and bandwidth)", p["rows"]))
     for r in p["rows"]:
         if r["note"]:
-            c.print(f"  [dim]{_e(r['id'])}: {_e(r['note'])}[/]")
+            c.print(f"  [dim]{esc(r['id'])}: {esc(r['note'])}[/]")
     if p["mape_pct"] is not None:
         c.print(f"\n[bold]time, published: MAPE {p['mape_pct']:.0f}%[/] over {p['n']} rows; {p['in_range']} inside the predicted range")
     if h["rows"]:
@@ -165,7 +165,7 @@ def print_time(report: dict, directory) -> None:
             if r["excluded"]:
                 reasons.setdefault(r["excluded"], []).append(r["id"])
         for why, ids in reasons.items():
-            c.print(f"  excluded {_e(', '.join(ids[:3]))}{' +' + str(len(ids) - 3) if len(ids) > 3 else ''}: {_e(why)}")
+            c.print(f"  excluded {esc(', '.join(ids[:3]))}{' +' + str(len(ids) - 3) if len(ids) > 3 else ''}: {esc(why)}")
         if h["mape_pct"] is not None:
             c.print(f"\n[bold]time, harness runs: MAPE {h['mape_pct']:.0f}%[/] over {h['n']}; {h['in_range']} inside the predicted range")
-    c.print(f"[dim]* measured outside the predicted range. {_e(report['basis'])}[/]")
+    c.print(f"[dim]* measured outside the predicted range. {esc(report['basis'])}[/]")

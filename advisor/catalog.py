@@ -17,6 +17,7 @@ from pathlib import Path
 
 from advisor.arch import Arch
 from advisor.errors import AdvisorError, did_you_mean
+from advisor.facts import GPUS, Gpu  # noqa: F401  (datasheets live in facts; re-exported)
 
 GIB = 2**30
 
@@ -227,31 +228,6 @@ def ladder() -> list[Model]:
 
 # ---------------------------------------------------------------- GPUs
 
-
-@dataclass(frozen=True)
-class Gpu:
-    name: str
-    memory_gb: float  # as sold
-    usable_gb: float  # what torch.cuda.get_device_properties(0).total_memory reports, in GiB
-    bf16_tflops: float  # dense tensor-core peak, no sparsity (same table as harness/measure.py)
-    bf16: bool = True  # T4 (Turing) has no bf16: fp16 + loss scaling instead
-    aliases: tuple[str, ...] = ()
-
-
-# Usable memory: the card's total minus what the driver keeps (ECC, reserved pages), as torch sees it.
-GPUS: dict[str, Gpu] = {g.name: g for g in [
-    Gpu("T4", 16, 14.6, 65, bf16=False),  # 65 = fp16 tensor peak
-    Gpu("L4", 24, 22.0, 121),
-    Gpu("A10G", 24, 22.0, 70, aliases=("a10",)),  # AWS g5: 23,028 MiB visible
-    Gpu("RTX 3090", 24, 23.7, 71, aliases=("3090", "rtx3090")),
-    Gpu("RTX 4090", 24, 23.6, 165, aliases=("4090", "rtx4090")),
-    Gpu("A6000", 48, 47.5, 155, aliases=("rtxa6000",)),
-    Gpu("L40S", 48, 44.4, 362),
-    Gpu("A100-40GB", 40, 39.4, 312, aliases=("a10040g", "a10040gb", "a100 40gb")),
-    Gpu("A100-80GB", 80, 79.2, 312, aliases=("a10080g", "a10080gb", "a100 80gb")),
-    Gpu("H100", 80, 79.1, 989, aliases=("h100sxm", "h10080gb", "h10080g")),  # SXM; PCIe is 756
-    Gpu("H200", 141, 139.8, 989),
-]}  # fmt: skip
 
 # A bare "24GB" is priced like the commonest card of that size (only the time estimate uses it).
 TYPICAL_BY_MEMORY = {16: "T4", 24: "A10G", 40: "A100-40GB", 48: "A6000", 80: "A100-80GB", 141: "H200"}

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from advisor.catalog import Arch
 from advisor.errors import AdvisorError
+from advisor.facts import OPTIMIZERS, SFT_METHODS, best_first
 from advisor.memory import Setup, estimate
 from advisor.recipe import Step
 
@@ -168,7 +169,7 @@ def setup_for_run(run: Run) -> tuple[Setup | None, str]:
         return None, f"{method}: rollouts / paired batches are outside the SFT memory model"
     if method == "fsdp":
         method = run.inner or "full"
-    if method not in ("full", "lora", "qlora", "dora"):
+    if method not in SFT_METHODS:
         return None, f"method '{run.method}' unknown to the memory model"
     if run.dtype == "fp32" or (run.dtype == "auto" and run.device == "cpu"):
         precision = "fp32"
@@ -180,7 +181,7 @@ def setup_for_run(run: Run) -> tuple[Setup | None, str]:
         setup = Setup(
             arch=run.arch, method=method, rank=int(run.rank or 16), targets=targets, batch_size=run.batch_size,
             seq_len=seq, grad_checkpointing=run.grad_checkpointing, precision=precision,
-            optimizer=run.optimizer if run.optimizer in ("adamw", "adamw8bit", "paged_adamw8bit", "sgd") else "adamw",
+            optimizer=run.optimizer if run.optimizer in OPTIMIZERS else "adamw",
             gpus=max(1, run.world_size), grad_accum=run.grad_accum, device="cpu" if run.device == "cpu" else "cuda",
             lora_dropout=run.dropout if method != "full" else 0.0,
         )  # fmt: skip
@@ -248,9 +249,9 @@ def for_plan(runs, plan, gpu) -> Found:
     text = f"{len(same)} harness run(s) of this model ({sum(r.status == 'ok' for r in same)} ok)."
     if gains:
         mean = {m: sum(g for g, _ in v) / len(v) for m, v in gains.items()}
-        text += " Task-score gain by method: " + ", ".join(
-            f"{m} {mean[m]:+.3f} (n={len(gains[m])})" for m in sorted(mean, key=lambda m: -mean[m]))
-        best = max(mean, key=mean.get)
+        ranked = best_first("task_score", mean)
+        text += " Task-score gain by method: " + ", ".join(f"{m} {mean[m]:+.3f} (n={len(gains[m])})" for m in ranked)
+        best = ranked[0]
         if best != method and method in gains:
             # standard error of a mean of n runs ≈ mean per-run stderr / sqrt(n); compare at 2 SE
             se = lambda m: (sum(e for _, e in gains[m]) / len(gains[m])) / math.sqrt(len(gains[m]))  # noqa: E731

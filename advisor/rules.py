@@ -20,6 +20,7 @@ from __future__ import annotations
 from advisor import evidence
 from advisor.budget_table import compare_with_table
 from advisor.catalog import GpuBudget, Model, ladder
+from advisor.facts import SFT_METHODS
 from advisor.plan import COMFORT, GRPO_GENERATIONS, Option, Plan, epoch_time, size, time_per_epoch
 from advisor.recipe import AUDITABILITY, CAPABILITIES, DEFAULT_SEQ_LEN, Alternative, Inputs, Recipe, Step  # noqa: F401  (re-exported)
 
@@ -313,7 +314,7 @@ def recommend(inp: Inputs, runs=()) -> Recipe:
     # Measured evidence: reported always; a method measured significantly ahead (and fitting) wins.
     found = evidence.for_plan(runs, chosen, inp.gpu)
     steps.extend(found.steps)
-    if feasible and found.better and objective == "sft" and found.better in ("full", "lora", "qlora", "dora"):
+    if feasible and found.better and objective == "sft" and found.better in SFT_METHODS:
         swap = size(chosen.model, Option(found.better, chosen.option.gpus, objective, chosen.option.rank), inp.gpu, inp.seq_len, target_batch)
         if swap.fits:
             steps.append(Step("Evidence overrides", f"Switching {chosen.option.label} → {swap.option.label}: measured "

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 
 from advisor.arch import Arch
 from advisor.errors import AdvisorError, bad_choice
+from advisor.facts import LINEAR_NAMES, OPTIMIZERS, SFT_METHODS, TARGET_PRESETS  # noqa: F401  (re-exported)
 
-METHODS = ("full", "lora", "qlora", "dora")
-TARGETS = ("q_proj+v_proj", "attn", "all-linear")
+METHODS = SFT_METHODS  # what trains; fsdp/grpo/dpo wrap one of these
+TARGETS = tuple(TARGET_PRESETS)
 PRECISIONS = ("bf16", "fp32", "bf16-mixed")
-OPTIMIZERS = ("adamw", "adamw8bit", "paged_adamw8bit", "sgd")
 ATTENTION = ("sdpa", "eager", "flash")
 LOSSES = ("auto", "full", "chunked", "lowp")
 DEVICES = ("cuda", "cpu")
@@ -32,12 +32,6 @@ SHARDING = ("full", "grad-op", "ddp")
 SHARDING_ALIASES = {"zero3": "full", "full-shard": "full", "full_shard": "full", "zero2": "grad-op",
                     "shard-grad-op": "grad-op", "shard_grad_op": "grad-op"}  # fmt: skip
 OFFLOAD = ("none", "params", "optimizer", "both")
-LINEAR_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-_PRESETS = {
-    "q_proj+v_proj": ("q_proj", "v_proj"),
-    "attn": ("q_proj", "k_proj", "v_proj", "o_proj"),
-    "all-linear": LINEAR_NAMES,
-}
 _STACK_LOSS = {"hf": "full", "torchtune": "chunked", "litgpt": "full"}
 
 
@@ -100,12 +94,12 @@ class Setup:
     def target_modules(self) -> tuple[str, ...]:
         if not self.adapted:
             return ()
-        if self.targets in _PRESETS:
-            return _PRESETS[self.targets]
+        if self.targets in TARGET_PRESETS:
+            return TARGET_PRESETS[self.targets]
         out: list[str] = []
         for p in self.targets.split("+"):
-            if p in _PRESETS:
-                out += _PRESETS[p]
+            if p in TARGET_PRESETS:
+                out += TARGET_PRESETS[p]
             elif p in LINEAR_NAMES or p == "lm_head":
                 out.append(p)
             else:

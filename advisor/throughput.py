@@ -27,13 +27,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from advisor.facts import GPUS
 from advisor.memory import Setup, layer_activation_bytes, logits_bytes_per_element, optimizer_bytes
 
-# HBM/GDDR bandwidth from vendor datasheets (bytes/s), beside the bf16 peaks in advisor/catalog.py.
-GPU_BANDWIDTH = {
-    "T4": 320e9, "L4": 300e9, "A10G": 600e9, "RTX 3090": 936e9, "RTX 4090": 1008e9, "A6000": 768e9,
-    "L40S": 864e9, "A100-40GB": 1555e9, "A100-80GB": 2039e9, "H100": 3350e9, "H200": 4800e9,
-}  # fmt: skip
+# HBM/GDDR bandwidth from vendor datasheets (bytes/s), beside the bf16 peaks, in advisor/facts.py.
+GPU_BANDWIDTH = {g.name: g.bandwidth for g in GPUS.values() if g.bandwidth}
 # Sustained fractions of the datasheet (low, high): cuBLAS bf16 GEMMs reach 60-85% of the dense
 # peak on large shapes (A100: ~250 of 312 TFLOP/s); flash attention 35-60% (FlashAttention-2
 # paper: 50-73% forward, lower backward); streaming kernels 60-90% of the bandwidth.
@@ -68,8 +66,6 @@ class Device:
 
 
 def gpu_device(name: str | None, tflops: float, tflops_basis: str = "") -> Device:
-    from advisor.catalog import GPUS
-
     basis = f"{tflops:g} TFLOP/s bf16 ({tflops_basis or 'datasheet'})"
     if name not in GPU_BANDWIDTH:  # a bare memory size: the assumed card is the one with that peak
         name = next((g.name for g in GPUS.values() if g.bf16_tflops == tflops and g.name in GPU_BANDWIDTH), None)

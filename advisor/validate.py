@@ -22,6 +22,8 @@ from advisor import calibration
 from advisor.catalog import GIB, resolve_model
 from advisor.evidence import Run, setup_for_run
 from advisor.memory import Setup, estimate
+from advisor.setups import estimate_setup
+from advisor.validate_time import run_workload
 
 DECIMAL_GB = 1e9 / GIB
 DATA = Path(__file__).resolve().parent / "data"  # a path beside this file: editable installs' finders break files()
@@ -148,8 +150,6 @@ def validate_runs(runs: list[Run]) -> list[Row]:
         if run.status != "ok":
             continue
         if run.method in ("grpo", "dpo"):  # the whole setup: generation / reference phases (advisor/setups.py)
-            from advisor.validate_time import rl_memory_rows
-
             rows.extend(rl_memory_rows(run))
             continue
         measured = run.peak_memory_gb
@@ -176,6 +176,26 @@ def validate_runs(runs: list[Run]) -> list[Row]:
             err = 100 * (p - m) / m if not excluded else None
             rows.append(Row(run.run_id, run.model_name, name, metric, m, p, err, seq, f"peak batch length {seq} ({how})", excluded))
     return rows
+
+
+def rl_memory_rows(run: Run):
+    """advisor.validate Rows for a grpo/dpo run: the whole setup's peak against the record's."""
+    name = f"{run.method}({run.inner or 'lora'})"
+    measured, kind = run.peak_memory_gb, run.memory_kind
+    setup, obj, _, why = run_workload(run, for_memory=True)
+    if setup is None or measured is None or kind not in ("cpu_rss_delta", "cuda_allocated"):
+        why = why or ("no peak_memory_gb" if measured is None else f"memory_kind '{kind}' unknown")
+        return [Row(run.run_id, run.model_name, name, str(kind), measured, None, None, None, "", why)]
+    est = estimate_setup(setup, obj)
+    note = f"{obj.name}: peak in the {est.peak_phase.name} phase; reference {est.reference}"
+    if obj.name == "grpo":
+        note += f"; {est.generation_batch} × ({setup.seq_len} prompt + {obj.max_completion_len}) generated"
+    pairs = [("cpu_rss_delta", measured, est.cpu_resident_gb)] if kind == "cpu_rss_delta" else [("cuda_allocated", measured, est.peak_allocated_gb)]
+    reserved = run.metrics.get("peak_reserved_gb")
+    if kind == "cuda_allocated" and isinstance(reserved, (int, float)) and reserved > 0:
+        pairs.append(("cuda_reserved", float(reserved), est.peak_reserved_gb))
+    seq = setup.seq_len + (obj.max_completion_len if obj.name == "grpo" else 0)
+    return [Row(run.run_id, run.model_name, name, metric, m, p, 100 * (p - m) / m, seq, note) for metric, m, p in pairs]
 
 
 def mape(rows: list[Row], *, metrics: tuple[str, ...] | None = None) -> float | None:

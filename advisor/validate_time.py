@@ -17,14 +17,14 @@ from __future__ import annotations
 
 import csv
 import math
-import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from advisor.catalog import GPUS, resolve_model
 from advisor.evidence import PEAK_LEN_SPREAD, Run, setup_for_run
+from advisor.facts import gpu_for_device_name
 from advisor.memory import Setup
-from advisor.setups import Objective, estimate_setup
+from advisor.setups import Objective
 from advisor.throughput import cpu_device, dpo_step, gpu_device, grpo_step, sft_step
 
 
@@ -97,15 +97,8 @@ def run_device(run: Run):
         if not isinstance(peak, (int, float)) or peak <= 0:
             return None
         return cpu_device(float(peak), int(run.hardware.get("torch_threads") or 1))
-    key = re.sub(r"[^a-z0-9]", "", run.device_name.lower())
-    if "a100" in key:
-        name = "A100-80GB" if "80" in key else "A100-40GB"
-    else:
-        found = [g for g in GPUS if re.sub(r"[^a-z0-9]", "", g.lower()) in key]
-        name = max(found, key=len) if found else None
-    if name is None:
-        return None
-    return gpu_device(name, GPUS[name].bf16_tflops)
+    g = gpu_for_device_name(run.device_name)  # the card the harness's MFU also divided by
+    return None if g is None else gpu_device(g.name, g.bf16_tflops)
 
 
 def _inner(run: Run) -> Run:
@@ -172,28 +165,6 @@ def harness_time_rows(runs: list[Run]) -> list[TimeRow]:
         rows.append(_row(run.run_id, run.model_name, name, dev.name,
                          setup.seq_len, measured, st))  # fmt: skip
     return rows
-
-
-def rl_memory_rows(run: Run):
-    """advisor.validate Rows for a grpo/dpo run: the whole setup's peak against the record's."""
-    from advisor.validate import Row
-
-    name = f"{run.method}({run.inner or 'lora'})"
-    measured, kind = run.peak_memory_gb, run.memory_kind
-    setup, obj, _, why = run_workload(run, for_memory=True)
-    if setup is None or measured is None or kind not in ("cpu_rss_delta", "cuda_allocated"):
-        why = why or ("no peak_memory_gb" if measured is None else f"memory_kind '{kind}' unknown")
-        return [Row(run.run_id, run.model_name, name, str(kind), measured, None, None, None, "", why)]
-    est = estimate_setup(setup, obj)
-    note = f"{obj.name}: peak in the {est.peak_phase.name} phase; reference {est.reference}"
-    if obj.name == "grpo":
-        note += f"; {est.generation_batch} × ({setup.seq_len} prompt + {obj.max_completion_len}) generated"
-    pairs = [("cpu_rss_delta", measured, est.cpu_resident_gb)] if kind == "cpu_rss_delta" else [("cuda_allocated", measured, est.peak_allocated_gb)]
-    reserved = run.metrics.get("peak_reserved_gb")
-    if kind == "cuda_allocated" and isinstance(reserved, (int, float)) and reserved > 0:
-        pairs.append(("cuda_reserved", float(reserved), est.peak_reserved_gb))
-    seq = setup.seq_len + (obj.max_completion_len if obj.name == "grpo" else 0)
-    return [Row(run.run_id, run.model_name, name, metric, m, p, 100 * (p - m) / m, seq, note) for metric, m, p in pairs]
 
 
 def mape(rows: list[TimeRow]) -> float | None:

@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from advisor.facts import HIGHER_IS_BETTER as UP
 from harness.probes import SIGNIFICANCE_Z
 
 REGRESS_FILE = "regress.json"
@@ -59,17 +60,17 @@ class Metric:
         return format(float(value) * self.scale, self.fmt)
 
 
-# Every metric the report and `harness regress` compare, with its direction.
+# Every metric the report and `harness regress` compare; its direction is shared with the advisor (advisor/facts.py).
 METRICS = {
-    "peak_memory_gb": Metric("peak memory", "GB", False, ".2f"),
-    "tokens_per_s": Metric("throughput", "tokens/s", True, ".1f"),
-    "mfu": Metric("MFU", "%", True, ".2f", 100.0),
-    "task_score": Metric("task score", "", True, ".3f"),
+    "peak_memory_gb": Metric("peak memory", "GB", UP["peak_memory_gb"], ".2f"),
+    "tokens_per_s": Metric("throughput", "tokens/s", UP["tokens_per_s"], ".1f"),
+    "mfu": Metric("MFU", "%", UP["mfu"], ".2f", 100.0),
+    "task_score": Metric("task score", "", UP["task_score"], ".3f"),
     # regress: one probe's drop in the record's own metric (positive = forgot)
-    "forgetting": Metric("forgetting", "drop in the probe's metric", False, ".3f"),
-    "forgot_share": Metric("probes with a significant drop", "share", False, ".0%"),
-    "train_loss_last": Metric("final train loss", "", False, ".3f"),
-    "wall_s": Metric("wall time", "s", False, ".0f"),
+    "forgetting": Metric("forgetting", "drop in the probe's metric", UP["forgetting"], ".3f"),
+    "forgot_share": Metric("probes with a significant drop", "share", UP["forgot_share"], ".0%"),
+    "train_loss_last": Metric("final train loss", "", UP["train_loss_last"], ".3f"),
+    "wall_s": Metric("wall time", "s", UP["wall_s"], ".0f"),
 }
 # Config fields that never distinguish one configuration from another.
 NOT_IDENTITY = ("config.repeat", "config.results_dir", "config.train.save", "config.train.log_every", "config.model.arch.")

@@ -13,12 +13,11 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
+from advisor.facts import OPTIMIZERS, TARGET_PRESETS  # shared with the advisor's memory model
 from harness.errors import UserError, did_you_mean, unknown
 from harness.paths import CONFIG_DIR
 
-TARGET_PRESETS = ("q_proj+v_proj", "attn", "all-linear")
 DTYPES = ("auto", "fp32", "bf16", "fp16")
-OPTIMIZERS = ("adamw", "adamw8bit", "paged_adamw8bit", "sgd")
 SAVE_MODES = ("adapter", "merged", "none")
 
 

@@ -13,23 +13,12 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from advisor.facts import flops_per_token, gpu_for_device_name, matmul_params  # noqa: F401  (re-exported)
 from harness.paths import cache_dir
 
 GB = 1024**3
 
-# Dense bf16 tensor-core peaks (FLOP/s, no sparsity), from vendor datasheets.
-GPU_PEAK_BF16 = {
-    "H200": 989e12,
-    "H100": 989e12,  # SXM; PCIe is 756e12
-    "A100": 312e12,
-    "L40S": 362e12,
-    "A6000": 155e12,
-    "RTX 4090": 165e12,
-    "RTX 3090": 71e12,
-    "A10G": 70e12,
-    "L4": 121e12,
-    "T4": 65e12,  # fp16 (T4 has no bf16)
-}
+# GPU datasheet peaks and the FLOPs formula are shared with the advisor: advisor/facts.py (torch-free).
 
 
 def device_of() -> str:
@@ -191,30 +180,6 @@ class StepClock:
 # ---------------------------------------------------------------- FLOPs and MFU
 
 
-def matmul_params(arch: dict) -> int:
-    """Parameters that take part in a matmul per token: layers + LM head (embedding lookup is free)."""
-    d, f, L = arch["hidden_size"], arch["intermediate_size"], arch["num_hidden_layers"]
-    heads, kv = arch["num_attention_heads"], arch["num_key_value_heads"]
-    head_dim = d // heads
-    attn = d * d * 2 + 2 * d * kv * head_dim  # q, o + k, v (grouped-query)
-    mlp = 3 * d * f  # gate, up, down
-    return L * (attn + mlp) + d * arch["vocab_size"]
-
-
-def flops_per_token(arch: dict, seq_len: float, *, trains_base: bool, adapter_params: int = 0) -> float:
-    """Training FLOPs per token.
-
-    Forward = 2·N (N = matmul parameters) + attention scores 4·L·T·d (QKᵀ and AV at context T).
-    Full fine-tuning: backward = 2× forward (input grads + weight grads) → 6N + 12·L·T·d (PaLM, App. B).
-    Adapter methods: the frozen base still needs input grads but no weight grads → 4N + 12·L·T·d,
-    plus 6 FLOPs per adapter parameter. Causal masking's halving is ignored, as PaLM does.
-    """
-    n = matmul_params(arch)
-    attn = 12 * arch["num_hidden_layers"] * seq_len * arch["hidden_size"]
-    base = 6 * n if trains_base else 4 * n
-    return base + attn + 6 * adapter_params
-
-
 def _cpu_name() -> str:
     try:
         with open("/proc/cpuinfo") as f:
@@ -258,9 +223,9 @@ def peak_flops(device: str, dtype_name: str) -> tuple[float | None, str]:
         import torch
 
         name = torch.cuda.get_device_name()
-        for key, value in GPU_PEAK_BF16.items():
-            if key.lower() in name.lower():
-                return value, f"table:{key}"
+        gpu = gpu_for_device_name(name)
+        if gpu is not None:
+            return gpu.bf16_tflops * 1e12, f"table:{gpu.name}"
         return None, f"unknown GPU '{name}'"
     import torch
 

@@ -18,15 +18,13 @@ and stays unquantized, as do the norms.
 
 from __future__ import annotations
 
+from advisor.facts import TARGET_PRESETS
 from harness.errors import UserError
 from harness.train import sft
 
-# What `method.targets` presets mean for Llama-style models.
-TARGETS = {
-    "q_proj+v_proj": ["q_proj", "v_proj"],  # the LoRA paper's choice: fewest parameters
-    "attn": ["q_proj", "k_proj", "v_proj", "o_proj"],
-    "all-linear": "all-linear",  # peft: every Linear except the LM head (QLoRA paper's choice)
-}
+# What `method.targets` presets mean (advisor/facts.py); "all-linear" goes to peft as is, which also
+# finds every Linear but the LM head in architectures whose names differ from Llama's.
+TARGETS = {name: list(mods) for name, mods in TARGET_PRESETS.items()} | {"all-linear": "all-linear"}
 
 
 def target_modules(targets: str):

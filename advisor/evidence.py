@@ -15,7 +15,7 @@ from pathlib import Path
 
 from advisor.catalog import Arch
 from advisor.errors import AdvisorError
-from advisor.facts import OPTIMIZERS, SFT_METHODS, best_first
+from advisor.facts import OPTIMIZERS, SFT_METHODS, SIZED_AS, best_first
 from advisor.memory import Setup, estimate
 from advisor.recipe import Step
 
@@ -98,7 +98,7 @@ def run_from_record(d: dict, path: str = "") -> Run:
     cfg = d["config"]
     model, method, train = cfg["model"], cfg["method"], cfg["train"]
     name = method["name"]
-    effective = name
+    effective = SIZED_AS.get(name, name)
     if name == "lora" and method.get("quantize") == "4bit":
         effective = "qlora"
     if name == "lora" and method.get("use_dora"):

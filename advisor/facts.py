@@ -119,7 +119,10 @@ def best_first(metric: str, values: dict) -> list:
 
 SFT_METHODS = ("full", "lora", "qlora", "dora")  # what trains; the memory model sizes these
 WRAPPER_METHODS = ("fsdp", "grpo", "dpo")  # wrap one of SFT_METHODS (``method.inner``)
-METHODS = SFT_METHODS + WRAPPER_METHODS  # every `method=<name>` the harness ships
+METHODS = SFT_METHODS + WRAPPER_METHODS  # the `method=<name>`s the harness ships (besides SIZED_AS)
+# Harness methods the memory model sizes as another one (a LoRA variant that changes only its scale
+# costs what LoRA costs): name → one of SFT_METHODS. Empty until such a variant ships.
+SIZED_AS: dict[str, str] = {}
 LINEAR_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # What `method.targets` presets adapt in a Llama-style decoder layer.
 TARGET_PRESETS = {

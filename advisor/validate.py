@@ -20,7 +20,8 @@ from pathlib import Path
 
 from advisor import calibration
 from advisor.catalog import GIB, resolve_model
-from advisor.evidence import Run, setup_for_run
+from advisor.errors import AdvisorError
+from advisor.evidence import Run, run_from_record, setup_for_run
 from advisor.memory import Setup, estimate
 from advisor.setups import estimate_setup
 from advisor.validate_time import run_workload
@@ -196,6 +197,23 @@ def rl_memory_rows(run: Run):
         pairs.append(("cuda_reserved", float(reserved), est.peak_reserved_gb))
     seq = setup.seq_len + (obj.max_completion_len if obj.name == "grpo" else 0)
     return [Row(run.run_id, run.model_name, name, metric, m, p, 100 * (p - m) / m, seq, note) for metric, m, p in pairs]
+
+
+def estimate_record(record: dict) -> tuple[float | None, str]:
+    """The advisor's estimate of the peak a harness record measured, of the same kind (CPU resident vs
+    ``cpu_rss_delta``, allocated vs ``cuda_allocated``), or (None, why not).
+
+    The one harness → advisor translation of a record: ``evidence.run_from_record`` reads it, and the
+    estimate is the one ``advisor validate`` scores (GRPO/DPO: the whole setup's peak phase).
+    """
+    try:
+        run = run_from_record(record)
+    except (KeyError, TypeError, ValueError, AttributeError, AdvisorError) as e:
+        return None, f"not a record the advisor can read ({type(e).__name__}: {e})"
+    rows = validate_runs([run])
+    if not rows:
+        return None, f"status '{run.status}': no peak to estimate"
+    return rows[0].predicted_gb, rows[0].excluded  # the measured kind first; cuda_reserved, if any, follows
 
 
 def mape(rows: list[Row], *, metrics: tuple[str, ...] | None = None) -> float | None:

@@ -52,47 +52,28 @@ def sweep_about(name: str) -> str:
     return str(about or "")
 
 
-def advisor_setup(config: dict, device: str, metrics: dict):
-    """The advisor's ``Setup`` for a run's resolved config (``advisor/`` imports no torch).
-
-    The padded length of the longest batch sets the activation peak; records do not carry it yet,
-    so ``train.max_seq_len`` (an upper bound) stands in unless ``metrics.max_batch_seq_len`` exists.
-    """
-    from advisor.catalog import Arch
-    from advisor.memory import METHODS, Setup
-
-    m, t = config["method"], config["train"]
-    name = "dora" if m.get("use_dora") else "qlora" if m.get("quantize") == "4bit" else m["name"]
-    if name not in METHODS:
-        name = m.get("inner") or name  # fsdp(full), grpo(lora): the advisor sizes what is trained
-    dtype = t.get("dtype") or "auto"
-    precision = {"fp32": "fp32", "bf16": "bf16", "fp16": "bf16"}.get(dtype, "fp32" if device == "cpu" else "bf16")
-    seq = metrics.get("max_batch_seq_len") or t["max_seq_len"]
-    return Setup(arch=Arch.from_hf(config["model"]["arch"], where="config.model.arch"), method=name,
-                 rank=int(m.get("r") or 16), targets=m.get("targets") or "all-linear", batch_size=int(t["batch_size"]),
-                 seq_len=int(seq), grad_checkpointing=bool(t.get("grad_checkpointing")), precision=precision,
-                 optimizer=t.get("optimizer") or "adamw", gpus=int(m.get("world_size") or 1),
-                 grad_accum=int(t.get("grad_accum") or 1), device="cpu" if device == "cpu" else "cuda",
-                 lora_dropout=float(m.get("dropout") or 0.0))
-
-
 def advisor_estimates(frame: pd.DataFrame, runs: pd.DataFrame) -> tuple[pd.Series, str | None]:
     """The advisor's peak-memory estimate (GB) per successful run, of the same kind as the measured
-    one (CPU: resident set above the pre-load baseline; CUDA: allocated), and why none if missing."""
+    one (CPU: resident set above the pre-load baseline; CUDA: allocated), and why none if missing.
+    The record is read by the advisor itself (``advisor.validate.estimate_record``), as ``advisor validate`` does."""
     try:
-        from advisor.memory import estimate
+        from advisor.validate import estimate_record
     except ImportError as e:
         return pd.Series(float("nan"), index=runs.index), f"the advisor's memory model is not available ({e})"
     out, last_error = {}, None
     for i in runs.index[runs["status"] == "ok"]:
         row = frame.loc[i]
-        device = str(row.get("hardware.device") or "cuda")
+        record = {"run_id": row.get("run_id"), "status": "ok", "config": _unflatten(row, "config."),
+                  "metrics": _unflatten(row, "metrics."), "hardware": _unflatten(row, "hardware."),
+                  "model_arch": _unflatten(row, "model_arch.") or None}  # record schema 2 keeps the measured arch apart
         try:
-            b = estimate(advisor_setup(_unflatten(row, "config."), device, _unflatten(row, "metrics.")))
+            gb, why = estimate_record(record)
         except Exception as e:  # noqa: BLE001 — one config the advisor cannot size must not sink the report
-            last_error = f"{type(e).__name__}: {e}"
+            gb, why = None, f"{type(e).__name__}: {e}"
+        if gb is None:
+            last_error = why
             continue
-        out[i] = b.cpu_resident_gb if device == "cpu" and b.cpu_resident_gb is not None else b.peak_allocated_gb
+        out[i] = gb
     series = pd.Series(out, index=runs.index, dtype=float)
     return series, None if out else f"the advisor could not size these runs ({last_error})"
 

@@ -1,7 +1,8 @@
 """How whole-setup estimates and time look: GRPO/DPO phases, step time, the time validation table.
 
-Beside advisor/render.py (SFT memory, recipes, catalogs); ``rich`` is imported inside the
-printing functions only, so ``--json`` stays light.
+Beside render.py (recipes), render_estimate.py (SFT memory, catalogs) and render_validate.py, on the
+formats of render_common.py; ``rich`` is imported inside the printing functions only, so ``--json``
+stays light.
 """
 
 from __future__ import annotations

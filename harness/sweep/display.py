@@ -7,6 +7,7 @@ import time
 
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
@@ -29,7 +30,7 @@ def _figures(record: dict) -> tuple[str, str, str]:
 def point_line(label: str, record: dict, seconds: float) -> str:
     status = record["status"]
     peak, tps, score = _figures(record)
-    line = f"[{STYLE.get(status, 'white')}]{status:>7}[/] {label}  ({seconds:.0f} s)  peak {peak} GB · {tps} tok/s · score {score}"
+    line = f"[{STYLE.get(status, 'white')}]{status:>7}[/] {escape(label)}  ({seconds:.0f} s)  peak {peak} GB · {tps} tok/s · score {score}"
     if record.get("error"):
         line += f"\n        [dim]{record['error']['type']}: {record['error']['message'][:160]}[/]"
     return line
@@ -78,12 +79,12 @@ class Board:
     def started(self, point: Point, slot, progress_file) -> None:
         self.running[point.index] = (point, slot, time.time(), progress_file)
         if not self.live:
-            self.console.print(f"  start [{where(slot)}] {point.label}", highlight=False)
+            self.console.print(f"  start \\[{where(slot)}] {escape(point.label)}", highlight=False)
 
     def ended(self, point: Point, outcome: Outcome | None) -> None:
         self.running.pop(point.index, None)
         if outcome is None:
-            self.console.print(f"[yellow]interrupted[/] {point.label}: no record; re-run the sweep to resume it")
+            self.console.print(f"[yellow]interrupted[/] {escape(point.label)}: no record; re-run the sweep to resume it")
             return
         self.finished += 1
         self.failed += outcome.record["status"] != "ok"
@@ -104,7 +105,7 @@ class Board:
             total, done = state.get("total"), state.get("completed", 0)
             bar = ProgressBar(total=total or 1, completed=done if total else 0, width=24)
             loss = state.get("loss")
-            table.add_row(str(slot.index), where(slot), point.label, bar if total else Text("starting", style="dim"),
+            table.add_row(str(slot.index), where(slot), Text(point.label), bar if total else Text("starting", style="dim"),
                           f"{done}/{total}" if total else "", f"{loss:.3f}" if isinstance(loss, float) and loss == loss else "",
                           _duration(now - started))
         return Group(Text.from_markup(self.headline()), table)
@@ -120,7 +121,7 @@ def print_summary(name: str, points: list[Point], outcomes: dict[int, Outcome]) 
         o = outcomes.get(p.index)
         if o is None:
             counts["not run"] = counts.get("not run", 0) + 1
-            table.add_row(str(p.index), p.label, "[dim]not run[/]", "", "", "", "", "")
+            table.add_row(str(p.index), Text(p.label), "[dim]not run[/]", "", "", "", "", "")
             continue
         status = o.record["status"]
         key = "skipped" if o.skipped else status
@@ -133,7 +134,7 @@ def print_summary(name: str, points: list[Point], outcomes: dict[int, Outcome]) 
             note = (note + " " if note else "") + f"ran beside {shared} other point(s)"
         if o.record.get("error"):
             note = (note + " " if note else "") + o.record["error"]["message"][:60]
-        table.add_row(str(p.index), p.label, f"[{STYLE.get(status, 'white')}]{status}[/]", peak, tps, score,
+        table.add_row(str(p.index), Text(p.label), f"[{STYLE.get(status, 'white')}]{status}[/]", peak, tps, score,
                       f"{wall:.0f}" if wall else "–", note)
     console = Console()
     console.print(table)

@@ -21,6 +21,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from rich.markup import escape
+
 from harness.errors import UserError
 from harness.sweep.display import Board, print_summary, where
 from harness.sweep.plan import Outcome, Point, SweepSpec, clean_stray_tmp, existing, lock, pending
@@ -99,9 +101,9 @@ def run_points(scheduler: Scheduler, sweep_name: str, outcomes: dict[int, Outcom
         with board:
             while scheduler.queue or running:
                 starts = scheduler.launches()
+                beside = len(running) + len(starts) - 1  # other points running at its start, those started with it included
                 for point, slot in starts:
-                    # Other points running beside this one at its start (those started with it included).
-                    env, execution = child_env(slot, machine, parallel, shared_with=len(running) + len(starts) - 1)
+                    env, execution = child_env(slot, machine, parallel, shared_with=beside)
                     running[point.index] = (Child(point, sweep_name, env=env, execution=execution, timeout_s=timeout_s), slot)
                     board.started(point, slot, progress_path(point.spec.results_dir, point.run_id))
                 for index, (child, slot) in list(running.items()):
@@ -148,7 +150,7 @@ def _interrupt(running, scheduler, outcomes, board) -> None:
         for child, slot in list(running.values()):
             child.stop()
             remove_progress(progress_path(child.point.spec.results_dir, child.point.run_id))
-            board.console.print(f"[yellow]interrupted[/] {child.point.label} [{where(slot)}]: no record; re-run the sweep to resume it")
+            board.console.print(f"[yellow]interrupted[/] {escape(child.point.label)} \\[{where(slot)}]: no record; re-run the sweep to resume it")
 
 
 def _eta(points, scheduler, running, measured, machine: Machine, parallel: int) -> float | None:

@@ -186,7 +186,7 @@ class Scheduler:
             self.free_units -= set(units)
             index = min(self.free_slots)
             self.free_slots.remove(index)
-            gpus = tuple(self.machine.gpus[u] for u in units)
+            gpus = tuple(self.machine.gpus[u] for u in units) if self.machine.gpus else ()
             cpus = tuple(sorted({c for u in units for c in self.cpu_blocks[u]}))
             out.append((self.queue.pop(0), Slot(index, gpus, cpus, units)))
         return out

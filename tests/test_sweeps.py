@@ -410,10 +410,12 @@ def test_parallel_2_on_cpu_writes_every_point_once_and_the_points_overlap(tmp_pa
     assert sorted(recs) == sorted(p.run_id for p in points) and all(r["status"] == "ok" for r in recs.values())
     ex = {k: r["execution"] for k, r in recs.items()}
     assert {e["concurrency"] for e in ex.values()} == {2}
-    # The first two started together (shared_with 1), on cores of their own; the third took a freed slot.
-    first = [k for k, e in ex.items() if e["shared_with"] == 1]
-    assert len(first) == 2 and {tuple(ex[k]["cpus"]) for k in first} == {(0,), (1,)}
-    a, b = (_interval(recs[k]) for k in first)
+    # The first two started together, each beside the other, on a core of its own; the third took
+    # the slot the first to finish freed (beside the other one, unless both ended in the same poll).
+    first, second, third = sorted(recs, key=lambda k: _interval(recs[k])[0])
+    assert ex[first]["shared_with"] == ex[second]["shared_with"] == 1 and ex[third]["shared_with"] <= 1
+    assert {tuple(ex[first]["cpus"]), tuple(ex[second]["cpus"])} == {(0,), (1,)}
+    a, b = _interval(recs[first]), _interval(recs[second])
     assert a[0] < b[1] and b[0] < a[1], (a, b)  # the intervals overlap: they really ran at once
     assert not list((d / "logs").glob("*.progress.json*")) and not stray_tmp(d)
 
@@ -455,7 +457,7 @@ def test_parallel_sweep_killed_during_two_points_resumes_exactly_the_missing_one
 
     res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
-    assert f"{len(points) - len(before)} to run, {len(before)} already recorded" in res.stderr
+    assert f"{len(points) - len(before)} to run, {len(before)} already recorded" in " ".join(res.stderr.split())
     recs = records_in(d)
     assert sorted(recs) == sorted(p.run_id for p in points)  # one record per point, none twice
     assert all(r["status"] == "ok" for r in recs.values())

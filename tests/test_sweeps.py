@@ -451,6 +451,8 @@ def test_parallel_sweep_killed_during_two_points_resumes_exactly_the_missing_one
     os.kill(parent.pid, signal.SIGKILL)
     parent.wait()
     gone, alive = psutil.wait_procs(kids, timeout=10)
+    for proc in alive:  # the failure below must not leave them running
+        proc.kill()
     assert not alive, "a point's process outlived the killed sweep"
     before = mtimes(d)
     assert len(before) <= 1  # at most a point that finished just before the kill
@@ -497,3 +499,32 @@ def test_regress_refuses_concurrent_cpu_throughput_against_sequential(tmp_path, 
     mark(cand, {"concurrency": 8, "slot": 0, "gpus": ["0"], "cpus": [0], "shared_with": 7}, device="cuda")
     mark(base, {"concurrency": 1, "slot": 0, "gpus": ["0"], "cpus": [0], "shared_with": 0}, device="cuda")
     assert regress.main(args) == 0  # GPU points each own their GPU: not refused
+
+
+def test_ctrl_c_stops_every_running_point_and_records_nothing_half_done(tmp_path, own_cache):
+    import psutil
+
+    d = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "harness", "sweep=smoke", "launcher.parallel=2", f"results_dir={d}"]
+    # Its own process group, as a terminal's foreground job: Ctrl-C sends SIGINT to the whole group.
+    parent = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline, kids = time.time() + 240, []
+    while time.time() < deadline and parent.poll() is None:
+        kids = psutil.Process(parent.pid).children()
+        if len(kids) == 2 and len(list((d / "logs").glob("*.log"))) >= 2:
+            break
+        time.sleep(0.2)
+    assert len(kids) == 2, "two points never ran at once"
+    os.killpg(parent.pid, signal.SIGINT)
+    try:
+        _, err = parent.communicate(timeout=60)
+    finally:
+        for proc in _sweep_processes(d):
+            proc.kill()
+    assert parent.returncode == 130
+    assert "interrupted" in err and "Traceback" not in err
+    gone, alive = psutil.wait_procs(kids, timeout=5)
+    assert not alive and not _sweep_processes(d)
+    # No record for a point that was cut short (one that finished before Ctrl-C keeps its own).
+    assert all(r["status"] == "ok" for r in records_in(d).values()) and len(records_in(d)) <= 1
+    assert not stray_tmp(d) and not list((d / "logs").glob("*.progress.json*"))

@@ -528,3 +528,21 @@ def test_ctrl_c_stops_every_running_point_and_records_nothing_half_done(tmp_path
     # No record for a point that was cut short (one that finished before Ctrl-C keeps its own).
     assert all(r["status"] == "ok" for r in records_in(d).values()) and len(records_in(d)) <= 1
     assert not stray_tmp(d) and not list((d / "logs").glob("*.progress.json*"))
+
+
+@pytest.mark.slow
+def test_fake_gpu_sweep_end_to_end_gives_each_gpu_to_one_point_at_a_time(tmp_path, own_cache, monkeypatch):
+    """3 fake GPUs, a 2-rank FSDP point and two 1-GPU points, really run (FSDP on gloo: minutes of CPU)."""
+    d = tmp_path / "runs"
+    monkeypatch.setenv("TUNEBENCH_VISIBLE_GPUS", "0,1,2")
+    cfg = compose(["sweep=smoke", f"results_dir={d}"])
+    cfg.sweep.points = [{"method": "fsdp", "method.world_size": 2}, {"method": "lora", "method.r": 2}, {"method": "lora", "method.r": 4}]
+    assert run_sweep(cfg, ["sweep=smoke"]) == 0
+    recs = list(records_in(d).values())
+    assert len(recs) == 3 and all(r["status"] == "ok" and r["execution"]["fake_gpus"] for r in recs)
+    fsdp = next(r for r in recs if r["config"]["method"]["name"] == "fsdp")
+    assert len(set(fsdp["execution"]["gpus"])) == 2 and fsdp["metrics"]["world_size"] == 2
+    for a in recs:
+        for b in recs:
+            if a is not b and _interval(a)[0] < _interval(b)[1] - 1 and _interval(b)[0] < _interval(a)[1] - 1:
+                assert not set(a["execution"]["gpus"]) & set(b["execution"]["gpus"]), (a["execution"], b["execution"])

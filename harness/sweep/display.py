@@ -106,7 +106,7 @@ class Board:
             bar = ProgressBar(total=total or 1, completed=done if total else 0, width=24)
             loss = state.get("loss")
             table.add_row(str(slot.index), where(slot), Text(point.label), bar if total else Text("starting", style="dim"),
-                          f"{done}/{total}" if total else "", f"{loss:.3f}" if isinstance(loss, float) and loss == loss else "",
+                          (f"{done}/{total}" + (" scoring" if done == total else "")) if total else "", f"{loss:.3f}" if isinstance(loss, float) and loss == loss else "",
                           _duration(now - started))
         return Group(Text.from_markup(self.headline()), table)
 

@@ -28,7 +28,7 @@ from harness.sweep.display import Board, print_summary, where
 from harness.sweep.plan import Outcome, Point, SweepSpec, clean_stray_tmp, existing, lock, pending
 from harness.sweep.point import Child
 from harness.sweep.progress import progress_path, remove_progress
-from harness.sweep.slots import Machine, Scheduler, child_env, detect_machine, expected_seconds, slot_count
+from harness.sweep.slots import FAKE_GPUS_ENV, Machine, Scheduler, child_env, detect_machine, expected_seconds, slot_count
 
 POLL_S = 0.25  # a finished point's slot is handed on within this
 INTERRUPT_GRACE_S = 5.0  # Ctrl-C: time for points to unwind (an FSDP point stops its own job) before SIGKILL
@@ -66,7 +66,7 @@ class LocalLauncher:
                 console.print(f"[dim]removed {len(removed)} stray temp file(s) left by an interrupted run[/]")
             todo, outcomes = pending(points, results_dir, retry_failed)
             scheduler = Scheduler(todo, machine, parallel, expected_seconds(todo, _recorded_seconds(todo, results_dir)))
-            on = (f"GPUs {','.join(machine.gpus)}" + (f" (fake: {_fake_note()})" if machine.fake_gpus else "")
+            on = (f"GPUs {','.join(machine.gpus)}" + (f" (fake: {FAKE_GPUS_ENV}, the points run on the CPU)" if machine.fake_gpus else "")
                   if machine.gpus else f"{len(machine.cpus)} CPU core(s)")
             console.print(
                 f"[bold]sweep {sweep.name}[/] — {sweep.about}\n"
@@ -81,12 +81,6 @@ class LocalLauncher:
         if interrupted:
             return 130
         return 1 if any(o.record["status"] == "error" for o in outcomes.values()) else 0
-
-
-def _fake_note() -> str:
-    from harness.sweep.slots import FAKE_GPUS_ENV
-
-    return f"{FAKE_GPUS_ENV}, points run on the CPU"
 
 
 def run_points(scheduler: Scheduler, sweep_name: str, outcomes: dict[int, Outcome], board: Board,

@@ -374,6 +374,8 @@ def test_scheduler_order_slots_and_refusals():
     ((p, slot),) = sched.launches()
     assert p.index == 0 and slot.cpus == (3, 4) and slot.index == 1
     assert core_blocks((0, 1), 4) == [(0,), (1,), (0,), (1,)]  # more slots than cores: shared, and recorded so
+    one = Scheduler(points, cpu, 1, expected={0: 5.0, 1: 50.0, 2: 20.0})
+    assert [p.index for p, _ in one.launches()] == [0]  # one at a time: the preset's order, as written
 
     assert slot_count("auto", cpu) == 1  # CPU: one at a time unless asked (throughput stays comparable)
     assert slot_count("auto", Machine(tuple("01234567"), (0,))) == 8

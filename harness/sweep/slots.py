@@ -9,7 +9,8 @@ The local launcher (``harness/sweep/local.py``) asks this module three things:
 - **the slots**: ``launcher.parallel=auto|N`` points at once. With GPUs, ``auto`` = one point per
   GPU and a point takes ``method.world_size`` GPUs (FSDP) at once; on CPU, ``auto`` = 1 (so
   throughput stays comparable with earlier records) and ``N`` splits the cores into N blocks.
-- **the order**: longest expected first (in GPU-seconds), launched strictly in that order: a
+- **the order**: with more than one slot, longest expected first (in GPU-seconds; one at a time,
+  the preset's order), launched strictly in that order: a
   point that needs k GPUs waits until k are free and nothing queued behind it jumps ahead, so a
   2-GPU point is never starved by a stream of 1-GPU points.
 """
@@ -170,7 +171,8 @@ class Scheduler:
                 raise UserError(f"point '{p.label}' needs {need(p, machine)} GPUs (method.world_size) "
                                 f"but {len(machine.gpus)} are visible")
         # Longest first in unit-seconds: the multi-GPU and slow points go out while the most is free.
-        self.queue = sorted(points, key=lambda p: (-need(p, machine) * expected[p.index], p.index))
+        # One at a time, order cannot shorten the sweep: the preset's order is kept, as written.
+        self.queue = sorted(points, key=lambda p: (-need(p, machine) * expected[p.index] if parallel > 1 else 0, p.index))
 
     def __len__(self) -> int:
         return len(self.queue)

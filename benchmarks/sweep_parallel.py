@@ -84,7 +84,7 @@ def main(argv=None) -> int:
         order = list(arms) if i % 2 == 0 else list(reversed(arms))
         for arm in order:
             n, thr = arms[arm]
-            wall, results = run(args.sweep, n, root, f"round{i}-{arm.replace(' ', '').replace(',', '-')}", overrides, thr)
+            wall, results = run(args.sweep, n, root, f"round{i}-" + "".join(c if c.isalnum() else "-" for c in arm), overrides, thr)
             walls[arm].append(wall)
             points[arm].append(per_point(results))
 

@@ -428,7 +428,7 @@ def _sweep_processes(d: Path) -> list:
     out = []
     for proc in psutil.process_iter(["cmdline"]):
         try:
-            if any(f"results_dir={d}" in part for part in proc.info["cmdline"] or ()):
+            if any(str(d) in part for part in proc.info["cmdline"] or ()):
                 out.append(proc)
         except psutil.Error:
             pass

@@ -114,7 +114,7 @@ def expand(sweep: SweepSpec, user_overrides: list[str], results_dir: Path) -> li
             own = [override(k, v) for k, v in p.items()] + [override(k, v) for k, v in zip(keys, combo)]
             for rep in range(sweep.repeats):
                 label = " ".join(own + ([f"repeat={rep}"] if sweep.repeats > 1 else [])) or "(defaults)"
-                ovs = (*sweep.overrides, *own, *user, f"repeat={rep}", f"results_dir={results_dir}")
+                ovs = (*sweep.overrides, *own, *user, f"repeat={rep}", override("results_dir", str(results_dir)))
                 try:
                     spec = load_spec(list(ovs))
                 except UserError as e:

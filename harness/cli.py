@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 
 from harness.errors import UserError, run_cli
+from harness.quiet import quiet_libraries as _quiet_libraries  # export.py and reeval.py still import it from here
 
 # command → module with ``main(argv) -> int``
 COMMANDS = {
@@ -27,22 +27,6 @@ examples:
   harness sweep=rank_ablation
   harness results results/runs --where method=lora --sort tokens_per_s
 """
-
-
-def _quiet_libraries() -> None:
-    # Library chatter (progress bars, advisory warnings) would drown the harness's own output.
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TQDM_DISABLE", "1")  # lm-eval draws a tqdm bar per request type and task
-    import logging
-    import warnings
-
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # "kernels not installed" notices
-
-    warnings.filterwarnings("ignore")
 
 
 def dispatch(argv: list[str]) -> int:
@@ -68,7 +52,7 @@ def run_from_overrides(overrides: list[str]) -> int:
     _quiet_libraries()
     cfg = compose(overrides)
     if cfg.get("sweep"):
-        from harness.sweep import run_sweep
+        from harness.sweep.launcher import run_sweep
 
         return run_sweep(cfg, overrides)
     spec = spec_from_dict(OmegaConf.to_container(cfg, resolve=True))

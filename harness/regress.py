@@ -49,7 +49,7 @@ import pandas as pd
 
 from harness.errors import UserError, run_cli
 from harness.record import write_json_atomic
-from harness.analysis import METRICS, REGRESS_FILE, identity_cols as _identity_cols, load_frame, num as _num, text as _text, tidy
+from harness.analysis import METRICS, REGRESS_FILE, col as _col, identity_cols as _identity_cols, load_frame, num as _num, text as _text, tidy
 
 SUITE = "regression"  # sweeps/sweep/regression.yaml
 CONFIDENCE = 0.95
@@ -240,8 +240,29 @@ def summarize(rows: list[dict]) -> dict:
     return {**counts, "verdict": "regression" if counts["regression"] else "ok"}
 
 
-def regress(baseline: Path, candidate: Path) -> dict:
+def cpu_concurrency(frame: pd.DataFrame) -> set[int]:
+    """How many points shared the CPU when this directory's CPU records were measured (1 = alone;
+    records before ``execution`` existed ran one at a time). GPU points own their GPUs: not counted."""
+    cpu = frame[_col(frame, "hardware.device").fillna("cpu") == "cpu"]
+    return {int(c) for c in _num(cpu, "execution.concurrency").fillna(1)}
+
+
+def refuse_concurrent_mix(base_frame: pd.DataFrame, cand_frame: pd.DataFrame) -> None:
+    """One-line UserError when CPU throughput measured with points at once meets throughput measured
+    otherwise: concurrent points share the cores' memory bandwidth and caches, so their tokens/s is
+    lower for reasons that are not a regression (``--allow-concurrent`` compares anyway)."""
+    base, cand = cpu_concurrency(base_frame), cpu_concurrency(cand_frame)
+    if base and cand and base != cand:
+        def say(levels: set[int]) -> str:
+            return "one point at a time" if levels == {1} else f"{'/'.join(map(str, sorted(levels)))} points at once"
+        raise UserError(f"the baseline's CPU points ran {say(base)} and the candidate's {say(cand)} (launcher.parallel): "
+                        f"their throughput is not comparable; re-run one side to match, or pass --allow-concurrent")
+
+
+def regress(baseline: Path, candidate: Path, allow_concurrent: bool = False) -> dict:
     base_frame, cand_frame = _load(baseline, "--baseline"), _load(candidate, "--candidate")
+    if not allow_concurrent:
+        refuse_concurrent_mix(base_frame, cand_frame)
     rows = compare(base_frame, cand_frame)
     return {
         "baseline": str(baseline), "candidate": str(candidate),
@@ -312,6 +333,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--results", help="where the suite run writes its records (default: results/regress/<UTC time>)")
     parser.add_argument("--out", help=f"where the JSON result goes (default: <candidate>/{REGRESS_FILE})")
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout instead of a table")
+    parser.add_argument("--allow-concurrent", action="store_true",
+                        help="compare even when one side's CPU points ran several at once (launcher.parallel) and the other's did not")
     parser.add_argument("overrides", nargs="*", help="key=value overrides passed to the regression sweep")
     args = parser.parse_args(argv)
 
@@ -329,7 +352,7 @@ def main(argv: list[str]) -> int:
             print(f"no --baseline: {candidate} holds the suite's records and can serve as one "
                   f"(harness regress --baseline {candidate})", file=sys.stderr)
             return 0
-        result = regress(Path(args.baseline), candidate)
+        result = regress(Path(args.baseline), candidate, allow_concurrent=args.allow_concurrent)
         out = Path(args.out) if args.out else candidate / REGRESS_FILE
         write_json_atomic(out, result)
         if args.json:

@@ -6,6 +6,7 @@ Read top to bottom: this is the whole life of a run. Methods only supply load op
 
 from __future__ import annotations
 
+import json
 import os
 import time
 import traceback
@@ -40,6 +41,8 @@ def new_record(spec: RunSpec, device: str) -> dict:
         "provenance": provenance(now()),
         "artifacts": [],
         **({"sweep": {"name": os.environ["TUNEBENCH_SWEEP"]}} if os.environ.get("TUNEBENCH_SWEEP") else {}),
+        # A sweep point: its slot and how many points shared the machine (harness/sweep/slots.py).
+        **({"execution": json.loads(os.environ["TUNEBENCH_EXECUTION"])} if os.environ.get("TUNEBENCH_EXECUTION") else {}),
     }
 
 

@@ -13,9 +13,6 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("harness", "advisor")
 # Circles others are removing; the lead empties this list as their branches merge.
 KNOWN = [
-    # harness/sweep.py ↔ harness/slurm.py ↔ harness/cli.py: issue 15 splits sweep.py into a package behind
-    # a launcher interface, which removes this circle; drop the entry when that lands.
-    {"harness.cli", "harness.sweep", "harness.slurm"},
     # harness/evaluate.py ↔ harness/probes.py: issue 14's harness side moves the lm-eval backend apart
     # from the probe definitions (branch i14); drop the entry when that lands.
     {"harness.evaluate", "harness.probes"},

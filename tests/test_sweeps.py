@@ -1,5 +1,6 @@
 """Sweeps: presets compose, every point gets exactly one record whatever happens to it, and a
-sweep killed with SIGKILL resumes without losing or duplicating a point.
+sweep killed with SIGKILL resumes without losing or duplicating a point, one point at a time or
+several at once (``launcher.parallel``), whose scheduler never gives a GPU or core to two points.
 
 The runs here are the tiny model's (`sweep=smoke`, seconds per point); each test gets its own
 model/score cache (TUNEBENCH_CACHE) so `base_eval_cached` is measured, not inherited.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -227,6 +229,8 @@ def test_failures_become_records_and_the_other_points_complete(tmp_path, own_cac
     assert slow["status"] == "timeout" and slow["recorded_by"] == "sweep"
     assert good["status"] == "ok" and good["metrics"]["tokens_per_s"] > 0
     assert all(r["sweep"]["name"] == "smoke" and r["run_id"] == p.run_id for r, p in zip((bad, oom, slow, good), points))
+    # On CPU, launcher.parallel=auto is one point at a time, and every record says so, the runner's too.
+    assert all(r["execution"]["concurrency"] == 1 and r["execution"]["shared_with"] == 0 for r in (bad, oom, slow, good))
     out = capsys.readouterr().out
     assert "1 ok" in out and "1 oom" in out and "1 error" in out and "1 timeout" in out
 
@@ -300,7 +304,7 @@ def test_single_run_honours_budget_gb(tmp_path, own_cache):
 
 
 def test_a_dead_child_is_classified_from_its_exit_and_log():
-    from harness.sweep import _classify
+    from harness.sweep.point import _classify
 
     assert _classify(-9, None, "step 3\n")[:2] == ("error", "Killed")
     assert "OOM killer" in _classify(-9, None, "")[2]
@@ -309,3 +313,238 @@ def test_a_dead_child_is_classified_from_its_exit_and_log():
     assert _classify(2, None, "harness: error: data file not found: /x\n") == ("error", "UserError", "data file not found: /x")
     assert _classify(-15, 60.0, "")[0] == "timeout"
     assert _classify(-11, None, "")[2].startswith("the run process died of SIGSEGV")
+
+
+# ---------------------------------------------------------------- several points at once
+
+
+def _tiny_points(*overrides_per_point: list[str]):
+    from harness.config import load_spec
+    from harness.sweep import Point
+
+    return [Point(i, " ".join(ovs), tuple(ovs), load_spec(["debug=smoke", *ovs])) for i, ovs in enumerate(overrides_per_point)]
+
+
+def test_scheduler_never_gives_a_gpu_to_two_points_and_runs_the_fsdp_point():
+    """4 fake GPUs, a 2-GPU FSDP point among 1-GPU points, random durations: at every moment the
+    running points hold disjoint GPUs, the FSDP point holds 2, no more than `parallel` run."""
+    import random
+
+    from harness.sweep.slots import Machine, Scheduler, child_env
+
+    points = _tiny_points(["method=fsdp", "method.world_size=2"], *[[f"method.r={r}"] for r in (1, 2, 3, 4, 5, 6)],
+                          ["method=fsdp", "method.world_size=4"])
+    machine = Machine(("0", "1", "2", "3"), (0, 1), fake_gpus=True)
+    for seed in range(20):
+        rng = random.Random(seed)
+        duration = {p.index: rng.uniform(1, 10) for p in points}
+        for parallel in (4, 3):
+            sched = Scheduler(points, machine, parallel, expected={p.index: rng.uniform(1, 10) for p in points})
+            running, now, held = {}, 0.0, {}
+            while len(sched) or running:
+                for p, slot in sched.launches():
+                    held[p.index] = slot.gpus
+                    in_use = [g for i in running for g in running[i][1].gpus]
+                    assert not set(slot.gpus) & set(in_use), (seed, p.label, slot.gpus, in_use)
+                    assert len(set(slot.gpus)) == p.spec.method.world_size
+                    running[p.index] = (now + duration[p.index], slot)
+                    env, execution = child_env(slot, machine, parallel, shared_with=len(running) - 1)
+                    assert env["CUDA_VISIBLE_DEVICES"] == ",".join(slot.gpus) and execution["gpus"] == list(slot.gpus)
+                assert len(running) <= parallel
+                assert running, "nothing running but points queued: the scheduler is stuck"
+                index = min(running, key=lambda i: running[i][0])  # the next point to finish
+                now, slot = running.pop(index)
+                sched.release(slot)
+            assert sorted(held) == [p.index for p in points]  # every point ran, the 4-GPU one too
+            assert len(held[0]) == 2 and len(held[7]) == 4
+
+
+def test_scheduler_order_slots_and_refusals():
+    from harness.errors import UserError
+    from harness.sweep.slots import Machine, Scheduler, core_blocks, detect_machine, slot_count
+
+    points = _tiny_points(["method.r=1"], ["method.r=2"], ["method.r=4"])
+    cpu = Machine((), (0, 1, 2, 3, 4))
+    sched = Scheduler(points, cpu, 2, expected={0: 5.0, 1: 50.0, 2: 20.0})
+    started = sched.launches()
+    assert [p.index for p, _ in started] == [1, 2]  # longest expected first, two at a time
+    assert [s.cpus for _, s in started] == [(0, 1, 2), (3, 4)]  # each its own cores
+    assert sched.launches() == []
+    sched.release(started[1][1])
+    ((p, slot),) = sched.launches()
+    assert p.index == 0 and slot.cpus == (3, 4) and slot.index == 1
+    assert core_blocks((0, 1), 4) == [(0,), (1,), (0,), (1,)]  # more slots than cores: shared, and recorded so
+    one = Scheduler(points, cpu, 1, expected={0: 5.0, 1: 50.0, 2: 20.0})
+    assert [p.index for p, _ in one.launches()] == [0]  # one at a time: the preset's order, as written
+
+    assert slot_count("auto", cpu) == 1  # CPU: one at a time unless asked (throughput stays comparable)
+    assert slot_count("auto", Machine(tuple("01234567"), (0,))) == 8
+    for bad, machine, words in ((3, Machine(("0", "1"), (0,)), "2 GPU(s)"), (9, cpu, "5 CPU core(s)"),
+                                ("many", cpu, "auto or a positive integer"), (0, cpu, "auto or a positive integer")):
+        with pytest.raises(UserError, match=re.escape(words)):
+            slot_count(bad, machine)
+    with pytest.raises(UserError, match="needs 4 GPUs"):
+        Scheduler(_tiny_points(["method=fsdp", "method.world_size=4"]), Machine(("0", "1"), (0,)), 2, {0: 1.0})
+
+    # Fake GPUs only count where CUDA is not available: on a CUDA machine they are ignored.
+    env = {"TUNEBENCH_VISIBLE_GPUS": "0,1,2,3"}
+    assert detect_machine(env, cuda_available=False).gpus == ("0", "1", "2", "3")
+    real = detect_machine({**env, "CUDA_VISIBLE_DEVICES": "5,7"}, cuda_available=True, cuda_count=2)
+    assert real.gpus == ("5", "7") and not real.fake_gpus
+    assert detect_machine({}, cuda_available=False).gpus == ()
+    with pytest.raises(UserError, match="TUNEBENCH_VISIBLE_GPUS"):
+        detect_machine({"TUNEBENCH_VISIBLE_GPUS": "0,0"}, cuda_available=False)
+
+
+def _interval(rec: dict) -> tuple[float, float]:
+    import datetime as dt
+
+    start, end = (dt.datetime.fromisoformat(rec["provenance"][k]).timestamp() for k in ("started_at", "finished_at"))
+    return start - rec["metrics"]["startup_s"], end + 1  # process start → record (timestamps have 1 s steps)
+
+
+def test_parallel_2_on_cpu_writes_every_point_once_and_the_points_overlap(tmp_path, own_cache):
+    d = tmp_path / "runs"
+    over = ["sweep=smoke", "launcher.parallel=2", f"results_dir={d}"]
+    assert run_sweep(compose(over), over) == 0
+    points = _points(d)
+    recs = records_in(d)
+    assert sorted(recs) == sorted(p.run_id for p in points) and all(r["status"] == "ok" for r in recs.values())
+    ex = {k: r["execution"] for k, r in recs.items()}
+    assert {e["concurrency"] for e in ex.values()} == {2}
+    # The first two started together, each beside the other, on a core of its own; the third took
+    # the slot the first to finish freed (beside the other one, unless both ended in the same poll).
+    first, second, third = sorted(recs, key=lambda k: _interval(recs[k])[0])
+    assert ex[first]["shared_with"] == ex[second]["shared_with"] == 1 and ex[third]["shared_with"] <= 1
+    assert {tuple(ex[first]["cpus"]), tuple(ex[second]["cpus"])} == {(0,), (1,)}
+    a, b = _interval(recs[first]), _interval(recs[second])
+    assert a[0] < b[1] and b[0] < a[1], (a, b)  # the intervals overlap: they really ran at once
+    assert not list((d / "logs").glob("*.progress.json*")) and not stray_tmp(d)
+
+
+def _sweep_processes(d: Path) -> list:
+    import psutil
+
+    out = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            if any(str(d) in part for part in proc.info["cmdline"] or ()):
+                out.append(proc)
+        except psutil.Error:
+            pass
+    return out
+
+
+def test_parallel_sweep_killed_during_two_points_resumes_exactly_the_missing_ones(tmp_path, own_cache):
+    import psutil
+
+    d = tmp_path / "runs"
+    points = _points(d)
+    cmd = [sys.executable, "-m", "harness", "sweep=smoke", "launcher.parallel=2", f"results_dir={d}"]
+    parent = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, kids = time.time() + 240, []
+    while time.time() < deadline:
+        kids = psutil.Process(parent.pid).children()
+        if len(kids) == 2 and len(list((d / "logs").glob("*.log"))) >= 2:
+            break
+        assert parent.poll() is None, "the sweep ended before it could be killed"
+        time.sleep(0.2)
+    assert len(kids) == 2, "two points never ran at once"
+    os.kill(parent.pid, signal.SIGKILL)
+    parent.wait()
+    gone, alive = psutil.wait_procs(kids, timeout=10)
+    for proc in alive:  # the failure below must not leave them running
+        proc.kill()
+    assert not alive, "a point's process outlived the killed sweep"
+    before = mtimes(d)
+    assert len(before) <= 1  # at most a point that finished just before the kill
+
+    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert f"{len(points) - len(before)} to run, {len(before)} already recorded" in " ".join(res.stderr.split())
+    recs = records_in(d)
+    assert sorted(recs) == sorted(p.run_id for p in points)  # one record per point, none twice
+    assert all(r["status"] == "ok" for r in recs.values())
+    assert all(mtimes(d)[name] == t for name, t in before.items()), "a recorded point was run again"
+    assert not stray_tmp(d) and not list((d / "logs").glob("*.progress.json*"))
+    assert _sweep_processes(d) == [], "orphan processes of the sweep are still running"
+
+
+def test_regress_refuses_concurrent_cpu_throughput_against_sequential(tmp_path, capsys):
+    import shutil
+
+    from harness import regress
+
+    fixtures = REPO / "tests" / "fixtures" / "regress"
+    base, cand = tmp_path / "base", tmp_path / "cand"
+    shutil.copytree(fixtures / "baseline", base)
+    shutil.copytree(fixtures / "baseline", cand)
+
+    def mark(directory: Path, execution: dict, device: str = "cpu") -> None:
+        for path in directory.glob("*.json"):
+            rec = json.loads(path.read_text())
+            rec["execution"] = execution
+            rec.setdefault("hardware", {})["device"] = device
+            path.write_text(json.dumps(rec))
+
+    mark(cand, {"concurrency": 2, "slot": 0, "gpus": [], "cpus": [0], "shared_with": 1})
+    args = ["--baseline", str(base), "--candidate", str(cand), "--json"]
+    assert regress.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "one point at a time" in err and "2 points at once" in err
+    assert "--allow-concurrent" in err and not (cand / "regress.json").exists()
+    assert regress.main([*args, "--allow-concurrent"]) == 0  # the same data compare once allowed
+    capsys.readouterr()
+    mark(base, {"concurrency": 2, "slot": 1, "gpus": [], "cpus": [1], "shared_with": 1})
+    assert regress.main(args) == 0  # both sides ran two at a time: comparable
+    capsys.readouterr()
+    mark(cand, {"concurrency": 8, "slot": 0, "gpus": ["0"], "cpus": [0], "shared_with": 7}, device="cuda")
+    mark(base, {"concurrency": 1, "slot": 0, "gpus": ["0"], "cpus": [0], "shared_with": 0}, device="cuda")
+    assert regress.main(args) == 0  # GPU points each own their GPU: not refused
+
+
+def test_ctrl_c_stops_every_running_point_and_records_nothing_half_done(tmp_path, own_cache):
+    import psutil
+
+    d = tmp_path / "runs"
+    cmd = [sys.executable, "-m", "harness", "sweep=smoke", "launcher.parallel=2", f"results_dir={d}"]
+    # Its own process group, as a terminal's foreground job: Ctrl-C sends SIGINT to the whole group.
+    parent = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    deadline, kids = time.time() + 240, []
+    while time.time() < deadline and parent.poll() is None:
+        kids = psutil.Process(parent.pid).children()
+        if len(kids) == 2 and len(list((d / "logs").glob("*.log"))) >= 2:
+            break
+        time.sleep(0.2)
+    assert len(kids) == 2, "two points never ran at once"
+    os.killpg(parent.pid, signal.SIGINT)
+    try:
+        _, err = parent.communicate(timeout=60)
+    finally:
+        for proc in _sweep_processes(d):
+            proc.kill()
+    assert parent.returncode == 130
+    assert "interrupted" in err and "Traceback" not in err
+    gone, alive = psutil.wait_procs(kids, timeout=5)
+    assert not alive and not _sweep_processes(d)
+    # No record for a point that was cut short (one that finished before Ctrl-C keeps its own).
+    assert all(r["status"] == "ok" for r in records_in(d).values()) and len(records_in(d)) <= 1
+    assert not stray_tmp(d) and not list((d / "logs").glob("*.progress.json*"))
+
+
+@pytest.mark.slow
+def test_fake_gpu_sweep_end_to_end_gives_each_gpu_to_one_point_at_a_time(tmp_path, own_cache, monkeypatch):
+    """3 fake GPUs, a 2-rank FSDP point and two 1-GPU points, really run (FSDP on gloo: minutes of CPU)."""
+    d = tmp_path / "runs"
+    monkeypatch.setenv("TUNEBENCH_VISIBLE_GPUS", "0,1,2")
+    cfg = compose(["sweep=smoke", f"results_dir={d}"])
+    cfg.sweep.points = [{"method": "fsdp", "method.world_size": 2}, {"method": "lora", "method.r": 2}, {"method": "lora", "method.r": 4}]
+    assert run_sweep(cfg, ["sweep=smoke"]) == 0
+    recs = list(records_in(d).values())
+    assert len(recs) == 3 and all(r["status"] == "ok" and r["execution"]["fake_gpus"] for r in recs)
+    fsdp = next(r for r in recs if r["config"]["method"]["name"] == "fsdp")
+    assert len(set(fsdp["execution"]["gpus"])) == 2 and fsdp["metrics"]["world_size"] == 2
+    for a in recs:
+        for b in recs:
+            if a is not b and _interval(a)[0] < _interval(b)[1] - 1 and _interval(b)[0] < _interval(a)[1] - 1:
+                assert not set(a["execution"]["gpus"]) & set(b["execution"]["gpus"]), (a["execution"], b["execution"])

@@ -3,7 +3,7 @@
 Why not hydra-submitit-launcher: it submits Hydra multirun jobs (a cartesian sweep, a pickled
 task function); our points are paired lists and each must run in a fresh process anyway. An
 sbatch array needs no extra package and no pickle, and each array task runs
-``python -m harness.sweep array <plan.json>`` → ``harness.sweep.run_point`` on the node, the
+``python -m harness.sweep array <plan.json>`` → ``harness.sweep.point.run_point`` on the node, the
 same code as a local sweep: the child writes its record, or the task writes one for it.
 
 Resuming is the same as locally: run the same command again and only points without a record
@@ -23,17 +23,26 @@ from pathlib import Path
 
 from harness.errors import UserError
 from harness.record import write_json_atomic
+from harness.sweep.plan import Point, existing, pending
 
 TIMEOUT_MARGIN_S = 60  # the task stops its point this long before Slurm's --time kills everything
+# Defaults live in sweeps/launcher/slurm.yaml only; these keys must come from it (or the command line).
+REQUIRED = ("timeout_min", "cpus_per_task")
+
+
+def _check(opts: dict) -> None:
+    for key in REQUIRED:
+        if not isinstance(opts.get(key), int) or isinstance(opts.get(key), bool) or opts[key] < 1:
+            raise UserError(f"launcher.{key} must be a positive integer (got {opts.get(key)!r})")
 
 
 def _sbatch_lines(opts: dict, n: int, folder: Path) -> list[str]:
     lines = [
         f"--job-name=tunebench-{opts['sweep']}",
         f"--array=0-{n - 1}%{opts.get('array_parallelism') or n}",
-        f"--time={int(opts.get('timeout_min') or 60)}",
+        f"--time={opts['timeout_min']}",
         f"--output={folder}/%A_%a.out",
-        f"--cpus-per-task={int(opts.get('cpus_per_task') or 1)}",
+        f"--cpus-per-task={opts['cpus_per_task']}",
     ]
     if opts.get("mem_gb"):
         lines.append(f"--mem={int(opts['mem_gb'])}G")
@@ -49,12 +58,13 @@ def _sbatch_lines(opts: dict, n: int, folder: Path) -> list[str]:
 
 def write_array(sweep_name: str, points, results_dir: Path, launcher: dict) -> tuple[Path, Path]:
     """Write ``plan.json`` and ``array.sbatch`` under ``<results_dir>/slurm/<sweep>-<time>/``."""
+    _check(launcher)  # bad settings fail before anything is written
     folder = results_dir / "slurm" / f"{sweep_name}-{time.strftime('%Y%m%d-%H%M%S')}"
     folder.mkdir(parents=True, exist_ok=True)
     plan = folder / "plan.json"
     write_json_atomic(plan, {
         "sweep": sweep_name,
-        "timeout_s": max(60, int(launcher.get("timeout_min") or 60) * 60 - TIMEOUT_MARGIN_S),
+        "timeout_s": max(60, launcher["timeout_min"] * 60 - TIMEOUT_MARGIN_S),
         "points": [{"run_id": p.run_id, "label": p.label, "overrides": list(p.overrides)} for p in points],
     })
     python = launcher.get("python") or sys.executable
@@ -72,12 +82,18 @@ def write_array(sweep_name: str, points, results_dir: Path, launcher: dict) -> t
     return plan, script
 
 
-def submit(sweep, points, results_dir: Path, launcher, *, retry_failed: bool) -> int:
-    from omegaconf import OmegaConf
+class SlurmLauncher:
+    name = "slurm"
 
-    from harness.sweep import pending
+    def __init__(self, opts: dict):
+        _check(opts)
+        self.opts = dict(opts)
 
-    opts = OmegaConf.to_container(launcher, resolve=True) if not isinstance(launcher, dict) else dict(launcher)
+    def launch(self, sweep, points, results_dir: Path, *, retry_failed: bool) -> int:
+        return submit(sweep, points, results_dir, self.opts, retry_failed=retry_failed)
+
+
+def submit(sweep, points, results_dir: Path, opts: dict, *, retry_failed: bool) -> int:
     todo, done = pending(points, results_dir, retry_failed)
     print(f"sweep {sweep.name}: {len(points)} points, {len(done)} already recorded, {len(todo)} to submit", file=sys.stderr)
     if not todo:
@@ -99,7 +115,8 @@ def submit(sweep, points, results_dir: Path, launcher, *, retry_failed: bool) ->
 def array_task(plan_path: Path) -> int:
     """One array task: the point ``$SLURM_ARRAY_TASK_ID`` of ``plan.json``, run as a local sweep runs it."""
     from harness.config import load_spec
-    from harness.sweep import Point, existing, point_line, run_point
+    from harness.sweep.display import point_line
+    from harness.sweep.point import run_point
 
     plan = json.loads(Path(plan_path).read_text())
     index = int(os.environ.get("SLURM_ARRAY_TASK_ID", "-1"))
@@ -112,6 +129,8 @@ def array_task(plan_path: Path) -> int:
         print(f"{point.label}: already recorded ok ({point.run_id})")
         return 0
     outcome = run_point(point, plan["sweep"], timeout_s=plan.get("timeout_s"))
+    if outcome is None:
+        raise KeyboardInterrupt  # the task was interrupted: no record, a resubmission runs it
     from rich.console import Console
 
     Console().print(point_line(point.label, outcome.record, outcome.seconds))

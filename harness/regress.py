@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from harness.probes import oriented_drop
 from harness.errors import UserError, run_cli
 from harness.record import write_json_atomic
 from harness.report import METRICS, REGRESS_FILE, _identity_cols, _num, _text, load_frame, tidy
@@ -149,13 +150,13 @@ def judge_equivalence(rule: Rule, higher_is_better: bool, base: np.ndarray, cand
 
 
 def _probe_table(frame: pd.DataFrame) -> dict[str, tuple[pd.Series, pd.Series]]:
-    """probe → (drop, stderr) per run; drop oriented so that positive = forgot."""
+    """probe → (drop, stderr) per run; drop > 0 = forgot (``harness.probes.oriented_drop``), lower is better."""
     probes = sorted({c.split(".")[2] for c in frame.columns if c.startswith("metrics.forgetting.") and c.endswith(".delta")})
     out = {}
     for p in probes:
-        delta = _num(frame, f"metrics.forgetting.{p}.delta")
-        hib = frame.get(f"metrics.forgetting.{p}.higher_is_better", pd.Series(True, index=frame.index)).fillna(True).astype(bool)
-        out[p] = (delta.where(~hib, -delta), _num(frame, f"metrics.forgetting.{p}.stderr"))
+        delta = _num(frame, f"metrics.forgetting.{p}.delta")  # base − tuned (harness/probes.py)
+        hib = frame.get(f"metrics.forgetting.{p}.higher_is_better", pd.Series(True, index=frame.index))
+        out[p] = (oriented_drop(delta, hib), _num(frame, f"metrics.forgetting.{p}.stderr"))
     return out
 
 

@@ -91,7 +91,7 @@ def forgetting(frame: pd.DataFrame) -> pd.Series:
     for p in probes:
         delta = _num(frame, f"metrics.forgetting.{p}.delta")
         hib = _col(frame, f"metrics.forgetting.{p}.higher_is_better").fillna(True).astype(bool)
-        drops.append(delta.where(~hib, -delta))
+        drops.append(delta.where(hib, -delta))  # delta = base − tuned: > 0 = forgot when higher is better
     return pd.concat(drops, axis=1).mean(axis=1) if drops else pd.Series(float("nan"), index=frame.index)
 
 

@@ -1,7 +1,7 @@
 """Contract tests across layers: a record written by a real tiny run goes through ``results``,
 ``report`` and ``regress``, and each layer's verdict is asserted, in both directions per metric.
 
-The run happens once per session (``measured``, ~10 s). Candidates are that record with one
+The run happens once per session (``measured`` in conftest.py, ~10 s). Candidates are that record with one
 measured field moved, the way a slower build, a fatter allocator, a better checkpoint or a run
 that forgot would move it; a forgetting entry is rebuilt with ``probes.forgetting`` from moved
 scores, never signed by hand. Every baseline/candidate directory holds 3 repeats with ±1% noise
@@ -20,29 +20,8 @@ from harness import regress, report, results
 from harness.evaluate import Score
 from harness.probes import forgetting
 from harness.record import write_record
-from tests.conftest import TINY
 
 NOISE = (0.99, 1.0, 1.01)  # per repeat, on tokens/s, MFU and peak memory
-
-
-@pytest.fixture(scope="session")
-def measured(tmp_path_factory) -> dict:
-    """One real tiny run with both shipped probes (general_mc: accuracy, general_ppl: perplexity)."""
-    from harness.config import load_spec
-    from harness.run import execute
-
-    root = tmp_path_factory.mktemp("measured")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("TUNEBENCH_CACHE", str(root / "cache"))
-        spec = load_spec([*TINY, "train.max_steps=4", "eval.probes=[general_mc,general_ppl]", "eval.probe_limit=16",
-                          f"results_dir={root / 'runs'}"])
-        rec = execute(spec)
-    assert rec["status"] == "ok", rec["error"]
-    on_disk = json.loads((root / "runs" / f"{rec['run_id']}.json").read_text())
-    m = on_disk["metrics"]
-    assert m["tokens_per_s"] > 0 and m["peak_memory_gb"] > 0 and m["mfu"] > 0
-    assert set(m["forgetting"]) == {"general_mc", "general_ppl"}
-    return on_disk
 
 
 def _moved_probe(entry: dict, tuned_mean: float, tuned_stderr: float) -> dict:

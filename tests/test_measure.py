@@ -165,19 +165,19 @@ def _cli_run(tmp_path, name: str, *overrides: str) -> tuple[int, dict]:
 
 
 def test_memory_budget_is_bracketed_by_the_measured_growth(tmp_path):
-    code, free = _cli_run(tmp_path, "free")
+    code, free = _cli_run(tmp_path, "free", "train.max_steps=3")
     assert code == 0 and free["status"] == "ok"
     grew = free["metrics"]["peak_memory_gb"]
     assert free["metrics"]["memory_kind"] == "cpu_rss_delta" and grew > 0.01  # imports + model + optimizer: ~0.1 GB
 
     # 1.5× the growth of the same run: fits. (Absolute RSS, ~0.5 GB of torch alone, would not.)
-    code, roomy = _cli_run(tmp_path, "roomy", f"budget_gb={1.5 * grew:.4f}")
+    code, roomy = _cli_run(tmp_path, "roomy", "train.max_steps=3", f"budget_gb={1.5 * grew:.4f}")
     assert roomy["status"] == "ok", roomy["error"]
     assert roomy["metrics"]["peak_memory_gb"] <= 1.5 * grew
 
     # A third of it: out of memory, and the record's peak is at least the budget it broke.
     budget = grew / 3
-    code, tight = _cli_run(tmp_path, "tight", f"budget_gb={budget:.4f}")
+    code, tight = _cli_run(tmp_path, "tight", "train.max_steps=3", f"budget_gb={budget:.4f}")
     assert tight["status"] == "oom", tight["error"]
     assert tight["metrics"]["peak_memory_gb"] >= round(budget, 4)
     assert "budget" in tight["error"]["message"]

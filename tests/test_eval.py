@@ -182,3 +182,19 @@ def test_missing_standard_task_is_a_one_line_error_before_training(tmp_path):
     lines = [ln for ln in res.stderr.splitlines() if ln.strip().startswith("harness: error")]
     assert len(lines) == 1 and "probe 'arc_easy'" in lines[0] and "Traceback" not in res.stderr
     assert not list(tmp_path.glob("*.json"))  # nothing trained, nothing recorded
+
+
+def test_forgetting_compares_the_tuned_model_with_the_base(measured, cache):
+    """After 4 steps at lr 5e-3 (high for this model), the tuned perplexity differs from the base's,
+    and the base figure is the untrained model's own: the tuned column really is the tuned model."""
+    from harness import models
+    from harness.config import load_spec
+
+    ppl = measured["metrics"]["forgetting"]["general_ppl"]
+    assert abs(ppl["tuned"] - ppl["base"]) > 1e-4 * ppl["base"], ppl
+    spec = load_spec(["debug=smoke"])
+    fresh = models.load(spec.model, seed=measured["config"]["seed"], dtype=torch.float32, device="cpu")
+    base = evaluate.probe_scores(fresh.model, fresh.tokenizer, ["general_ppl"], limit=ppl["n"],
+                                 batch_size=measured["config"]["eval"]["batch_size"])
+    assert base["general_ppl"].mean == pytest.approx(ppl["base"], rel=1e-6)
+    assert ppl["drop"] == pytest.approx(ppl["tuned"] - ppl["base"])  # lower is better: drop = tuned − base

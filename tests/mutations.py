@@ -5,7 +5,8 @@
 
 Each break is a text replacement in one file, applied to a temporary copy of the committed tree
 (``git archive HEAD``; uncommitted edits are not seen), followed by the fast tests that should
-catch it, run in that copy. A break "is caught" when at least one of its tests fails; the exit
+catch it, run in that copy. A break "is caught" when at least one of its tests fails (all of them
+are listed); the exit
 code is 1 if any break got through. Every replacement must match exactly once, so a refactor that
 moves the code makes the script fail loudly instead of testing nothing.
 
@@ -88,16 +89,15 @@ def apply(root: Path, b: Break) -> None:
     path.write_text(text.replace(b.old, b.new))
 
 
-def run_tests(root: Path, spec: str) -> tuple[bool, str]:
-    """True when the tests failed (the break was caught); the last summary line."""
+def run_tests(root: Path, spec: str) -> list[str]:
+    """The tests that failed (empty: the break got through)."""
     args = spec.split()
     env = {**os.environ, "PYTHONPATH": str(root), "PYTHONWARNINGS": "ignore"}
-    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *args], cwd=root,
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-rf", "-p", "no:cacheprovider", *args], cwd=root,
                          capture_output=True, text=True, env=env, timeout=1800)
-    tail = (res.stdout.strip().splitlines() or [""])[-1]
     if res.returncode not in (0, 1):
         raise SystemExit(f"mutations: pytest {spec} exited {res.returncode} (not a test result):\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
-    return res.returncode == 1, tail
+    return [ln.split()[1] for ln in res.stdout.splitlines() if ln.startswith("FAILED ")]
 
 
 def main(argv: list[str]) -> int:
@@ -110,13 +110,9 @@ def main(argv: list[str]) -> int:
             (root / ".venv").symlink_to(REPO / ".venv")
             apply(root, b)
             t = time.perf_counter()
-            caught_by = []
-            for spec in b.tests:
-                caught, tail = run_tests(root, spec)
-                if caught:
-                    caught_by.append(f"{spec} ({tail})")
+            caught_by = [node for spec in b.tests for node in run_tests(root, spec)]
             missed += not caught_by
-            rows.append((b.what, "; ".join(caught_by) or "NOT CAUGHT", time.perf_counter() - t))
+            rows.append((b.what, ", ".join(caught_by) or "NOT CAUGHT", time.perf_counter() - t))
             print(f"{'caught' if caught_by else 'MISSED'}  {b.name}: {rows[-1][1]}  [{rows[-1][2]:.0f} s]", flush=True)
     print("\n| break | caught by |\n|---|---|")
     for what, by, _ in rows:

@@ -16,6 +16,9 @@ attention (the counter has no formula for the CPU SDPA kernel, so it would miss 
                                                   (dropout 0.05) and its weight norm through an identity
                                                   matrix: implementation work, excluded from MFU as
                                                   activation recomputation is (PaLM's MFU counts model FLOPs)
+    dora    858,112   848,896   0.989             with dropout 0: = lora + the weight norm once per step,
+     (p=0)                                        2·r·in·(in+out) per module through eye(in), no backward
+                                                  (PEFT detaches the norm)
 
 The tests assert each relation, so a formula that charges adapters 6N or drops attention fails.
 """

@@ -26,6 +26,8 @@ or difference, and a verdict (regression | improvement | unchanged), by the rule
   the stderrs the evaluation itself reports (binomial over the eval examples): repeats of one seed
   score the same, so the eval's own sampling error is the noise that matters. The task score's
   combined stderr is at least 1/n (n eval examples): a score of 0 or 1 reports stderr 0.
+  Forgetting is compared as each probe's *drop* (``harness/probes.py``: base − tuned, negated for
+  perplexity; > 0 = forgot): a candidate whose drop grew beyond the bound is a regression.
 - ``status``: a configuration that ran in every baseline repeat but failed (oom/error/timeout) in a
   candidate repeat is a regression ("it no longer fits").
 

@@ -97,7 +97,7 @@ def run_tests(root: Path, spec: str) -> list[str]:
                          capture_output=True, text=True, env=env, timeout=1800)
     if res.returncode not in (0, 1):
         raise SystemExit(f"mutations: pytest {spec} exited {res.returncode} (not a test result):\n{res.stdout[-2000:]}{res.stderr[-2000:]}")
-    return [ln.split()[1] for ln in res.stdout.splitlines() if ln.startswith("FAILED ")]
+    return [ln.removeprefix("FAILED ").split(" - ")[0] for ln in res.stdout.splitlines() if ln.startswith("FAILED ")]
 
 
 def main(argv: list[str]) -> int:

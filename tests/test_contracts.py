@@ -96,7 +96,7 @@ CASES = [  # (direction, baseline change, candidate change, regress metric, verd
 ]
 
 
-@pytest.mark.parametrize("direction, base_change, cand_change, metric, verdict", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("direction, base_change, cand_change, metric, verdict", CASES, ids=[c[0].replace(" ", "-") for c in CASES])
 def test_regress_verdicts_on_measured_records(measured, tmp_path, capsys, direction, base_change, cand_change, metric, verdict):
     base = _suite(tmp_path / "baseline", measured, base_change)
     cand = _suite(tmp_path / "candidate", measured, cand_change)

@@ -77,6 +77,15 @@ def test_forgetting_that_got_worse_is_a_regression_exit_1(dirs, capsys):
     assert bad[0]["delta"] == pytest.approx(0.30 - 0.06) and bad[0]["delta"] > bad[0]["bound"]
 
 
+def test_harness_regress_exits_1_when_forgetting_got_worse(dirs):
+    from tests.conftest import cli
+
+    res = cli("regress", "--baseline", str(dirs["baseline"]), "--candidate", str(dirs["forgets"]), "--json", timeout=120)
+    assert res.returncode == 1, res.stderr[-2000:]
+    rows = json.loads(res.stdout)["rows"]
+    assert any(r["metric"] == "forgetting:general_mc" and r["verdict"] == "regression" for r in rows)
+
+
 def test_forgetting_that_got_better_is_an_improvement_exit_0(dirs, capsys):
     code, result = run(capsys, dirs["forgets"], dirs["baseline"])
     assert code == 0 and result["summary"]["verdict"] == "ok"

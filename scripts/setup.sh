@@ -22,9 +22,13 @@ if [ "${1:-}" = "--test" ]; then extras="[test]"; fi
 if [ "${1:-}" = "--test" ] && ! command -v chromium >/dev/null 2>&1; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
-      || echo "setup: chromium not installed; the HTML screenshot test will be skipped" >&2
+      || echo "setup: chromium not installed; the HTML screenshot test will be skipped (a failure when CI is set)" >&2
   else
-    echo "setup: chromium not found and not installable here; the HTML screenshot test will be skipped" >&2
+    echo "setup: chromium not found and not installable here; the HTML screenshot test will be skipped (a failure when CI is set)" >&2
+  fi
+  if [ -n "${CI:-}" ] && ! command -v chromium >/dev/null 2>&1; then
+    echo "setup: CI is set and chromium is missing" >&2
+    exit 1
   fi
 fi
 echo "setup: ready (.venv)"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -35,6 +36,27 @@ def run_tiny(results_dir):
         return execute(spec)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def measured(tmp_path_factory) -> dict:
+    """One real tiny run with both shipped probes (general_mc: accuracy, general_ppl: perplexity),
+    read back from its record file: the contract and measurement tests start from what was written."""
+    from harness.config import load_spec
+    from harness.run import execute
+
+    root = tmp_path_factory.mktemp("measured")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("TUNEBENCH_CACHE", str(root / "cache"))
+        spec = load_spec([*TINY, "train.max_steps=4", "eval.probes=[general_mc,general_ppl]", "eval.probe_limit=16",
+                          f"results_dir={root / 'runs'}"])
+        rec = execute(spec)
+    assert rec["status"] == "ok", rec["error"]
+    on_disk = json.loads((root / "runs" / f"{rec['run_id']}.json").read_text())
+    m = on_disk["metrics"]
+    assert m["tokens_per_s"] > 0 and m["peak_memory_gb"] > 0 and m["mfu"] > 0
+    assert set(m["forgetting"]) == {"general_mc", "general_ppl"}
+    return on_disk
 
 
 def cli(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -13,7 +13,7 @@ from harness.errors import UserError
 from harness.evaluate import Score
 from tests.conftest import TINY, cli
 
-FORGETTING_FIELDS = {"base", "tuned", "delta", "stderr", "significant", "higher_is_better", "metric", "n", "seconds"}
+FORGETTING_FIELDS = {"base", "tuned", "delta", "drop", "stderr", "significant", "higher_is_better", "metric", "n", "seconds"}
 
 
 @pytest.fixture
@@ -114,13 +114,15 @@ def test_forgetting_sign_conventions_follow_metric_direction():
     ppl = lambda m, se=0.5: Score(m, se, 100, 1.0, "word_perplexity", False)  # noqa: E731
 
     lost = probes.forgetting(acc(0.50), acc(0.40))
-    assert lost["delta"] == pytest.approx(0.10) and lost["significant"]
+    assert lost["delta"] == pytest.approx(0.10) and lost["drop"] == pytest.approx(0.10) and lost["significant"]
     assert lost["stderr"] == pytest.approx(math.sqrt(2) * 0.02)
     assert not probes.forgetting(acc(0.50), acc(0.47))["significant"]  # 0.03 < 2·0.028
     assert not probes.forgetting(acc(0.40), acc(0.50))["significant"]  # better is never "forgetting"
 
     worse = probes.forgetting(ppl(20.0), ppl(25.0))
     assert worse["delta"] == pytest.approx(-5.0) and worse["significant"] and not worse["higher_is_better"]
+    assert worse["drop"] == pytest.approx(5.0) == probes.drop({"delta": -5.0, "higher_is_better": False})  # > 0 = forgot
+    assert probes.drop({"delta": 0.1}) == pytest.approx(0.1)  # a record without a direction: higher is better
     assert not probes.forgetting(ppl(25.0), ppl(20.0))["significant"]  # lower perplexity = better
     assert not probes.forgetting(acc(0.5, float("nan")), acc(0.1))["significant"]  # no stderr, no claim
 
@@ -182,3 +184,19 @@ def test_missing_standard_task_is_a_one_line_error_before_training(tmp_path):
     lines = [ln for ln in res.stderr.splitlines() if ln.strip().startswith("harness: error")]
     assert len(lines) == 1 and "probe 'arc_easy'" in lines[0] and "Traceback" not in res.stderr
     assert not list(tmp_path.glob("*.json"))  # nothing trained, nothing recorded
+
+
+def test_forgetting_compares_the_tuned_model_with_the_base(measured, cache):
+    """After 4 steps at lr 5e-3 (high for this model), the tuned perplexity differs from the base's,
+    and the base figure is the untrained model's own: the tuned column really is the tuned model."""
+    from harness import models
+    from harness.config import load_spec
+
+    ppl = measured["metrics"]["forgetting"]["general_ppl"]
+    assert abs(ppl["tuned"] - ppl["base"]) > 1e-4 * ppl["base"], ppl
+    spec = load_spec(["debug=smoke"])
+    fresh = models.load(spec.model, seed=measured["config"]["seed"], dtype=torch.float32, device="cpu")
+    base = evaluate.probe_scores(fresh.model, fresh.tokenizer, ["general_ppl"], limit=ppl["n"],
+                                 batch_size=measured["config"]["eval"]["batch_size"])
+    assert base["general_ppl"].mean == pytest.approx(ppl["base"], rel=1e-6)
+    assert ppl["drop"] == pytest.approx(ppl["tuned"] - ppl["base"])  # lower is better: drop = tuned − base

@@ -7,6 +7,7 @@ three train losses against the mean of the last three, at a high lr (3e-3..5e-3)
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -69,18 +70,65 @@ def test_adapter_methods_learn(tmp_path, method, overrides):
     assert 0 < m["trainable_params"] < m["total_params"]
 
 
-def test_full_with_8bit_adam_learns_on_cpu(tmp_path):
+def test_full_with_8bit_adam_learns_on_cpu_with_bitsandbytes_uint8_states(tmp_path, monkeypatch):
+    """The optimizer the run really stepped is bitsandbytes' 8-bit AdamW, and after a step its
+    states are uint8 (a plain AdamW in its place would learn too, with fp32 states)."""
+    import bitsandbytes as bnb
+    import torch
+
+    from harness import train
+
+    seen = {}
+    on_step_end = train.MeasureCallback.on_step_end
+
+    def spy(self, args, state, control, **kw):
+        if not seen:
+            opt = getattr(kw["optimizer"], "optimizer", kw["optimizer"])  # accelerate wraps it
+            seen["optimizer"] = opt
+            seen["dtypes"] = {v.dtype for st in opt.state.values() for k, v in st.items() if k in ("state1", "state2")}
+            seen["big"] = sum(p.numel() >= 4096 for g in opt.param_groups for p in g["params"])
+        return on_step_end(self, args, state, control, **kw)
+
+    monkeypatch.setattr(train.MeasureCallback, "on_step_end", spy)
     record = execute(_spec(tmp_path, "method=full", "train.lr=3e-3", "train.max_steps=12", "train.optimizer=adamw8bit"))
     _learned(record)
+    # transformers' adamw_bnb_8bit is bnb.optim.AdamW with optim_bits=8
+    assert isinstance(seen["optimizer"], bnb.optim.optimizer.Optimizer8bit), type(seen["optimizer"])
+    assert seen["optimizer"].args.optim_bits == 8
+    # bitsandbytes keeps tensors under 4096 elements (norms) in fp32; the tiny model's embedding and
+    # projections are larger, so uint8 states must be there.
+    assert seen["big"] > 0 and torch.uint8 in seen["dtypes"], seen["dtypes"]
 
 
-def test_fsdp_learns_and_shards(tmp_path):
-    record = execute(_spec(tmp_path, "method=fsdp", "train.lr=3e-3", "train.max_steps=10", "method.world_size=2"))
+def _yes_task(tmp_path) -> list[str]:
+    """A task the tiny model learns in ~12 steps: every training answer is "yes"; 8 of 12 test
+    answers are (the rest "no"), so a model that learned scores 8/12 and the random base 0."""
+    def write(path, rows):
+        path.write_text("".join(json.dumps({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}]}) + "\n"
+                                for q, a in rows))
+        return path
+
+    train = write(tmp_path / "train.jsonl", [(f"Is {i} fine?", "yes") for i in range(32)])
+    test = write(tmp_path / "test.jsonl", [(f"Is {i} fine?", "no" if i % 3 == 0 else "yes") for i in range(100, 112)])
+    return ["task=custom", f"task.train_file={train}", f"task.eval_file={test}", "eval.limit=null"]
+
+
+@pytest.mark.parametrize("inner", ["full", "lora"])
+def test_fsdp_learns_shards_and_brings_the_trained_weights_back(tmp_path, inner):
+    """Evaluation on: the score after training is the parent's model with the ranks' weights loaded
+    back, so it beats the base only if they really came back."""
+    spec = load_spec(["debug=smoke", f"results_dir={tmp_path}", "method=fsdp", f"method.inner={inner}", "method.r=4",
+                      "train.lr=0.02", "train.max_steps=12", "method.world_size=2", *_yes_task(tmp_path)])
+    record = execute(spec)
     _learned(record)
     m = record["metrics"]
     assert m["world_size"] == 2 and m["fsdp_backend"] == "gloo"
-    # Per-rank parameters ≈ 1/world_size: FSDP2 pads each shard to a multiple of world_size rows.
-    assert abs(m["params_per_rank_fraction"] - 0.5) < 0.05, m["params_per_rank_fraction"]
+    assert m["task_score_base"] == 0.0 and m["task_score"] >= 0.5, (m["task_score_base"], m["task_score"])
+    if inner == "full":
+        # Per-rank parameters ≈ 1/world_size: FSDP2 pads each shard to a multiple of world_size rows.
+        assert abs(m["params_per_rank_fraction"] - 0.5) < 0.05, m["params_per_rank_fraction"]
+    else:
+        assert 0 < m["trainable_params"] < m["total_params"]
     assert m["memory_kind"].endswith("_max_over_ranks")
     assert m["tokens_per_s"] > 0
 
@@ -130,15 +178,21 @@ def test_grpo_reward_is_the_checker():
 
 @pytest.mark.slow
 def test_grpo_reward_rises_on_smollm2(tmp_path):
-    """Measured here (2 cores, ~8.5 min): mean reward 0.12 over the first 10 steps → 0.26 over the last 10."""
+    """Measured here (2 cores, ~8.5 min): mean reward 0.12 over the first 10 steps → 0.26 over the last 10
+    (each step's mean over 16 completions: binomial sd ≈ 0.1, so 2 se of the difference ≈ 0.09)."""
     spec = load_spec(["model=smollm2-135m", "method=grpo", "task=arithmetic", f"results_dir={tmp_path}", "eval.enabled=false",
                       "train.max_steps=30", "train.batch_size=16", "train.warmup_ratio=0.0"])
     record = execute(spec)
     assert record["status"] == "ok", record["error"]
     m = record["metrics"]
     rewards = m["rewards"]
-    first, last = sum(rewards[:10]) / 10, sum(rewards[-10:]) / 10
-    assert last > first, rewards
+    first, last = rewards[:10], rewards[-10:]
+    mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
+    var = lambda xs: sum((x - mean(xs)) ** 2 for x in xs) / (len(xs) - 1)  # noqa: E731
+    # A margin of 2 standard errors of the difference of the two means (the step-to-step spread of
+    # each window): without learning, this passes ~2% of the time, not ~50% as `last > first` did.
+    se = ((var(first) + var(last)) / 10) ** 0.5
+    assert mean(last) - mean(first) > 2 * se, (rewards, se)
 
 
 # ---------------------------------------------------------------- options and their errors
@@ -216,19 +270,26 @@ def test_physics_trainable_and_weight_memory(tmp_path):
     assert qlora.get_memory_footprint() < lora.get_memory_footprint()
 
 
-def test_qlora_keeps_its_gradient_after_an_eval_forward(tmp_path):
+def test_qlora_keeps_its_gradient_after_an_eval_forward(tmp_path, monkeypatch):
     """bitsandbytes 0.50 on CPUs with AVX512-BF16 repacks a Linear4bit's weight for inference on its
     first eval-mode, no-grad forward, and from then on runs it through a kernel without autograd:
     training after the base-score evaluation silently lost the gradient through every 4-bit layer
     (QLoRA on SmolLM2 stopped learning). ``models.load`` turns the repacking off for 4-bit models,
-    and ``keep_4bit_trainable`` also undoes a repacking that already happened."""
+    and ``keep_4bit_trainable`` also undoes a repacking that already happened.
+
+    The repack is forced here (bitsandbytes' flag set as on such a CPU), so this runs on any CPU:
+    first the gradient is shown broken by the repack, then restored by the fix."""
+    import bitsandbytes.nn.modules as bnb_modules
     import torch
-    from bitsandbytes.functional import has_avx512bf16
 
     from harness import models
 
+    # Load as on an AVX512-BF16 CPU: every Linear4bit is built with the repack flag on.
+    monkeypatch.setattr(bnb_modules, "has_avx512bf16", lambda: True)
     spec = _spec(tmp_path, "method=qlora")
     model = models.load(spec.model, seed=0, dtype=torch.float32, device="cpu", quantize="4bit").model
+    layers = [m for m in model.modules() if type(m).__name__ == "Linear4bit"]
+    assert len(layers) == 2 * 7  # 2 layers × (q, k, v, o, gate, up, down)
 
     def eval_forward(lin):
         model.eval()
@@ -237,21 +298,37 @@ def test_qlora_keeps_its_gradient_after_an_eval_forward(tmp_path):
         model.train()
         return w_t
 
-    def assert_gradient_flows(lin, w_t):
+    def gradient_error(lin, w_t) -> float:
         x = torch.randn(2, 3, lin.in_features, requires_grad=True)
         g = torch.randn(2, 3, lin.out_features)
-        (lin(x) * g).sum().backward()
-        assert x.grad is not None, "no gradient through the 4-bit layer"
+        out = lin(x)
+        if not out.requires_grad:
+            return math.inf  # no graph through the layer at all
+        (out * g).sum().backward()
+        if x.grad is None:
+            return math.inf
         expected = g @ w_t.T
-        # 1e-2: the packed eval kernel computes in bf16 (relative error ~3e-3 against fp32)
-        assert (x.grad - expected).norm() / expected.norm() < 1e-2
+        return float((x.grad - expected).norm() / expected.norm())
 
-    first = model.model.layers[0].mlp.down_proj
-    assert type(first).__name__ == "Linear4bit"
-    assert_gradient_flows(first, eval_forward(first))
+    repacked = lambda lin: bool(getattr(lin.weight.quant_state, "packing_format_for_cpu", False))  # noqa: E731
 
-    second = model.model.layers[1].mlp.down_proj
-    second.support_avx512bf16_for_cpu = has_avx512bf16()  # bitsandbytes' own default
-    w_t = eval_forward(second)  # repacked here on such CPUs
-    assert models.keep_4bit_trainable(model) == 2 * 7  # 2 layers × (q, k, v, o, gate, up, down)
-    assert_gradient_flows(second, w_t)
+    # 1. models.load turned the flag off: an eval forward leaves the layout alone, training works.
+    first = layers[0]
+    assert not first.support_avx512bf16_for_cpu
+    w_t = eval_forward(first)
+    assert not repacked(first)
+    assert gradient_error(first, w_t) < 1e-2  # 1e-2: a bf16 eval kernel differs from fp32 by ~3e-3
+
+    # 2. Force the repack on another layer: without the fix its gradient is gone.
+    second = layers[1]
+    second.support_avx512bf16_for_cpu = True
+    w_t = eval_forward(second)
+    assert repacked(second), "the forced flag did not repack: the test would prove nothing"
+    assert gradient_error(second, w_t) > 0.5, "the repacked layer kept its gradient: the bug did not reproduce"
+
+    # 3. The fix undoes the repack: the gradient is back.
+    second.support_avx512bf16_for_cpu = True
+    eval_forward(second)
+    assert models.keep_4bit_trainable(model) == 2 * 7
+    assert not repacked(second)
+    assert gradient_error(second, w_t) < 1e-2

@@ -1,7 +1,8 @@
 """`harness regress`: verdicts, exit codes and the provenance diff, on fixture result directories.
 
 tests/fixtures/regress/: baseline (4 methods x 3 repeats), rerun (same distribution, other noise),
-slow (throughput x 0.7), newtorch (torch 2.14), fullooms (full fine-tuning runs out of memory).
+slow (throughput x 0.7), newtorch (torch 2.14), fullooms (full fine-tuning runs out of memory),
+forgets (full fine-tuning's general_mc accuracy 0.44 → 0.14; entries built by probes.forgetting).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ FIXTURES = Path(__file__).parent / "fixtures" / "regress"
 def dirs(tmp_path):
     """Copies: regress writes regress.json into the candidate directory."""
     out = {}
-    for name in ("baseline", "rerun", "slow", "newtorch", "fullooms"):
+    for name in ("baseline", "rerun", "slow", "newtorch", "fullooms", "forgets"):
         out[name] = tmp_path / name
         shutil.copytree(FIXTURES / name, out[name])
     out["same"] = tmp_path / "same"
@@ -65,6 +66,52 @@ def test_throughput_cut_by_30_percent_is_a_regression_exit_1(dirs, capsys):
         assert row["ci"][1] < 0.90  # the whole interval lies below the 10% tolerance
     memory = [r for r in result["rows"] if r["metric"] == "peak_memory_gb"]
     assert {r["verdict"] for r in memory} == {"unchanged"}
+
+
+def test_forgetting_that_got_worse_is_a_regression_exit_1(dirs, capsys):
+    code, result = run(capsys, dirs["baseline"], dirs["forgets"])
+    assert code == 1 and result["summary"]["verdict"] == "regression"
+    bad = [r for r in result["rows"] if r["verdict"] != "unchanged"]
+    assert [(r["point"], r["metric"], r["verdict"]) for r in bad] == [("full", "forgetting:general_mc", "regression")]
+    # drop = base − tuned for accuracy: 0.06 in the baseline, 0.30 in the candidate
+    assert bad[0]["delta"] == pytest.approx(0.30 - 0.06) and bad[0]["delta"] > bad[0]["bound"]
+
+
+def test_harness_regress_exits_1_when_forgetting_got_worse(dirs):
+    from tests.conftest import cli
+
+    res = cli("regress", "--baseline", str(dirs["baseline"]), "--candidate", str(dirs["forgets"]), "--json", timeout=120)
+    assert res.returncode == 1, res.stderr[-2000:]
+    rows = json.loads(res.stdout)["rows"]
+    assert any(r["metric"] == "forgetting:general_mc" and r["verdict"] == "regression" for r in rows)
+
+
+def test_forgetting_that_got_better_is_an_improvement_exit_0(dirs, capsys):
+    code, result = run(capsys, dirs["forgets"], dirs["baseline"])
+    assert code == 0 and result["summary"]["verdict"] == "ok"
+    row = next(r for r in result["rows"] if r["point"] == "full" and r["metric"] == "forgetting:general_mc")
+    assert row["verdict"] == "improvement" and row["delta"] == pytest.approx(0.06 - 0.30)
+
+
+def test_forgetting_direction_follows_the_probe_metric(dirs, capsys, tmp_path):
+    """Perplexity (lower is better): tuned perplexity rising is forgetting, through probes.forgetting."""
+    from harness.evaluate import Score
+    from harness.probes import forgetting
+
+    def with_ppl(src, dst, tuned_ppl):
+        shutil.copytree(src, dst)
+        for path in dst.glob("full-*.json"):
+            rec = json.loads(path.read_text())
+            rec["metrics"]["forgetting"]["general_ppl"] = forgetting(
+                Score(20.0, 0.5, 100, 1.0, "word_perplexity", False), Score(tuned_ppl, 0.5, 100, 1.0, "word_perplexity", False))
+            path.write_text(json.dumps(rec))
+        return dst
+
+    base, worse, better = (with_ppl(dirs["baseline"], tmp_path / n, t) for n, t in (("b", 21.0), ("w", 30.0), ("g", 18.0)))
+    for cand, verdict, code_expected in ((worse, "regression", 1), (better, "improvement", 0)):
+        code, result = run(capsys, base, cand)
+        row = next(r for r in result["rows"] if r["point"] == "full" and r["metric"] == "forgetting:general_ppl")
+        assert (row["verdict"], code) == (verdict, code_expected), row
 
 
 def test_a_different_torch_version_is_flagged_in_the_provenance_diff(dirs, capsys):

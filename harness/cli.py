@@ -63,15 +63,17 @@ def dispatch(argv: list[str]) -> int:
 def run_from_overrides(overrides: list[str]) -> int:
     from omegaconf import OmegaConf
 
-    from harness.config import compose, spec_from_dict
+    from harness.config import check_writable, compose, spec_from_dict
 
     _quiet_libraries()
     cfg = compose(overrides)
     if cfg.get("sweep"):
         from harness.sweep import run_sweep
 
+        check_writable(str(cfg.results_dir))  # before planning: a sweep must not run points it cannot record
         return run_sweep(cfg, overrides)
-    spec = spec_from_dict(OmegaConf.to_container(cfg, resolve=True))
+    spec = spec_from_dict(OmegaConf.to_container(cfg, resolve=True))  # every value checked, nothing loaded yet
+    check_writable(spec.results_dir)  # a run that cannot write its record would lose the measurement
     return run_single(spec)
 
 

@@ -9,17 +9,24 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
+import tempfile
+import types
+import typing
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Mapping
 
 from harness.errors import UserError, did_you_mean, unknown
+from harness.methods import METHODS, method_names  # the method table: data only, imports nothing heavy
 from harness.paths import CONFIG_DIR
 
 TARGET_PRESETS = ("q_proj+v_proj", "attn", "all-linear")
 DTYPES = ("auto", "fp32", "bf16", "fp16")
 OPTIMIZERS = ("adamw", "adamw8bit", "paged_adamw8bit", "sgd")
 SAVE_MODES = ("adapter", "merged", "none")
+# transformers' SchedulerType values that need no extra scheduler arguments
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt")
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,11 @@ class TaskSpec:
     eval_file: str | None = None  # custom
     metric: str = "exact_match"  # custom
 
+    def __post_init__(self):
+        _at_least("task.seed", self.seed, 0)
+        for name in ("n_train", "n_validation", "n_test"):  # 0: unused (task=custom reads its files whole)
+            _at_least(f"task.{name}", getattr(self, name), 0)
+
 
 @dataclass(frozen=True)
 class TrainSpec:
@@ -123,8 +135,12 @@ class TrainSpec:
             raise unknown("train.optimizer", self.optimizer, OPTIMIZERS)
         if self.save not in SAVE_MODES:
             raise unknown("train.save", self.save, SAVE_MODES)
-        if self.measure_skip_steps < 0:
-            raise UserError("train.measure_skip_steps must be >= 0")
+        if self.scheduler not in SCHEDULERS:
+            raise unknown("train.scheduler", self.scheduler, SCHEDULERS)
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise UserError(f"train.weight_decay must be a number >= 0 (got {self.weight_decay!r})")
+        _at_least("train.measure_skip_steps", self.measure_skip_steps, 0)
+        _at_least("train.log_every", self.log_every, 1)
 
 
 @dataclass(frozen=True)
@@ -140,6 +156,8 @@ class EvalSpec:
             raise UserError(f"eval.limit must be >= 1 or null (got {self.limit})")
         if self.batch_size < 1:
             raise UserError(f"eval.batch_size must be >= 1 (got {self.batch_size})")
+        if self.probe_limit is not None:
+            _at_least("eval.probe_limit", self.probe_limit, 1)
 
 
 @dataclass(frozen=True)
@@ -154,6 +172,16 @@ class RunSpec:
     results_dir: str = "results/runs"
     budget_gb: float | None = None
     timeout_s: float | None = None
+
+    def __post_init__(self):
+        _at_least("seed", self.seed, 0)
+        _at_least("repeat", self.repeat, 0)
+        for name in ("budget_gb", "timeout_s"):
+            value = getattr(self, name)
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise UserError(f"{name} must be a number > 0, or null for no limit (got {value!r})")
+        if not self.results_dir.strip():
+            raise UserError("results_dir must be a directory path (got an empty string)")
 
     @property
     def lr(self) -> float:
@@ -173,12 +201,69 @@ class RunSpec:
         return f"{self.method.name}-{self.model.name}-{self.task.name}-{digest}"
 
 
+def _at_least(key: str, value: int, low: int) -> None:
+    if value < low:
+        raise UserError(f"{key} must be an integer >= {low} (got {value!r})")
+
+
+_KINDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    """Does ``value`` fit the annotation? Covers the shapes the specs use: scalars, X | None,
+    Mapping[str, Any] and tuple[str, ...]. bool is not an int here (``r=true`` is a typo)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is Any:
+        return True
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (Mapping, dict) or hint in (Mapping, dict):
+        return isinstance(value, Mapping)
+    if origin is tuple:
+        item = typing.get_args(hint)[0]
+        return isinstance(value, (tuple, list)) and all(_type_ok(v, item) for v in value)
+    return True  # a nested spec: built and checked by its own class
+
+
+def _describe(hint: Any) -> str:
+    """'an integer or null', 'a list of names', … for the message that names what is accepted."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        parts = [_describe(h) for h in typing.get_args(hint) if h is not type(None)]
+        return " or ".join(parts) + (" or null" if type(None) in typing.get_args(hint) else "")
+    if origin is tuple:
+        return "a list (or a comma-separated string) of names"
+    if origin in (Mapping, dict) or hint in (Mapping, dict):
+        return "a mapping of key: value"
+    return _KINDS.get(hint, str(hint))
+
+
+def _check_types(cls, data: Mapping[str, Any], prefix: str) -> None:
+    hints = typing.get_type_hints(cls)
+    for key, value in data.items():
+        if not _type_ok(value, hints[key]):
+            name = f"{prefix}.{key}" if prefix != "config" else key
+            raise UserError(f"{name} must be {_describe(hints[key])} (got {value!r})")
+
+
 def _build(cls, data: Mapping[str, Any], prefix: str):
     known = {f.name for f in fields(cls)}
     extra = set(data) - known
     if extra:
         key = sorted(extra)[0]
-        raise UserError(f"unknown setting '{prefix}.{key}'{did_you_mean(key, known)}")
+        name = f"{prefix}.{key}" if prefix != "config" else key
+        raise UserError(f"unknown setting '{name}'{did_you_mean(key, known)}")
+    _check_types(cls, data, prefix)
     try:
         return cls(**data)
     except TypeError as e:  # a required field is missing
@@ -190,7 +275,7 @@ def _tupled(value):
         return ()
     if isinstance(value, str):
         return tuple(p for p in value.split(",") if p)
-    return tuple(value)
+    return tuple(value) if isinstance(value, (list, tuple)) else value  # anything else: the type check names it
 
 
 def spec_from_dict(cfg: Mapping[str, Any]) -> RunSpec:
@@ -210,6 +295,14 @@ def spec_from_dict(cfg: Mapping[str, Any]) -> RunSpec:
         "train": _build(TrainSpec, cfg.pop("train"), "train"),
         "eval": _build(EvalSpec, ev, "eval"),
     }
+    method = parts["method"]
+    if method.name not in METHODS:
+        raise unknown("method.name", method.name, method_names())
+    accepted = METHODS[method.name].options
+    for key in method.options:  # every method: an option it does not read is a typo, not a no-op
+        if key not in accepted:
+            where = f"accepted: {', '.join(accepted) or 'none (method.options must be {})'}"
+            raise UserError(f"unknown {method.name} option 'method.options.{key}'{did_you_mean(key, accepted)}; {where}")
     return _build(RunSpec, {**cfg, **parts}, "config")
 
 
@@ -249,6 +342,19 @@ def load_spec(overrides: list[str]) -> RunSpec:
 
     cfg = compose(overrides)
     return spec_from_dict(OmegaConf.to_container(cfg, resolve=True))
+
+
+def check_writable(results_dir: str) -> Path:
+    """Fail before any work when results can't be written: create the folder, write and remove a file."""
+    path = Path(results_dir).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".tunebench-write-check.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UserError(f"results_dir={results_dir} is not a writable directory ({e.strerror or e})") from None
+    return path
 
 
 def resolve_path(path: str | None) -> Path | None:

@@ -10,9 +10,10 @@ Loss starts at ln 2 = 0.693 (policy = reference) and falls as the margin grows.
 from __future__ import annotations
 
 from harness.errors import UserError
+from harness.methods import METHODS
 from harness.methods.base import check_options, inner_method, prepare_inner
 
-OPTIONS = {"beta": 0.1, "loss_type": "sigmoid"}  # beta: strength of the pull towards the reference
+OPTIONS = METHODS["dpo"].options  # accepted method.options and their defaults: the method table
 
 
 def pairs_of(spec, split: str = "train") -> list[dict]:

@@ -26,11 +26,10 @@ import tempfile
 from pathlib import Path
 
 from harness.errors import UserError
+from harness.methods import METHODS
 from harness.methods.base import check_options, prepare_inner
 
-# method.options: multi-node launch settings (one node needs none of them) and a job time limit.
-LAUNCH_OPTIONS = {"nnodes": 1, "node_rank": 0, "master_addr": "localhost", "master_port": 29500,
-                  "rdzv_endpoint": None, "rdzv_id": None, "timeout_s": None}
+LAUNCH_OPTIONS = METHODS["fsdp"].options  # accepted method.options and their defaults: the method table
 STDERR_TAIL = 2000  # characters of the job's stderr kept when no rank left an error file
 
 

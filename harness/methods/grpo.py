@@ -14,10 +14,11 @@ from __future__ import annotations
 import importlib
 
 from harness.errors import UserError
+from harness.methods import METHODS
 from harness.methods.base import check_options, inner_method, prepare_inner
 
-# method.options and their defaults (sweeps/method/grpo.yaml restates them with reasons).
-OPTIONS = {"num_generations": 4, "max_completion_length": 16, "beta": 0.04, "temperature": 1.0}
+
+OPTIONS = METHODS["grpo"].options  # accepted method.options and their defaults: the method table
 EDGE = 3  # reward_first / reward_last average this many logged steps: one step's mean is noisy
 
 

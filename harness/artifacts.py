@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import UserError, did_you_mean
+from harness.record import add_warning
 
 MANIFEST = "tunebench_artifact.json"
 ARTIFACTS_SUBDIR = "artifacts"
@@ -54,8 +55,7 @@ def save(model, tok, spec, loaded, record: dict) -> list[dict]:
             "method": spec.method.name,
             "save": spec.train.save,
             "base": loaded.identity,
-            # The spec as run (the record's config has model.arch replaced by the loaded facts,
-            # which would rebuild a *different* tiny model): enough to reload the exact base.
+            # The spec as run (the record's config too, since schema_version 2): enough to reload the exact base.
             "config": spec.to_dict(),
         }
         _write_dir(final, lambda tmp: _fill(tmp, model, tok, spec, manifest))
@@ -63,9 +63,7 @@ def save(model, tok, spec, loaded, record: dict) -> list[dict]:
     except Exception as exc:  # noqa: BLE001 — see docstring
         last = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
         where = f" at {Path(last.filename).name}:{last.lineno}" if last else ""
-        record.setdefault("warnings", []).append(
-            f"artifact not saved (train.save={spec.train.save}): {type(exc).__name__}: {str(exc)[:300]}{where}"
-        )
+        add_warning(record, f"artifact not saved (train.save={spec.train.save}): {type(exc).__name__}: {str(exc)[:300]}{where}")
         return []
 
 

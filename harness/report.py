@@ -212,7 +212,7 @@ def sweep_about(name: str) -> str:
     return str(about or "")
 
 
-def advisor_setup(config: dict, device: str, metrics: dict):
+def advisor_setup(config: dict, device: str, metrics: dict, arch: dict | None = None):
     """The advisor's ``Setup`` for a run's resolved config (``advisor/`` imports no torch).
 
     The padded length of the longest batch sets the activation peak; records do not carry it yet,
@@ -228,7 +228,8 @@ def advisor_setup(config: dict, device: str, metrics: dict):
     dtype = t.get("dtype") or "auto"
     precision = {"fp32": "fp32", "bf16": "bf16", "fp16": "bf16"}.get(dtype, "fp32" if device == "cpu" else "bf16")
     seq = metrics.get("max_batch_seq_len") or t["max_seq_len"]
-    return Setup(arch=Arch.from_hf(config["model"]["arch"], where="config.model.arch"), method=name,
+    arch = arch or config["model"]["arch"]  # the record's model_arch (measured); a bare config: the spec's
+    return Setup(arch=Arch.from_hf(arch, where="model_arch"), method=name,
                  rank=int(m.get("r") or 16), targets=m.get("targets") or "all-linear", batch_size=int(t["batch_size"]),
                  seq_len=int(seq), grad_checkpointing=bool(t.get("grad_checkpointing")), precision=precision,
                  optimizer=t.get("optimizer") or "adamw", gpus=int(m.get("world_size") or 1),
@@ -248,7 +249,8 @@ def advisor_estimates(frame: pd.DataFrame, runs: pd.DataFrame) -> tuple[pd.Serie
         row = frame.loc[i]
         device = str(row.get("hardware.device") or "cuda")
         try:
-            b = estimate(advisor_setup(_unflatten(row, "config."), device, _unflatten(row, "metrics.")))
+            b = estimate(advisor_setup(_unflatten(row, "config."), device, _unflatten(row, "metrics."),
+                                       _unflatten(row, "model_arch.")))
         except Exception as e:  # noqa: BLE001 — one config the advisor cannot size must not sink the report
             last_error = f"{type(e).__name__}: {e}"
             continue

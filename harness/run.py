@@ -8,14 +8,11 @@ from __future__ import annotations
 
 import os
 import time
-import traceback
 from typing import Any
 
 from harness.config import RunSpec
 from harness.errors import UserError
-from harness.record import now, provenance, write_record
-
-TRACEBACK_TAIL = 3000  # characters of traceback kept in an error record
+from harness.record import build_record, error_info, finished, write_record
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -24,28 +21,6 @@ def _is_oom(exc: BaseException) -> bool:
     if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
         return True
     return "out of memory" in str(exc).lower()
-
-
-def new_record(spec: RunSpec, device: str) -> dict:
-    from harness.measure import hardware
-
-    return {
-        "schema_version": 1,
-        "run_id": spec.run_id,
-        "status": "error",
-        "error": None,
-        "config": spec.to_dict(),
-        "metrics": {},
-        "hardware": hardware(device),
-        "provenance": provenance(now()),
-        "artifacts": [],
-        **({"sweep": {"name": os.environ["TUNEBENCH_SWEEP"]}} if os.environ.get("TUNEBENCH_SWEEP") else {}),
-    }
-
-
-def error_info(exc: BaseException) -> dict:
-    tb = "".join(traceback.format_exception(exc))
-    return {"type": type(exc).__name__, "message": str(exc).strip()[:1000], "traceback": tb[-TRACEBACK_TAIL:]}
 
 
 def execute(spec: RunSpec, progress: Any = None) -> dict:
@@ -64,7 +39,7 @@ def execute(spec: RunSpec, progress: Any = None) -> dict:
     from harness.tasks import get_task
 
     device = device_of()
-    record = new_record(spec, device)
+    record = build_record(spec, device, sweep=os.environ.get("TUNEBENCH_SWEEP"))
     metrics = record["metrics"]
     t_start = time.perf_counter()
     import psutil
@@ -92,7 +67,7 @@ def execute(spec: RunSpec, progress: Any = None) -> dict:
         t = time.perf_counter()
         loaded = models.load(spec.model, seed=spec.seed, dtype=dtype, device=device, **method.load_kwargs(spec))
         metrics["load_s"] = time.perf_counter() - t
-        record["config"]["model"]["arch"] = loaded.arch
+        record["model_arch"] = loaded.arch  # measured; config stays the spec that ran
         record["model_identity"] = loaded.identity
         load_key = {"dtype": str(dtype), "quantize": spec.method.quantize, "device": device}
         if score_it:
@@ -152,18 +127,17 @@ def execute(spec: RunSpec, progress: Any = None) -> dict:
         guard.raise_if_tripped(metrics.get("peak_memory_gb"))
         # train.save: adapter/model under <results_dir>/artifacts/<run_id>/; a failure is a warning, never a lost run.
         record["artifacts"] = artifacts.save(model, loaded.tokenizer, spec, loaded, record)
-        record["status"] = "ok"
+        status, error = "ok", None
     except (UserError, KeyboardInterrupt):
         guard.stop()
         mem.stop()
         raise  # bad input is not a measurement; an interrupted run measured nothing whole
     except Exception as exc:  # noqa: BLE001 — every failure is a result to record
         guard.stop()
-        record["status"] = "oom" if _is_oom(exc) else "error"
-        record["error"] = error_info(exc)
+        status, error = ("oom" if _is_oom(exc) else "error"), error_info(exc)
         metrics.update(mem.peak())
     mem.stop()
     metrics["wall_s"] = time.perf_counter() - t_start
-    record["provenance"]["finished_at"] = now()
+    record = finished(record, status, error=error)
     write_record(spec.results_dir, record)
     return record

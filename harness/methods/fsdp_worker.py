@@ -157,7 +157,7 @@ def _entry(argv: list[str]) -> int:
         main(job_dir)
     except BaseException as exc:  # noqa: BLE001 — every rank's failure must reach the record
         from harness.record import write_json_atomic
-        from harness.run import error_info
+        from harness.record import error_info
 
         rank = int(os.environ.get("RANK", 0))
         write_json_atomic(job_dir / f"error.rank{rank}.json", {"rank": rank, **error_info(exc)})

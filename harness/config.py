@@ -19,6 +19,8 @@ from typing import Any, Mapping
 
 from harness.errors import UserError, did_you_mean, unknown
 from harness.methods import METHODS, method_names  # the method table: data only, imports nothing heavy
+from harness.methods import inner_of
+from harness.methods import options as method_options
 from harness.paths import CONFIG_DIR
 
 TARGET_PRESETS = ("q_proj+v_proj", "attn", "all-linear")
@@ -298,11 +300,8 @@ def spec_from_dict(cfg: Mapping[str, Any]) -> RunSpec:
     method = parts["method"]
     if method.name not in METHODS:
         raise unknown("method.name", method.name, method_names())
-    accepted = METHODS[method.name].options
-    for key in method.options:  # every method: an option it does not read is a typo, not a no-op
-        if key not in accepted:
-            where = f"accepted: {', '.join(accepted) or 'none (method.options must be {})'}"
-            raise UserError(f"unknown {method.name} option 'method.options.{key}'{did_you_mean(key, accepted)}; {where}")
+    method_options(method.name, method.options)  # every method: an option it does not read is a typo, not a no-op
+    inner_of(method.name, method.inner)  # fsdp/grpo/dpo: full | lora; other methods: none
     return _build(RunSpec, {**cfg, **parts}, "config")
 
 

@@ -201,7 +201,7 @@ def _same_model(run: Run, arch: Arch) -> bool:
 def for_plan(runs, plan, gpu) -> Found:
     """Runs of the same model: memory measured vs estimated, speed, task gains by method."""
     from advisor.memory import estimate
-    from advisor.rules import Step
+    from advisor.recipe import Step
 
     found = Found()
     if not runs:

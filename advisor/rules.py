@@ -17,16 +17,14 @@ Where the guides disagree the procedure takes one side and says why in the step 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 from advisor.catalog import GpuBudget, Model, ladder
 from advisor.guide import RULES
 from advisor.memory import estimate
 from advisor.plan import COMFORT, GRPO_GENERATIONS, HEADROOM, Option, Plan, size, time_per_epoch
+from advisor.recipe import AUDITABILITY, CAPABILITIES, DEFAULT_SEQ_LEN, Alternative, Inputs, Recipe, Step  # noqa: F401
 
-CAPABILITIES = ("classification", "extraction", "instruction", "style", "domain", "reasoning", "code", "alignment")
-AUDITABILITY = ("low", "standard", "high")
-DEFAULT_SEQ_LEN = 512
 # R-DATA-BY-TASK, as a floor below which the advisor warns (classification assumes 2 classes).
 TASK_FLOOR = {
     "classification": (100, "50–200 per class"),
@@ -35,68 +33,6 @@ TASK_FLOOR = {
     "style": (1000, "1,000–5,000"),
 }
 NO_FINETUNE = "don't fine-tune: prompt / few-shot / RAG"
-
-
-@dataclass(frozen=True)
-class Inputs:
-    gpu: GpuBudget
-    examples: int | None = None
-    capability: str = "instruction"
-    auditability: str = "standard"
-    model: Model | None = None
-    seq_len: int = DEFAULT_SEQ_LEN
-    seq_len_given: bool = False
-    verifiable_reward: bool = False
-    preference_pairs: int | None = None
-
-
-@dataclass(frozen=True)
-class Step:
-    title: str
-    text: str
-    rules: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class Alternative:
-    option: str
-    peak_gb: float | None
-    fits: bool | None
-    why_not: str
-
-
-@dataclass
-class Recipe:
-    method: str  # full | lora | qlora | dora | fsdp | grpo | dpo | none
-    advice: str  # one line
-    inputs: Inputs
-    plan: Plan | None = None
-    inner: str | None = None
-    rank: int | None = None
-    alpha: int | None = None
-    dropout: float | None = None
-    lr: float | None = None
-    epochs: float | None = None
-    weight_decay: float | None = None
-    precision: str = "bf16"
-    feasible: bool = True
-    time_per_epoch_s: float | None = None
-    time_basis: str = ""
-    steps: list[Step] = field(default_factory=list)
-    alternatives: list[Alternative] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    evidence: list[dict] = field(default_factory=list)
-
-    @property
-    def rules(self) -> list[str]:
-        seen: dict[str, None] = {}
-        for s in self.steps:
-            seen.update(dict.fromkeys(s.rules))
-        return list(seen)
-
-    @property
-    def model(self) -> Model | None:
-        return self.plan.model if self.plan else None
 
 
 def _rank(n: int, objective: str) -> int:

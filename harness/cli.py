@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 
 from harness.errors import UserError, run_cli
@@ -29,22 +28,6 @@ examples:
 """
 
 
-def _quiet_libraries() -> None:
-    # Library chatter (progress bars, advisory warnings) would drown the harness's own output.
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
-    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
-    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TQDM_DISABLE", "1")  # lm-eval draws a tqdm bar per request type and task
-    import logging
-    import warnings
-
-    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # "kernels not installed" notices
-
-    warnings.filterwarnings("ignore")
-
-
 def dispatch(argv: list[str]) -> int:
     if argv and argv[0] in ("-h", "--help", "help"):
         print(USAGE)
@@ -64,8 +47,9 @@ def run_from_overrides(overrides: list[str]) -> int:
     from omegaconf import OmegaConf
 
     from harness.config import check_writable, compose, spec_from_dict
+    from harness.console import quiet_libraries
 
-    _quiet_libraries()
+    quiet_libraries()
     cfg = compose(overrides)
     if cfg.get("sweep"):
         from harness.sweep import run_sweep

@@ -27,10 +27,10 @@ def parser() -> argparse.ArgumentParser:
 
 def _main(argv: list[str]) -> int:
     from harness import artifacts
-    from harness.cli import _quiet_libraries
+    from harness.console import quiet_libraries
 
     args = parser().parse_args(argv)
-    _quiet_libraries()
+    quiet_libraries()
     located = artifacts.locate(args.run, args.results)
     out, what = artifacts.export(located, args.out, merge_adapter=args.merge, trust_remote_code=args.trust_remote_code)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())

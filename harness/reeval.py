@@ -148,10 +148,10 @@ def _fmt(score: dict) -> str:
 
 
 def _main(argv: list[str]) -> int:
-    from harness.cli import _quiet_libraries
+    from harness.console import quiet_libraries
 
     args = parser().parse_args(argv)
-    _quiet_libraries()
+    quiet_libraries()
     probes = tuple(p.strip() for p in args.probes.split(",") if p.strip())
     out = evaluate_run(args.run, args.data, results=args.results, metric=args.metric, probes=probes,
                        probe_limit=args.probe_limit, limit=args.limit, batch_size=args.batch_size,

@@ -1,0 +1,76 @@
+"""The advisor's types: what it is asked (``Inputs``) and what it answers (``Recipe``, made of
+``Step``s and ``Alternative``s). ``rules.py`` builds recipes, ``evidence.py`` adds measured steps
+and ``render.py`` prints them; all three import these types from here, none from each other.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from advisor.catalog import GpuBudget, Model
+from advisor.plan import Plan
+
+CAPABILITIES = ("classification", "extraction", "instruction", "style", "domain", "reasoning", "code", "alignment")
+AUDITABILITY = ("low", "standard", "high")
+DEFAULT_SEQ_LEN = 512
+
+@dataclass(frozen=True)
+class Inputs:
+    gpu: GpuBudget
+    examples: int | None = None
+    capability: str = "instruction"
+    auditability: str = "standard"
+    model: Model | None = None
+    seq_len: int = DEFAULT_SEQ_LEN
+    seq_len_given: bool = False
+    verifiable_reward: bool = False
+    preference_pairs: int | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    title: str
+    text: str
+    rules: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Alternative:
+    option: str
+    peak_gb: float | None
+    fits: bool | None
+    why_not: str
+
+
+@dataclass
+class Recipe:
+    method: str  # full | lora | qlora | dora | fsdp | grpo | dpo | none
+    advice: str  # one line
+    inputs: Inputs
+    plan: Plan | None = None
+    inner: str | None = None
+    rank: int | None = None
+    alpha: int | None = None
+    dropout: float | None = None
+    lr: float | None = None
+    epochs: float | None = None
+    weight_decay: float | None = None
+    precision: str = "bf16"
+    feasible: bool = True
+    time_per_epoch_s: float | None = None
+    time_basis: str = ""
+    steps: list[Step] = field(default_factory=list)
+    alternatives: list[Alternative] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    evidence: list[dict] = field(default_factory=list)
+
+    @property
+    def rules(self) -> list[str]:
+        seen: dict[str, None] = {}
+        for s in self.steps:
+            seen.update(dict.fromkeys(s.rules))
+        return list(seen)
+
+    @property
+    def model(self) -> Model | None:
+        return self.plan.model if self.plan else None

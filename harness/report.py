@@ -221,10 +221,12 @@ def advisor_setup(config: dict, device: str, metrics: dict, arch: dict | None = 
     from advisor.catalog import Arch
     from advisor.memory import METHODS, Setup
 
+    from harness.methods import METHODS as METHOD_TABLE
+
     m, t = config["method"], config["train"]
     name = "dora" if m.get("use_dora") else "qlora" if m.get("quantize") == "4bit" else m["name"]
-    if name not in METHODS:
-        name = m.get("inner") or name  # fsdp(full), grpo(lora): the advisor sizes what is trained
+    if name not in METHODS:  # rslora: sized as lora (harness.methods table); fsdp(full), grpo(lora): what is trained
+        name = getattr(METHOD_TABLE.get(m["name"]), "sized_as", None) or m.get("inner") or name
     dtype = t.get("dtype") or "auto"
     precision = {"fp32": "fp32", "bf16": "bf16", "fp16": "bf16"}.get(dtype, "fp32" if device == "cpu" else "bf16")
     seq = metrics.get("max_batch_seq_len") or t["max_seq_len"]

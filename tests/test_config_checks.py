@@ -55,3 +55,22 @@ def test_a_good_config_still_passes_the_checks():
 
     spec = load_spec([*TINY, "budget_gb=2", "timeout_s=30.5", "seed=3", "eval.probes=[general_mc]"])
     assert (spec.budget_gb, spec.timeout_s, spec.seed, spec.eval.probes) == (2, 30.5, 3, ("general_mc",))
+
+
+def test_every_method_yaml_is_in_the_method_table_and_back():
+    """The table (harness/methods/__init__.py) and the config group (sweeps/method/) name the same methods."""
+    from harness.config import group_options
+    from harness.methods import METHODS, get_method
+
+    assert set(group_options("method")) == set(METHODS)
+    for name in METHODS:
+        spec = load_spec_for(name)
+        assert spec.method.name == name
+        method = get_method(name, spec.method.inner)
+        assert method.capabilities.trains_base in (True, False), name  # a wrapper takes its inner method's answer
+
+
+def load_spec_for(name: str):
+    from harness.config import load_spec
+
+    return load_spec([f"method={name}"])

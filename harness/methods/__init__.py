@@ -36,6 +36,7 @@ class MethodInfo:
     capabilities: Capabilities
     default_inner: str | None = None  # a wrapper: what ``method.inner: null`` trains; None: not a wrapper
     options: Mapping[str, Any] = field(default_factory=dict)  # accepted method.options → default
+    sized_as: str | None = None  # the advisor's memory model sizes it as this method (same weights, states, adapters)
 
 
 METHODS: dict[str, MethodInfo] = {
@@ -43,6 +44,8 @@ METHODS: dict[str, MethodInfo] = {
     "lora": MethodInfo("lora", "LoRA: low-rank adapters on a frozen base", Capabilities(trains_base=False)),
     "qlora": MethodInfo("lora", "QLoRA: LoRA on a 4-bit NF4 base", Capabilities(trains_base=False)),
     "dora": MethodInfo("lora", "DoRA: LoRA with magnitude and direction split", Capabilities(trains_base=False)),
+    "rslora": MethodInfo("rslora", "rsLoRA: LoRA with the update scaled by alpha/√r", Capabilities(trains_base=False),
+                         sized_as="lora"),  # only the scale differs: same memory
     "fsdp": MethodInfo(
         "fsdp", "FSDP2: the inner method sharded over world_size ranks",
         Capabilities(trains_base=None, launches_job=True), default_inner="full",

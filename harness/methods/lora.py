@@ -18,6 +18,8 @@ and stays unquantized, as do the norms.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from harness.errors import UserError
 from harness.methods import METHODS
 from harness.methods.base import Single
@@ -35,9 +37,13 @@ def target_modules(targets: str):
     return TARGETS.get(targets) or [t.strip() for t in targets.split("+")]
 
 
+@dataclass(frozen=True)
 class LoRA(Single):
-    name = "lora"
-    capabilities = METHODS["lora"].capabilities  # qlora and dora: the same code, the same capabilities
+    """``rslora``: scale the update by alpha/√r instead of alpha/r (``harness/methods/rslora.py``)."""
+
+    name: str = "lora"
+    rslora: bool = False
+    capabilities = METHODS["lora"].capabilities  # qlora, dora, rslora: the same code, the same capabilities
 
     def check(self, method, train, task):
         super().check(method, train, task)
@@ -59,6 +65,7 @@ class LoRA(Single):
             lora_dropout=m.dropout,
             target_modules=target_modules(m.targets),
             use_dora=m.use_dora,
+            use_rslora=self.rslora,
             bias="none",
             task_type="CAUSAL_LM",
         )

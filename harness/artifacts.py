@@ -246,7 +246,7 @@ def spec_of(manifest: dict, *, trust_remote_code: bool = False):
 
     config = copy.deepcopy(manifest["config"])
     config["model"]["trust_remote_code"] = bool(trust_remote_code)
-    return spec_from_dict(config)
+    return spec_from_dict(config, complete=True)  # a field added since the run: from the YAML
 
 
 def load_base(manifest: dict, device: str, *, trust_remote_code: bool = False):

@@ -13,7 +13,7 @@ import os
 import tempfile
 import types
 import typing
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -35,13 +35,13 @@ SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constan
 class ModelSpec:
     name: str
     source: str  # tiny | gguf | pretrained
-    name_or_path: str | None = None  # set → plain from_pretrained(name_or_path)
-    revision: str | None = None
-    gguf_package: str | None = None
-    gguf_file: str | None = None
-    arch: Mapping[str, Any] = field(default_factory=dict)  # tiny / cost-only: LlamaConfig kwargs
-    scored: bool = True  # False for random-init cost-only models: score is meaningless
-    trust_remote_code: bool = False
+    name_or_path: str | None  # set → plain from_pretrained(name_or_path)
+    revision: str | None
+    gguf_package: str | None
+    gguf_file: str | None
+    arch: Mapping[str, Any]  # tiny / cost-only: LlamaConfig kwargs
+    scored: bool  # False for random-init cost-only models: score is meaningless
+    trust_remote_code: bool
 
     def __post_init__(self):
         if self.name_or_path is None and self.source not in ("tiny", "gguf", "pretrained"):
@@ -54,15 +54,15 @@ class ModelSpec:
 class MethodSpec:
     name: str
     default_lr: float
-    r: int | None = None  # adapter rank; None for methods without adapters
-    alpha: float | None = None  # None → 2r
-    dropout: float = 0.05
-    targets: str = "all-linear"
-    quantize: str | None = None  # "4bit" → NF4 base (QLoRA / QDoRA)
-    use_dora: bool = False
-    inner: str | None = None  # fsdp / grpo: what is trained inside (full | lora)
-    world_size: int = 1
-    options: Mapping[str, Any] = field(default_factory=dict)  # method-specific settings
+    r: int | None  # adapter rank; None for methods without adapters
+    alpha: float | None  # None → 2r
+    dropout: float
+    targets: str
+    quantize: str | None  # "4bit" → NF4 base (QLoRA / QDoRA)
+    use_dora: bool
+    inner: str | None  # fsdp / grpo: what is trained inside (full | lora)
+    world_size: int
+    options: Mapping[str, Any]  # method-specific settings
 
     def __post_init__(self):
         if self.r is not None and (not isinstance(self.r, int) or self.r < 1):
@@ -86,14 +86,14 @@ class MethodSpec:
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
-    seed: int = 0
-    n_train: int = 600
-    n_validation: int = 100
-    n_test: int = 200
-    difficulty: str | None = None  # arithmetic
-    train_file: str | None = None  # custom
-    eval_file: str | None = None  # custom
-    metric: str = "exact_match"  # custom
+    seed: int
+    n_train: int
+    n_validation: int
+    n_test: int
+    difficulty: str | None  # arithmetic
+    train_file: str | None  # custom
+    eval_file: str | None  # custom
+    metric: str  # custom
 
     def __post_init__(self):
         _at_least("task.seed", self.seed, 0)
@@ -103,21 +103,21 @@ class TaskSpec:
 
 @dataclass(frozen=True)
 class TrainSpec:
-    max_steps: int = 40  # > 0 wins over epochs; -1 → train for `epochs`
-    epochs: float = 1.0
-    batch_size: int = 8
-    grad_accum: int = 1
-    lr: float | None = None  # None → the method's default_lr
-    warmup_ratio: float = 0.1
-    scheduler: str = "cosine"
-    weight_decay: float = 0.0
-    max_seq_len: int = 256
-    grad_checkpointing: bool = False
-    dtype: str = "auto"
-    optimizer: str = "adamw"
-    measure_skip_steps: int = 2  # warm-up steps left out of throughput
-    save: str = "adapter"
-    log_every: int = 1
+    max_steps: int  # > 0 wins over epochs; -1 → train for `epochs`
+    epochs: float
+    batch_size: int
+    grad_accum: int
+    lr: float | None  # None → the method's default_lr
+    warmup_ratio: float
+    scheduler: str
+    weight_decay: float
+    max_seq_len: int
+    grad_checkpointing: bool
+    dtype: str
+    optimizer: str
+    measure_skip_steps: int  # warm-up steps left out of throughput
+    save: str
+    log_every: int
 
     def __post_init__(self):
         if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
@@ -147,11 +147,11 @@ class TrainSpec:
 
 @dataclass(frozen=True)
 class EvalSpec:
-    limit: int | None = 100  # test examples scored (None → all)
-    batch_size: int = 16
-    probes: tuple[str, ...] = ()
-    probe_limit: int | None = None
-    enabled: bool = True
+    limit: int | None  # test examples scored (None → all)
+    batch_size: int
+    probes: tuple[str, ...]
+    probe_limit: int | None
+    enabled: bool
 
     def __post_init__(self):
         if self.limit is not None and self.limit < 1:
@@ -169,11 +169,11 @@ class RunSpec:
     task: TaskSpec
     train: TrainSpec
     eval: EvalSpec
-    seed: int = 0
-    repeat: int = 0  # repetition index: same config measured again gets its own record
-    results_dir: str = "results/runs"
-    budget_gb: float | None = None
-    timeout_s: float | None = None
+    seed: int
+    repeat: int  # repetition index: same config measured again gets its own record
+    results_dir: str
+    budget_gb: float | None
+    timeout_s: float | None
 
     def __post_init__(self):
         _at_least("seed", self.seed, 0)
@@ -280,9 +280,14 @@ def _tupled(value):
     return tuple(value) if isinstance(value, (list, tuple)) else value  # anything else: the type check names it
 
 
-def spec_from_dict(cfg: Mapping[str, Any]) -> RunSpec:
-    """Turn a resolved config (plain dict) into a RunSpec, checking every value."""
-    cfg = dict(cfg)
+def spec_from_dict(cfg: Mapping[str, Any], *, complete: bool = False) -> RunSpec:
+    """Turn a resolved config (plain dict) into a RunSpec, checking every value.
+
+    Every field is required: defaults live in the YAML only. ``complete=True`` is for a config
+    written by an older tunebench (an artifact's manifest): a field added since comes from the
+    YAML of the same model/method/task option.
+    """
+    cfg = completed(cfg) if complete else dict(cfg)
     cfg.pop("sweep", None)
     cfg.pop("debug", None)
     cfg.pop("hydra", None)
@@ -303,6 +308,19 @@ def spec_from_dict(cfg: Mapping[str, Any]) -> RunSpec:
     method_options(method.name, method.options)  # every method: an option it does not read is a typo, not a no-op
     inner_of(method.name, method.inner)  # fsdp/grpo/dpo: full | lora; other methods: none
     return _build(RunSpec, {**cfg, **parts}, "config")
+
+
+def completed(cfg: Mapping[str, Any]) -> dict:
+    """``cfg`` with the fields it lacks taken from the shipped YAML (same group options where they exist)."""
+    from omegaconf import OmegaConf
+
+    overrides = [f"{group}={name}" for group in ("model", "method", "task")
+                 if (name := (cfg.get(group) or {}).get("name")) in group_options(group)]
+    base = OmegaConf.to_container(compose(overrides), resolve=True)
+    out = {**base, **cfg}
+    for section in ("model", "method", "task", "train", "eval"):  # one level: arch and options stay whole
+        out[section] = {**(base.get(section) or {}), **(cfg.get(section) or {})}
+    return out
 
 
 def group_options(group: str) -> list[str]:

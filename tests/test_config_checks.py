@@ -74,3 +74,31 @@ def load_spec_for(name: str):
     from harness.config import load_spec
 
     return load_spec([f"method={name}"])
+
+
+def test_defaults_live_in_the_yaml_only():
+    """The spec dataclasses declare fields and check them; a default there would be a second home."""
+    import dataclasses
+
+    from harness.config import EvalSpec, MethodSpec, ModelSpec, RunSpec, TaskSpec, TrainSpec
+
+    with_default = [f"{cls.__name__}.{f.name}" for cls in (ModelSpec, MethodSpec, TaskSpec, TrainSpec, EvalSpec, RunSpec)
+                    for f in dataclasses.fields(cls)
+                    if f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING]
+    assert with_default == []
+
+
+def test_a_manifest_from_before_a_field_existed_is_completed_from_the_yaml():
+    import pytest as _pytest
+
+    from harness.config import load_spec, spec_from_dict
+    from harness.errors import UserError
+
+    spec = load_spec([*TINY, "method=dora", "train.log_every=3"])
+    old = spec.to_dict()
+    del old["train"]["log_every"], old["method"]["targets"]  # written before these fields were added
+    with _pytest.raises(UserError, match="missing"):
+        spec_from_dict(old)
+    again = spec_from_dict(old, complete=True)
+    assert again.train.log_every == 1 and again.method.targets == "all-linear"  # config.yaml's and dora.yaml's
+    assert again.method.use_dora and again.model.arch == spec.model.arch  # what the manifest says wins

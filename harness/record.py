@@ -6,7 +6,7 @@ against it. ``build_record`` makes the record of a run about to start, ``finishe
 (status, error, last figures) and ``write_record`` writes it atomically: ``run.execute``, the
 watchdog's hard stop, a sweep parent whose child left nothing, and an FSDP job all go through
 them. Readers go through ``read_record`` (which upgrades version-1 records in memory) and the
-accessors at the end (``model_arch``, ``world_size``, ``method_label``).
+accessor ``model_arch``.
 
 Version 2 against 1: ``config`` is exactly the ``RunSpec`` that ran; the architecture measured
 when the model loaded is ``model_arch`` (version 1 overwrote ``config.model.arch`` with it).
@@ -268,18 +268,3 @@ def read_record(path: str | Path) -> Record:
 def model_arch(record: dict) -> dict:
     """The architecture the run loaded ({} when it died first); version 1 kept it in config."""
     return upgrade(record).get("model_arch") or {}
-
-
-def world_size(record: dict) -> int:
-    """Processes that trained (FSDP: all ranks of all nodes); 1 for a single-process run."""
-    return int((record.get("metrics") or {}).get("world_size") or 1)
-
-
-def method_label(config: dict) -> str:
-    """The method as people name it: a LoRA spec with quantize=4bit is qlora, with use_dora dora."""
-    m = config["method"]
-    if m["name"] == "lora" and m.get("use_dora"):
-        return "dora"
-    if m["name"] == "lora" and m.get("quantize") == "4bit":
-        return "qlora"
-    return m["name"]

@@ -152,6 +152,15 @@ def test_a_version_1_record_still_loads_and_reports(tmp_path):
     assert "Median |error|" in md  # the advisor-vs-measured plot found the v1 record's architecture
 
 
+def test_every_committed_record_loads_with_its_architecture():
+    from harness.results import records
+
+    dirs = sorted({p.parent for p in (REPO / "results").rglob("*.json") if p.parent.name not in ("evals",)})
+    loaded = [r for d in dirs for r in records(d, warn=lambda msg: None)]
+    assert len(loaded) >= 30  # results/main, baselines, forgetting, method_matrix, rank_ablation
+    assert all(r["schema_version"] == 1 and model_arch(r).get("num_hidden_layers") for r in loaded if r["status"] == "ok")
+
+
 @pytest.mark.parametrize("version", [3])
 def test_a_record_from_a_newer_tunebench_is_named_not_misread(tmp_path, version):
     path = tmp_path / "r.json"

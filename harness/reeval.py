@@ -50,12 +50,12 @@ def scorer_for(manifest: dict, metric: str, data: str):
     from harness.tasks import get_task
     from harness.tasks.custom import METRICS, CustomTask, read_chat_jsonl
 
-    from harness.artifacts import spec_of
-
     task_spec = manifest["config"]["task"]
     if metric == TASK_SCORER and task_spec["name"] != "custom":
+        from harness.config import TaskSpec
+
         examples = read_chat_jsonl(data)  # file:line errors for a bad line
-        return get_task(spec_of(manifest).task), examples, task_spec["name"]
+        return get_task(TaskSpec(**task_spec)), examples, task_spec["name"]
     if metric == TASK_SCORER:
         metric = task_spec.get("metric") or "exact_match"
     if metric not in METRICS:

@@ -14,7 +14,7 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from harness.errors import unknown
+from harness.errors import UserError, did_you_mean, unknown
 
 INNERS = ("full", "lora")  # what a wrapper method may train
 
@@ -79,8 +79,6 @@ def info(name: str) -> MethodInfo:
 def options(name: str, given: Mapping[str, Any]) -> dict:
     """``method.options`` merged over the table's defaults; a key the method does not read is a
     one-line error for every method (a typo must not be a silent no-op)."""
-    from harness.errors import UserError, did_you_mean
-
     accepted = info(name).options
     for key in given:
         if key not in accepted:
@@ -91,8 +89,6 @@ def options(name: str, given: Mapping[str, Any]) -> dict:
 
 def inner_of(name: str, inner: str | None) -> str | None:
     """What a wrapper trains (``method.inner``, else its default); None for a method that is no wrapper."""
-    from harness.errors import UserError
-
     entry = info(name)
     if entry.default_inner is None:
         if inner is not None:

@@ -30,7 +30,12 @@ examples:
 
 def dispatch(argv: list[str]) -> int:
     if argv and argv[0] in ("-h", "--help", "help"):
+        from harness.methods import METHODS
+
         print(USAGE)
+        print("methods (method=<name>; docs/methods.md, docs/extending.md):")
+        for name, entry in METHODS.items():
+            print(f"  {name:<8} {entry.summary}")
         return 0
     if argv and argv[0] in COMMANDS:
         return importlib.import_module(COMMANDS[argv[0]]).main(argv[1:])

@@ -21,7 +21,7 @@ INNERS = ("full", "lora")  # what a wrapper method may train
 
 @dataclass(frozen=True)
 class Capabilities:
-    """What a method does, as data: run.py, the record and the report read these, never a method name."""
+    """What a method does, as data: run.py reads these, never a method's name."""
 
     trains_base: bool | None  # base weights get gradients (6N vs 4N training FLOPs/token); None: the inner method's
     needs_reference: bool = False  # the loss pulls towards a frozen reference policy: kl_from_base is scored
@@ -32,7 +32,7 @@ class Capabilities:
 @dataclass(frozen=True)
 class MethodInfo:
     module: str  # harness.methods.<module> holds METHOD (or, for a wrapper, WRAPPER)
-    summary: str  # one line for the report and the method list
+    summary: str  # one line for the method list (``harness --help``)
     capabilities: Capabilities
     default_inner: str | None = None  # a wrapper: what ``method.inner: null`` trains; None: not a wrapper
     options: Mapping[str, Any] = field(default_factory=dict)  # accepted method.options → default

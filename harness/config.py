@@ -265,11 +265,12 @@ def _build(cls, data: Mapping[str, Any], prefix: str):
         key = sorted(extra)[0]
         name = f"{prefix}.{key}" if prefix != "config" else key
         raise UserError(f"unknown setting '{name}'{did_you_mean(key, known)}")
+    missing = [f.name for f in fields(cls) if f.name not in data]
+    if missing:  # every field is required: the YAML under sweeps/ sets each one
+        name = f"{prefix}.{missing[0]}" if prefix != "config" else missing[0]
+        raise UserError(f"missing setting '{name}' (every setting has its default in sweeps/*.yaml)")
     _check_types(cls, data, prefix)
-    try:
-        return cls(**data)
-    except TypeError as e:  # a required field is missing
-        raise UserError(f"{prefix}: {e}") from None
+    return cls(**data)
 
 
 def _tupled(value):

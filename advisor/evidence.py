@@ -108,7 +108,7 @@ def run_from_record(d: dict, path: str = "") -> Run:
         inner = "qlora"
     elif inner == "lora" and method.get("use_dora"):
         inner = "dora"
-    arch_d = model.get("arch") or {}
+    arch_d = d.get("model_arch") or model.get("arch") or {}  # schema 2: measured arch apart; 1: in config
     arch = Arch.from_hf(arch_d, where=path) if arch_d.get("num_hidden_layers") else None
     hw = d.get("hardware") or {}
     return Run(
@@ -163,7 +163,7 @@ def load_runs(results_dir: str | Path, *, must_exist: bool = False, flag: str = 
 def setup_for_run(run: Run) -> tuple[Setup | None, str]:
     """The memory-model Setup a run trained with, or (None, why it cannot be modelled)."""
     if run.arch is None:
-        return None, "no config.model.arch in the record"
+        return None, "no model_arch (or config.model.arch) in the record"
     method = run.method
     if method in ("grpo", "dpo"):
         return None, f"{method}: rollouts / paired batches are outside the SFT memory model"

@@ -121,8 +121,8 @@ SFT_METHODS = ("full", "lora", "qlora", "dora")  # what trains; the memory model
 WRAPPER_METHODS = ("fsdp", "grpo", "dpo")  # wrap one of SFT_METHODS (``method.inner``)
 METHODS = SFT_METHODS + WRAPPER_METHODS  # the `method=<name>`s the harness ships (besides SIZED_AS)
 # Harness methods the memory model sizes as another one (a LoRA variant that changes only its scale
-# costs what LoRA costs): name → one of SFT_METHODS. Empty until such a variant ships.
-SIZED_AS: dict[str, str] = {}
+# costs what LoRA costs): name → one of SFT_METHODS. The harness's method table reads it.
+SIZED_AS: dict[str, str] = {"rslora": "lora"}  # rsLoRA: only the scale differs (alpha/√r), same tensors
 LINEAR_NAMES = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # What `method.targets` presets adapt in a Llama-style decoder layer.
 TARGET_PRESETS = {

@@ -15,6 +15,7 @@ A failure to save never costs the measurement: it becomes a warning in the recor
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import shutil
@@ -24,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from harness.errors import UserError, did_you_mean
+from harness.record import add_warning
 
 MANIFEST = "tunebench_artifact.json"
 ARTIFACTS_SUBDIR = "artifacts"
@@ -53,8 +55,7 @@ def save(model, tok, spec, loaded, record: dict) -> list[dict]:
             "method": spec.method.name,
             "save": spec.train.save,
             "base": loaded.identity,
-            # The spec as run (the record's config has model.arch replaced by the loaded facts,
-            # which would rebuild a *different* tiny model): enough to reload the exact base.
+            # The spec as run (the record's config too, since schema_version 2): enough to reload the exact base.
             "config": spec.to_dict(),
         }
         _write_dir(final, lambda tmp: _fill(tmp, model, tok, spec, manifest))
@@ -62,9 +63,7 @@ def save(model, tok, spec, loaded, record: dict) -> list[dict]:
     except Exception as exc:  # noqa: BLE001 — see docstring
         last = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
         where = f" at {Path(last.filename).name}:{last.lineno}" if last else ""
-        record.setdefault("warnings", []).append(
-            f"artifact not saved (train.save={spec.train.save}): {type(exc).__name__}: {str(exc)[:300]}{where}"
-        )
+        add_warning(record, f"artifact not saved (train.save={spec.train.save}): {type(exc).__name__}: {str(exc)[:300]}{where}")
         return []
 
 
@@ -240,15 +239,19 @@ def _read_manifest(directory: Path) -> dict:
 # ---------------------------------------------------------------- loading and merging
 
 
-def spec_of(manifest: dict):
+def spec_of(manifest: dict, *, trust_remote_code: bool = False):
+    """The run's spec, with ``model.trust_remote_code`` from the caller (the user's command line),
+    never from the manifest: a results folder someone sends you must not switch remote code on."""
     from harness.config import spec_from_dict
 
-    return spec_from_dict(manifest["config"])
+    config = copy.deepcopy(manifest["config"])
+    config["model"]["trust_remote_code"] = bool(trust_remote_code)
+    return spec_from_dict(config, complete=True)  # a field added since the run: from the YAML
 
 
-def load_base(manifest: dict, device: str):
+def load_base(manifest: dict, device: str, *, trust_remote_code: bool = False):
     """The run's base model exactly as trained (same init seed, dtype, quantization)."""
-    return _load_base(spec_of(manifest), manifest, device)
+    return _load_base(spec_of(manifest, trust_remote_code=trust_remote_code), manifest, device)
 
 
 def _load_base(spec, manifest: dict | None, device: str):
@@ -264,7 +267,7 @@ def _load_base(spec, manifest: dict | None, device: str):
     return loaded
 
 
-def load_trained(located: Located, device: str | None = None):
+def load_trained(located: Located, device: str | None = None, *, trust_remote_code: bool = False):
     """(model, tokenizer) of the trained run: base + adapter, or the saved model itself."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -273,7 +276,7 @@ def load_trained(located: Located, device: str | None = None):
     from harness.measure import device_of
 
     device = device or device_of()
-    spec = spec_of(located.manifest)
+    spec = spec_of(located.manifest, trust_remote_code=trust_remote_code)
     if located.manifest["kind"] == "adapter":
         from peft import PeftModel
 
@@ -281,11 +284,11 @@ def load_trained(located: Located, device: str | None = None):
         model = PeftModel.from_pretrained(loaded.model, str(located.directory))
     else:
         dtype = models.resolve_dtype(spec.train.dtype, device)
-        model = AutoModelForCausalLM.from_pretrained(located.directory, dtype=dtype)
+        model = AutoModelForCausalLM.from_pretrained(located.directory, dtype=dtype, trust_remote_code=trust_remote_code)
         if device == "cuda":
             model = model.to("cuda")
     model.eval()
-    tok = AutoTokenizer.from_pretrained(located.directory)
+    tok = AutoTokenizer.from_pretrained(located.directory, trust_remote_code=trust_remote_code)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     torch.manual_seed(spec.seed)
@@ -319,7 +322,7 @@ def merge(spec, adapter_dir: str | Path, manifest: dict | None = None, device: s
     return model, note
 
 
-def export(located: Located, out: Path, *, merge_adapter: bool) -> tuple[Path, str]:
+def export(located: Located, out: Path, *, merge_adapter: bool, trust_remote_code: bool = False) -> tuple[Path, str]:
     """Write a standalone copy of the run's artifact to ``out`` (atomically); returns (out, what was done)."""
     out = Path(out).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -329,11 +332,12 @@ def export(located: Located, out: Path, *, merge_adapter: bool) -> tuple[Path, s
 
     def build(tmp: Path) -> None:
         if kind == "adapter" and merge_adapter:
-            model, note = merge(spec_of(located.manifest), located.directory, located.manifest)
+            spec = spec_of(located.manifest, trust_remote_code=trust_remote_code)
+            model, note = merge(spec, located.directory, located.manifest)
             model.save_pretrained(tmp, safe_serialization=True)
             from transformers import AutoTokenizer
 
-            AutoTokenizer.from_pretrained(located.directory).save_pretrained(tmp)
+            AutoTokenizer.from_pretrained(located.directory, trust_remote_code=trust_remote_code).save_pretrained(tmp)
             said.append(f"merged the {located.manifest['method']} adapter into its base")
             if note:
                 said.append(note)

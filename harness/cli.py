@@ -6,7 +6,6 @@ import importlib
 import sys
 
 from harness.errors import UserError, run_cli
-from harness.quiet import quiet_libraries as _quiet_libraries  # export.py and reeval.py still import it from here
 
 # command → module with ``main(argv) -> int``
 COMMANDS = {
@@ -31,7 +30,12 @@ examples:
 
 def dispatch(argv: list[str]) -> int:
     if argv and argv[0] in ("-h", "--help", "help"):
+        from harness.methods import METHODS
+
         print(USAGE)
+        print("methods (method=<name>; docs/methods.md, docs/extending.md):")
+        for name, entry in METHODS.items():
+            print(f"  {name:<8} {entry.summary}")
         return 0
     if argv and argv[0] in COMMANDS:
         return importlib.import_module(COMMANDS[argv[0]]).main(argv[1:])
@@ -47,15 +51,18 @@ def dispatch(argv: list[str]) -> int:
 def run_from_overrides(overrides: list[str]) -> int:
     from omegaconf import OmegaConf
 
-    from harness.config import compose, spec_from_dict
+    from harness.config import check_writable, compose, spec_from_dict
+    from harness.console import quiet_libraries
 
-    _quiet_libraries()
+    quiet_libraries()
     cfg = compose(overrides)
     if cfg.get("sweep"):
         from harness.sweep.launcher import run_sweep
 
+        check_writable(str(cfg.results_dir))  # before planning: a sweep must not run points it cannot record
         return run_sweep(cfg, overrides)
-    spec = spec_from_dict(OmegaConf.to_container(cfg, resolve=True))
+    spec = spec_from_dict(OmegaConf.to_container(cfg, resolve=True))  # every value checked, nothing loaded yet
+    check_writable(spec.results_dir)  # a run that cannot write its record would lose the measurement
     return run_single(spec)
 
 

@@ -9,29 +9,38 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from dataclasses import asdict, dataclass, field, fields
+import os
+import tempfile
+import types
+import typing
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, Mapping
 
 from advisor.facts import OPTIMIZERS, TARGET_PRESETS  # shared with the advisor's memory model
 from harness.errors import UserError, did_you_mean, unknown
+from harness.methods import METHODS, method_names  # the method table: data only, imports nothing heavy
+from harness.methods import inner_of
+from harness.methods import options as method_options
 from harness.paths import CONFIG_DIR
 
 DTYPES = ("auto", "fp32", "bf16", "fp16")
 SAVE_MODES = ("adapter", "merged", "none")
+# transformers' SchedulerType values that need no extra scheduler arguments
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt")
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     name: str
     source: str  # tiny | gguf | pretrained
-    name_or_path: str | None = None  # set → plain from_pretrained(name_or_path)
-    revision: str | None = None
-    gguf_package: str | None = None
-    gguf_file: str | None = None
-    arch: Mapping[str, Any] = field(default_factory=dict)  # tiny / cost-only: LlamaConfig kwargs
-    scored: bool = True  # False for random-init cost-only models: score is meaningless
-    trust_remote_code: bool = False
+    name_or_path: str | None  # set → plain from_pretrained(name_or_path)
+    revision: str | None
+    gguf_package: str | None
+    gguf_file: str | None
+    arch: Mapping[str, Any]  # tiny / cost-only: LlamaConfig kwargs
+    scored: bool  # False for random-init cost-only models: score is meaningless
+    trust_remote_code: bool
 
     def __post_init__(self):
         if self.name_or_path is None and self.source not in ("tiny", "gguf", "pretrained"):
@@ -44,15 +53,15 @@ class ModelSpec:
 class MethodSpec:
     name: str
     default_lr: float
-    r: int | None = None  # adapter rank; None for methods without adapters
-    alpha: float | None = None  # None → 2r
-    dropout: float = 0.05
-    targets: str = "all-linear"
-    quantize: str | None = None  # "4bit" → NF4 base (QLoRA / QDoRA)
-    use_dora: bool = False
-    inner: str | None = None  # fsdp / grpo: what is trained inside (full | lora)
-    world_size: int = 1
-    options: Mapping[str, Any] = field(default_factory=dict)  # method-specific settings
+    r: int | None  # adapter rank; None for methods without adapters
+    alpha: float | None  # None → 2r
+    dropout: float
+    targets: str
+    quantize: str | None  # "4bit" → NF4 base (QLoRA / QDoRA)
+    use_dora: bool
+    inner: str | None  # fsdp / grpo: what is trained inside (full | lora)
+    world_size: int
+    options: Mapping[str, Any]  # method-specific settings
 
     def __post_init__(self):
         if self.r is not None and (not isinstance(self.r, int) or self.r < 1):
@@ -76,33 +85,38 @@ class MethodSpec:
 @dataclass(frozen=True)
 class TaskSpec:
     name: str
-    seed: int = 0
-    n_train: int = 600
-    n_validation: int = 100
-    n_test: int = 200
-    difficulty: str | None = None  # arithmetic
-    train_file: str | None = None  # custom
-    eval_file: str | None = None  # custom
-    metric: str = "exact_match"  # custom
+    seed: int
+    n_train: int
+    n_validation: int
+    n_test: int
+    difficulty: str | None  # arithmetic
+    train_file: str | None  # custom
+    eval_file: str | None  # custom
+    metric: str  # custom
+
+    def __post_init__(self):
+        _at_least("task.seed", self.seed, 0)
+        for name in ("n_train", "n_validation", "n_test"):  # 0: unused (task=custom reads its files whole)
+            _at_least(f"task.{name}", getattr(self, name), 0)
 
 
 @dataclass(frozen=True)
 class TrainSpec:
-    max_steps: int = 40  # > 0 wins over epochs; -1 → train for `epochs`
-    epochs: float = 1.0
-    batch_size: int = 8
-    grad_accum: int = 1
-    lr: float | None = None  # None → the method's default_lr
-    warmup_ratio: float = 0.1
-    scheduler: str = "cosine"
-    weight_decay: float = 0.0
-    max_seq_len: int = 256
-    grad_checkpointing: bool = False
-    dtype: str = "auto"
-    optimizer: str = "adamw"
-    measure_skip_steps: int = 2  # warm-up steps left out of throughput
-    save: str = "adapter"
-    log_every: int = 1
+    max_steps: int  # > 0 wins over epochs; -1 → train for `epochs`
+    epochs: float
+    batch_size: int
+    grad_accum: int
+    lr: float | None  # None → the method's default_lr
+    warmup_ratio: float
+    scheduler: str
+    weight_decay: float
+    max_seq_len: int
+    grad_checkpointing: bool
+    dtype: str
+    optimizer: str
+    measure_skip_steps: int  # warm-up steps left out of throughput
+    save: str
+    log_every: int
 
     def __post_init__(self):
         if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
@@ -122,23 +136,29 @@ class TrainSpec:
             raise unknown("train.optimizer", self.optimizer, OPTIMIZERS)
         if self.save not in SAVE_MODES:
             raise unknown("train.save", self.save, SAVE_MODES)
-        if self.measure_skip_steps < 0:
-            raise UserError("train.measure_skip_steps must be >= 0")
+        if self.scheduler not in SCHEDULERS:
+            raise unknown("train.scheduler", self.scheduler, SCHEDULERS)
+        if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
+            raise UserError(f"train.weight_decay must be a number >= 0 (got {self.weight_decay!r})")
+        _at_least("train.measure_skip_steps", self.measure_skip_steps, 0)
+        _at_least("train.log_every", self.log_every, 1)
 
 
 @dataclass(frozen=True)
 class EvalSpec:
-    limit: int | None = 100  # test examples scored (None → all)
-    batch_size: int = 16
-    probes: tuple[str, ...] = ()
-    probe_limit: int | None = None
-    enabled: bool = True
+    limit: int | None  # test examples scored (None → all)
+    batch_size: int
+    probes: tuple[str, ...]
+    probe_limit: int | None
+    enabled: bool
 
     def __post_init__(self):
         if self.limit is not None and self.limit < 1:
             raise UserError(f"eval.limit must be >= 1 or null (got {self.limit})")
         if self.batch_size < 1:
             raise UserError(f"eval.batch_size must be >= 1 (got {self.batch_size})")
+        if self.probe_limit is not None:
+            _at_least("eval.probe_limit", self.probe_limit, 1)
 
 
 @dataclass(frozen=True)
@@ -148,11 +168,21 @@ class RunSpec:
     task: TaskSpec
     train: TrainSpec
     eval: EvalSpec
-    seed: int = 0
-    repeat: int = 0  # repetition index: same config measured again gets its own record
-    results_dir: str = "results/runs"
-    budget_gb: float | None = None
-    timeout_s: float | None = None
+    seed: int
+    repeat: int  # repetition index: same config measured again gets its own record
+    results_dir: str
+    budget_gb: float | None
+    timeout_s: float | None
+
+    def __post_init__(self):
+        _at_least("seed", self.seed, 0)
+        _at_least("repeat", self.repeat, 0)
+        for name in ("budget_gb", "timeout_s"):
+            value = getattr(self, name)
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise UserError(f"{name} must be a number > 0, or null for no limit (got {value!r})")
+        if not self.results_dir.strip():
+            raise UserError("results_dir must be a directory path (got an empty string)")
 
     @property
     def lr(self) -> float:
@@ -172,16 +202,74 @@ class RunSpec:
         return f"{self.method.name}-{self.model.name}-{self.task.name}-{digest}"
 
 
+def _at_least(key: str, value: int, low: int) -> None:
+    if value < low:
+        raise UserError(f"{key} must be an integer >= {low} (got {value!r})")
+
+
+_KINDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
+
+
+def _type_ok(value: Any, hint: Any) -> bool:
+    """Does ``value`` fit the annotation? Covers the shapes the specs use: scalars, X | None,
+    Mapping[str, Any] and tuple[str, ...]. bool is not an int here (``r=true`` is a typo)."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_type_ok(value, h) for h in typing.get_args(hint))
+    if hint is type(None):
+        return value is None
+    if hint is Any:
+        return True
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (Mapping, dict) or hint in (Mapping, dict):
+        return isinstance(value, Mapping)
+    if origin is tuple:
+        item = typing.get_args(hint)[0]
+        return isinstance(value, (tuple, list)) and all(_type_ok(v, item) for v in value)
+    return True  # a nested spec: built and checked by its own class
+
+
+def _describe(hint: Any) -> str:
+    """'an integer or null', 'a list of names', … for the message that names what is accepted."""
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        parts = [_describe(h) for h in typing.get_args(hint) if h is not type(None)]
+        return " or ".join(parts) + (" or null" if type(None) in typing.get_args(hint) else "")
+    if origin is tuple:
+        return "a list (or a comma-separated string) of names"
+    if origin in (Mapping, dict) or hint in (Mapping, dict):
+        return "a mapping of key: value"
+    return _KINDS.get(hint, str(hint))
+
+
+def _check_types(cls, data: Mapping[str, Any], prefix: str) -> None:
+    hints = typing.get_type_hints(cls)
+    for key, value in data.items():
+        if not _type_ok(value, hints[key]):
+            name = f"{prefix}.{key}" if prefix != "config" else key
+            raise UserError(f"{name} must be {_describe(hints[key])} (got {value!r})")
+
+
 def _build(cls, data: Mapping[str, Any], prefix: str):
     known = {f.name for f in fields(cls)}
     extra = set(data) - known
     if extra:
         key = sorted(extra)[0]
-        raise UserError(f"unknown setting '{prefix}.{key}'{did_you_mean(key, known)}")
-    try:
-        return cls(**data)
-    except TypeError as e:  # a required field is missing
-        raise UserError(f"{prefix}: {e}") from None
+        name = f"{prefix}.{key}" if prefix != "config" else key
+        raise UserError(f"unknown setting '{name}'{did_you_mean(key, known)}")
+    missing = [f.name for f in fields(cls) if f.name not in data]
+    if missing:  # every field is required: the YAML under sweeps/ sets each one
+        name = f"{prefix}.{missing[0]}" if prefix != "config" else missing[0]
+        raise UserError(f"missing setting '{name}' (every setting has its default in sweeps/*.yaml)")
+    _check_types(cls, data, prefix)
+    return cls(**data)
 
 
 def _tupled(value):
@@ -189,12 +277,17 @@ def _tupled(value):
         return ()
     if isinstance(value, str):
         return tuple(p for p in value.split(",") if p)
-    return tuple(value)
+    return tuple(value) if isinstance(value, (list, tuple)) else value  # anything else: the type check names it
 
 
-def spec_from_dict(cfg: Mapping[str, Any]) -> RunSpec:
-    """Turn a resolved config (plain dict) into a RunSpec, checking every value."""
-    cfg = dict(cfg)
+def spec_from_dict(cfg: Mapping[str, Any], *, complete: bool = False) -> RunSpec:
+    """Turn a resolved config (plain dict) into a RunSpec, checking every value.
+
+    Every field is required: defaults live in the YAML only. ``complete=True`` is for a config
+    written by an older tunebench (an artifact's manifest): a field added since comes from the
+    YAML of the same model/method/task option.
+    """
+    cfg = completed(cfg) if complete else dict(cfg)
     cfg.pop("sweep", None)
     cfg.pop("debug", None)
     cfg.pop("hydra", None)
@@ -209,7 +302,25 @@ def spec_from_dict(cfg: Mapping[str, Any]) -> RunSpec:
         "train": _build(TrainSpec, cfg.pop("train"), "train"),
         "eval": _build(EvalSpec, ev, "eval"),
     }
+    method = parts["method"]
+    if method.name not in METHODS:
+        raise unknown("method.name", method.name, method_names())
+    method_options(method.name, method.options)  # every method: an option it does not read is a typo, not a no-op
+    inner_of(method.name, method.inner)  # fsdp/grpo/dpo: full | lora; other methods: none
     return _build(RunSpec, {**cfg, **parts}, "config")
+
+
+def completed(cfg: Mapping[str, Any]) -> dict:
+    """``cfg`` with the fields it lacks taken from the shipped YAML (same group options where they exist)."""
+    from omegaconf import OmegaConf
+
+    overrides = [f"{group}={name}" for group in ("model", "method", "task")
+                 if (name := (cfg.get(group) or {}).get("name")) in group_options(group)]
+    base = OmegaConf.to_container(compose(overrides), resolve=True)
+    out = {**base, **cfg}
+    for section in ("model", "method", "task", "train", "eval"):  # one level: arch and options stay whole
+        out[section] = {**(base.get(section) or {}), **(cfg.get(section) or {})}
+    return out
 
 
 def group_options(group: str) -> list[str]:
@@ -248,6 +359,19 @@ def load_spec(overrides: list[str]) -> RunSpec:
 
     cfg = compose(overrides)
     return spec_from_dict(OmegaConf.to_container(cfg, resolve=True))
+
+
+def check_writable(results_dir: str) -> Path:
+    """Fail before any work when results can't be written: create the folder, write and remove a file."""
+    path = Path(results_dir).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".tunebench-write-check.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UserError(f"results_dir={results_dir} is not a writable directory ({e.strerror or e})") from None
+    return path
 
 
 def resolve_path(path: str | None) -> Path | None:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+import os
+import warnings
 from contextlib import contextmanager
 
 from rich.console import Console
@@ -58,3 +61,17 @@ def print_run(record: dict, console: Console | None = None) -> None:
     if record.get("error"):
         table.add_row("error", f"{record['error']['type']}: {record['error']['message'][:200]}")
     console.print(table)
+
+
+def quiet_libraries() -> None:
+    """Called by each command before it loads a model."""
+    # Library chatter (progress bars, advisory warnings) would drown the harness's own output.
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")  # lm-eval draws a tqdm bar per request type and task
+    logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # "kernels not installed" notices
+
+    warnings.filterwarnings("ignore")

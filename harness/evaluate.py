@@ -15,26 +15,27 @@ what is evaluated, limit), so a sweep scores each base once.
 from __future__ import annotations
 
 import contextlib
-import functools
 import hashlib
 import json
-import logging
 import math
-import os
 import tempfile
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
 from harness import probes
 from harness.errors import UserError
+# lm-eval plumbing (offline switch, task managers, the HFLM view, simple_evaluate) is its own module
+from harness.lm_eval_backend import default_task_manager
+from harness.lm_eval_backend import hf_lm as _lm
+from harness.lm_eval_backend import offline as _offline
+from harness.lm_eval_backend import shipped_task_manager as _shipped_task_manager
+from harness.lm_eval_backend import simple_evaluate as _simple_evaluate
 from harness.paths import cache_dir
 from harness.record import write_json_atomic
 from harness.tasks.base import Example, Task, fingerprint
 
 CACHE_VERSION = 2  # 2: scored through lm-eval (v1 entries, by direct generation, are not reused)
-BOOTSTRAP_ITERS = 1000  # only for lm-eval metrics without a closed-form stderr (f1, bleu, …)
 # Metric reported for an lm-eval task that tunebench does not ship, first one present wins:
 # acc_norm is what lm-eval's own tables quote for hellaswag / arc; mmlu has acc only.
 STANDARD_METRICS = ("acc_norm", "acc", "exact_match", "f1", "mcc", "word_perplexity", "bleu")
@@ -51,91 +52,6 @@ class Score:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-# ---------------------------------------------------------------- lm-eval plumbing
-@contextlib.contextmanager
-def _offline():
-    """Keep lm-eval off the network: no dataset downloads, no model-info lookups.
-
-    huggingface_hub and datasets read their offline flags at import time, and transformers is
-    already imported here, so setting the environment is not enough: the module constants are
-    switched too, and restored afterwards. An explicit ``HF_HUB_OFFLINE=0`` is respected.
-    """
-    if os.environ.get("HF_HUB_OFFLINE") == "0" or os.environ.get("HF_DATASETS_OFFLINE") == "0":
-        yield
-        return
-    import datasets.config
-    import huggingface_hub.constants as hub
-
-    saved_env = {k: os.environ.get(k) for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
-    saved = (hub.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE, datasets.config.HF_DATASETS_OFFLINE)
-    os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
-    hub.HF_HUB_OFFLINE = datasets.config.HF_HUB_OFFLINE = datasets.config.HF_DATASETS_OFFLINE = True
-    quiet = [logging.getLogger(n) for n in ("lm_eval", "lm-eval", "datasets")]
-    levels = [lg.level for lg in quiet]
-    for lg in quiet:
-        lg.setLevel(logging.ERROR)  # lm-eval logs every request batch at INFO
-    try:
-        yield
-    finally:
-        hub.HF_HUB_OFFLINE, datasets.config.HF_HUB_OFFLINE, datasets.config.HF_DATASETS_OFFLINE = saved
-        for k, v in saved_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-        for lg, level in zip(quiet, levels):
-            lg.setLevel(level)
-
-
-@functools.cache
-def default_task_manager():
-    """lm-eval's full task index (~14k YAML files, 10-30 s): built once per process, and only
-    when a standard task is asked for."""
-    from lm_eval.tasks import TaskManager
-
-    with _offline():
-        return TaskManager()
-
-
-def _shipped_task_manager(include_dir: Path):
-    from lm_eval.tasks import TaskManager
-
-    return TaskManager(include_path=str(include_dir), include_defaults=False)
-
-
-def _lm(model, tok, batch_size: int, *, add_bos_token: bool | None = None):
-    """lm-eval's view of the in-memory model (PEFT adapters included)."""
-    from lm_eval.models.huggingface import HFLM
-
-    device = str(next(model.parameters()).device)
-    lm = HFLM(pretrained=model, tokenizer=tok, batch_size=batch_size, device=device, add_bos_token=add_bos_token)
-    for name in ("loglikelihood", "loglikelihood_rolling", "generate_until", "_loglikelihood_tokens"):
-        # No tqdm bar per request type (the rolling path asks for one explicitly, hence the
-        # override rather than a default): the harness prints its own progress and timings.
-        setattr(lm, name, _quiet(getattr(lm, name)))
-    return lm
-
-
-def _quiet(fn):
-    return functools.wraps(fn)(lambda *args, **kwargs: fn(*args, **{**kwargs, "disable_tqdm": True}))
-
-
-def _simple_evaluate(lm, task_manager, name: str, *, limit: int | None, samples: bool) -> tuple[dict, float]:
-    import lm_eval
-
-    t = time.perf_counter()
-    out = lm_eval.simple_evaluate(
-        model=lm,
-        tasks=[name],
-        task_manager=task_manager,
-        limit=limit,
-        log_samples=samples,  # per-document results: only where a stderr or generations need them
-        bootstrap_iters=BOOTSTRAP_ITERS,
-        cache_requests=False,
-    )
-    return out, time.perf_counter() - t
 
 
 @contextlib.contextmanager

@@ -20,17 +20,19 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="new directory to write")
     p.add_argument("--merge", action="store_true", help="merge the adapter into its base: a standalone model")
     p.add_argument("--results", default="results/runs", help="where run records live (default: results/runs)")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="run the model's own Python code (only from here: a run's manifest or record cannot switch it on)")
     return p
 
 
 def _main(argv: list[str]) -> int:
     from harness import artifacts
-    from harness.cli import _quiet_libraries
+    from harness.console import quiet_libraries
 
     args = parser().parse_args(argv)
-    _quiet_libraries()
+    quiet_libraries()
     located = artifacts.locate(args.run, args.results)
-    out, what = artifacts.export(located, args.out, merge_adapter=args.merge)
+    out, what = artifacts.export(located, args.out, merge_adapter=args.merge, trust_remote_code=args.trust_remote_code)
     size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     print(f"{located.run_id}: {what} → {out} ({size / 1e6:.1f} MB)")
     return 0

@@ -144,7 +144,7 @@ def lm_eval_task_names() -> list[str]:
             return json.loads(path.read_text())["names"]
         except (ValueError, KeyError):
             pass
-    from harness.evaluate import default_task_manager
+    from harness.lm_eval_backend import default_task_manager
 
     tm = default_task_manager()
     names = sorted(set(tm.all_tasks) | set(tm.all_groups) | set(tm.all_tags))

@@ -40,6 +40,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="score only the first N examples")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--json", action="store_true", help="print the evaluation record as JSON on stdout")
+    p.add_argument("--trust-remote-code", action="store_true",
+                   help="run the model's own Python code (only from here: a run's manifest or record cannot switch it on)")
     return p
 
 
@@ -63,7 +65,8 @@ def scorer_for(manifest: dict, metric: str, data: str):
     return task, task.splits()["test"], metric
 
 
-def forgetting_probes(located, model, tok, names: tuple[str, ...], *, limit: int | None, batch_size: int) -> dict:
+def forgetting_probes(located, model, tok, names: tuple[str, ...], *, limit: int | None, batch_size: int,
+                      trust_remote_code: bool = False) -> dict:
     """``metrics.forgetting``-shaped entries for the trained model, through the eval engineer's
     probe API (``evaluate.probe_scores`` / ``base_probe_scores``; fields in ``harness/probes.py``).
 
@@ -75,7 +78,7 @@ def forgetting_probes(located, model, tok, names: tuple[str, ...], *, limit: int
     from harness import artifacts, evaluate, models
     from harness.measure import device_of
 
-    spec = artifacts.spec_of(located.manifest)
+    spec = artifacts.spec_of(located.manifest, trust_remote_code=trust_remote_code)
     device = device_of()
     load = {"dtype": str(models.resolve_dtype(spec.train.dtype, device)), "quantize": spec.method.quantize, "device": device}
     identity = located.manifest.get("base")
@@ -83,7 +86,8 @@ def forgetting_probes(located, model, tok, names: tuple[str, ...], *, limit: int
     if hasattr(model, "disable_adapter"):
         base_model, ctx = model, model.disable_adapter()
     else:
-        base_model, ctx = artifacts.load_base(located.manifest, device).model, contextlib.nullcontext()
+        loaded = artifacts.load_base(located.manifest, device, trust_remote_code=trust_remote_code)
+        base_model, ctx = loaded.model, contextlib.nullcontext()
     with ctx:
         base, _ = evaluate.base_probe_scores(base_model, tok, names, limit=limit, batch_size=batch_size, identity=identity, load=load)
     return evaluate.forgetting(base, tuned)
@@ -95,7 +99,7 @@ def eval_key(data_sha: str, metric: str, limit: int | None) -> str:
 
 def evaluate_run(run: str, data: str, *, results: str = "results/runs", metric: str = TASK_SCORER,
                  probes: tuple[str, ...] = (), probe_limit: int | None = None, limit: int | None = None,
-                 batch_size: int = 16) -> dict:
+                 batch_size: int = 16, trust_remote_code: bool = False) -> dict:
     """Load, score, write the evaluation record; returns it (``path`` says where it went)."""
     from harness import artifacts, evaluate
     from harness.record import now, provenance, write_json_atomic
@@ -109,7 +113,7 @@ def evaluate_run(run: str, data: str, *, results: str = "results/runs", metric: 
         evaluate.check_probes(probes)  # unknown or offline-unavailable probes fail before any loading
     started = now()
 
-    model, tok = artifacts.load_trained(located)
+    model, tok = artifacts.load_trained(located, trust_remote_code=trust_remote_code)  # from the command line only
     result, _ = evaluate.score(model, tok, task, examples, batch_size=batch_size)
     data_sha = hashlib.sha256(Path(data).expanduser().read_bytes()).hexdigest()
     m = located.record.get("metrics") or {}
@@ -127,7 +131,8 @@ def evaluate_run(run: str, data: str, *, results: str = "results/runs", metric: 
         "provenance": {**provenance(started), "finished_at": None},
     }
     if probes:
-        out["forgetting"] = forgetting_probes(located, model, tok, probes, limit=probe_limit, batch_size=batch_size)
+        out["forgetting"] = forgetting_probes(located, model, tok, probes, limit=probe_limit, batch_size=batch_size,
+                                            trust_remote_code=trust_remote_code)
     out["provenance"]["finished_at"] = now()
     path = located.results_dir / EVALS_SUBDIR / f"{located.run_id}-{eval_key(data_sha, scorer, limit)}.json"
     write_json_atomic(path, out)
@@ -143,13 +148,14 @@ def _fmt(score: dict) -> str:
 
 
 def _main(argv: list[str]) -> int:
-    from harness.cli import _quiet_libraries
+    from harness.console import quiet_libraries
 
     args = parser().parse_args(argv)
-    _quiet_libraries()
+    quiet_libraries()
     probes = tuple(p.strip() for p in args.probes.split(",") if p.strip())
     out = evaluate_run(args.run, args.data, results=args.results, metric=args.metric, probes=probes,
-                       probe_limit=args.probe_limit, limit=args.limit, batch_size=args.batch_size)
+                       probe_limit=args.probe_limit, limit=args.limit, batch_size=args.batch_size,
+                       trust_remote_code=args.trust_remote_code)
     if args.json:
         json.dump(out, sys.stdout, indent=2, default=str)
         print()

@@ -24,6 +24,7 @@ import datetime as dt
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from harness import analysis, curves as learning, plots
@@ -83,6 +84,8 @@ def _unflatten(row: pd.Series, prefix: str) -> dict:
     for col, value in row.items():
         if not col.startswith(prefix):
             continue
+        if isinstance(value, np.generic):  # pandas' numpy scalars → the JSON types the record had
+            value = value.item()
         if isinstance(value, float) and pd.isna(value):
             value = None
         node = nested

@@ -1,7 +1,8 @@
 """One measured run, end to end: load → score base → train → measure → score tuned → record.
 
-Read top to bottom: this is the whole life of a run. Methods only supply load options,
-``prepare`` and ``fit`` (see ``harness/methods/base.py``).
+Read top to bottom: this is the whole life of a run. Methods only supply checks, load options,
+``prepare`` and ``fit``, and declare what they are as data (``capabilities``; see
+``harness/methods/base.py``); nothing here branches on a method's name.
 """
 
 from __future__ import annotations
@@ -9,14 +10,11 @@ from __future__ import annotations
 import json
 import os
 import time
-import traceback
 from typing import Any
 
 from harness.config import RunSpec
 from harness.errors import UserError
-from harness.record import now, provenance, write_record
-
-TRACEBACK_TAIL = 3000  # characters of traceback kept in an error record
+from harness.record import build_record, error_info, finished, write_record
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -25,30 +23,6 @@ def _is_oom(exc: BaseException) -> bool:
     if isinstance(exc, (MemoryError, torch.OutOfMemoryError)):
         return True
     return "out of memory" in str(exc).lower()
-
-
-def new_record(spec: RunSpec, device: str) -> dict:
-    from harness.measure import hardware
-
-    return {
-        "schema_version": 1,
-        "run_id": spec.run_id,
-        "status": "error",
-        "error": None,
-        "config": spec.to_dict(),
-        "metrics": {},
-        "hardware": hardware(device),
-        "provenance": provenance(now()),
-        "artifacts": [],
-        **({"sweep": {"name": os.environ["TUNEBENCH_SWEEP"]}} if os.environ.get("TUNEBENCH_SWEEP") else {}),
-        # A sweep point: its slot and how many points shared the machine (harness/sweep/slots.py).
-        **({"execution": json.loads(os.environ["TUNEBENCH_EXECUTION"])} if os.environ.get("TUNEBENCH_EXECUTION") else {}),
-    }
-
-
-def error_info(exc: BaseException) -> dict:
-    tb = "".join(traceback.format_exception(exc))
-    return {"type": type(exc).__name__, "message": str(exc).strip()[:1000], "traceback": tb[-TRACEBACK_TAIL:]}
 
 
 def execute(spec: RunSpec, progress: Any = None) -> dict:
@@ -63,11 +37,13 @@ def execute(spec: RunSpec, progress: Any = None) -> dict:
     from harness import artifacts, evaluate, models
     from harness.measure import MemoryMonitor, StepClock, device_of, flops_per_token, peak_flops
     from harness.methods import get_method
-    from harness.methods.base import count_params
+    from harness.methods.base import Job, count_params
     from harness.tasks import get_task
 
     device = device_of()
-    record = new_record(spec, device)
+    # A sweep point: its sweep, its slot and how many points shared the machine (harness/sweep/slots.py).
+    execution = json.loads(os.environ["TUNEBENCH_EXECUTION"]) if os.environ.get("TUNEBENCH_EXECUTION") else None
+    record = build_record(spec, device, sweep=os.environ.get("TUNEBENCH_SWEEP"), execution=execution)
     metrics = record["metrics"]
     t_start = time.perf_counter()
     import psutil
@@ -75,7 +51,10 @@ def execute(spec: RunSpec, progress: Any = None) -> dict:
     metrics["startup_s"] = time.time() - psutil.Process().create_time()  # process start → here: imports, config (sweep overhead)
     task = get_task(spec.task)
     splits = task.splits()
-    method = get_method(spec.method.name)
+    method = get_method(spec.method.name, spec.method.inner)  # a wrapper (fsdp, grpo, dpo) around its inner method
+    method.check(spec.method, spec.train, task)  # what cannot work fails now, before anything loads
+    caps = method.capabilities
+    job = Job(spec.method, spec.train, task, splits, spec.seed, run=spec if caps.launches_job else None)
     test = splits["test"][: spec.eval.limit] if spec.eval.limit else splits["test"]
     score_it = spec.eval.enabled and spec.model.scored
     if not spec.model.scored:
@@ -93,9 +72,9 @@ def execute(spec: RunSpec, progress: Any = None) -> dict:
         mem.start()
         guard.start()
         t = time.perf_counter()
-        loaded = models.load(spec.model, seed=spec.seed, dtype=dtype, device=device, **method.load_kwargs(spec))
+        loaded = models.load(spec.model, seed=spec.seed, dtype=dtype, device=device, **method.load_kwargs(spec.method))
         metrics["load_s"] = time.perf_counter() - t
-        record["config"]["model"]["arch"] = loaded.arch
+        record["model_arch"] = loaded.arch  # measured; config stays the spec that ran
         record["model_identity"] = loaded.identity
         load_key = {"dtype": str(dtype), "quantize": spec.method.quantize, "device": device}
         if score_it:
@@ -110,11 +89,11 @@ def execute(spec: RunSpec, progress: Any = None) -> dict:
             )
 
         transformers.set_seed(spec.seed)  # adapter init does not depend on whether the base score was cached
-        model = method.prepare(loaded.model, spec)
+        model = method.prepare(loaded.model, spec.method, spec.train)
         trainable, total = count_params(model)
         metrics.update(trainable_params=trainable, total_params=total)
         clock = StepClock(device, skip=spec.train.measure_skip_steps)
-        fitted = method.fit(model, loaded.tokenizer, splits, spec, clock, progress) or {}
+        fitted = method.fit(model, loaded.tokenizer, job, clock, progress) or {}
         metrics.update(mem.peak())
         metrics.update(fitted)  # a method that launches its own job (fsdp) reports its workers' peak memory
         mem.stop()
@@ -124,14 +103,15 @@ def execute(spec: RunSpec, progress: Any = None) -> dict:
         if clock.losses:
             metrics.update(train_loss_first=clock.losses[0], train_loss_last=clock.losses[-1], train_losses=clock.losses)
         if run.get("tokens_per_s") and run.get("tokens_trained"):
-            samples = run["steps"] * spec.train.batch_size * spec.train.grad_accum * metrics.get("world_size", 1)  # fsdp: all ranks
+            ranks = method.ranks(spec.method)  # a launched job (fsdp): every rank trains a batch per step
+            samples = run["steps"] * spec.train.batch_size * spec.train.grad_accum * ranks
             seq = run["tokens_trained"] / max(1, samples)
-            adapter = trainable if not method.trains_base else 0
-            fpt = flops_per_token(loaded.arch, seq, trains_base=method.trains_base, adapter_params=adapter)
+            adapter = trainable if not caps.trains_base else 0
+            fpt = flops_per_token(loaded.arch, seq, trains_base=caps.trains_base, adapter_params=adapter)
             dtype_name = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[dtype]
             peak, source = peak_flops(device, dtype_name)
             if peak and device == "cuda":  # a launched job (fsdp) reports global tokens/s over world_size GPUs;
-                peak *= metrics.get("world_size", 1)  # on CPU its ranks share the cores the peak was measured on
+                peak *= ranks  # on CPU its ranks share the cores the peak was measured on
             metrics.update(
                 mean_seq_len=seq,
                 flops_per_token=fpt,
@@ -146,7 +126,7 @@ def execute(spec: RunSpec, progress: Any = None) -> dict:
         if probe_names:
             tuned_probes = evaluate.probe_scores(model, loaded.tokenizer, probe_names, limit=spec.eval.probe_limit, batch_size=spec.eval.batch_size)
             metrics["forgetting"] = evaluate.forgetting(base_probes, tuned_probes)
-        if score_it and spec.method.name in ("grpo", "dpo"):
+        if score_it and caps.needs_reference:
             # PEFT: the base is the same model with adapters off; full fine-tune: a fresh copy of the base.
             reference = None if hasattr(model, "disable_adapter") else models.load(spec.model, seed=spec.seed, dtype=dtype, device=device).model
             metrics["kl_from_base"] = evaluate.kl_from_base(model, reference, loaded.tokenizer, test, batch_size=spec.eval.batch_size)
@@ -155,18 +135,17 @@ def execute(spec: RunSpec, progress: Any = None) -> dict:
         guard.raise_if_tripped(metrics.get("peak_memory_gb"))
         # train.save: adapter/model under <results_dir>/artifacts/<run_id>/; a failure is a warning, never a lost run.
         record["artifacts"] = artifacts.save(model, loaded.tokenizer, spec, loaded, record)
-        record["status"] = "ok"
+        status, error = "ok", None
     except (UserError, KeyboardInterrupt):
         guard.stop()
         mem.stop()
         raise  # bad input is not a measurement; an interrupted run measured nothing whole
     except Exception as exc:  # noqa: BLE001 — every failure is a result to record
         guard.stop()
-        record["status"] = "oom" if _is_oom(exc) else "error"
-        record["error"] = error_info(exc)
+        status, error = ("oom" if _is_oom(exc) else "error"), error_info(exc)
         metrics.update(mem.peak())
     mem.stop()
     metrics["wall_s"] = time.perf_counter() - t_start
-    record["provenance"]["finished_at"] = now()
+    record = finished(record, status, error=error)
     write_record(spec.results_dir, record)
     return record

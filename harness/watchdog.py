@@ -14,7 +14,6 @@ simulated budget can never take the real machine down with it.
 
 from __future__ import annotations
 
-import copy
 import os
 import signal
 import sys
@@ -114,14 +113,11 @@ class Watchdog:
         print(f"tunebench: {msg}", file=sys.stderr, flush=True)
         if self.record is not None and self.results_dir is not None:
             try:
-                from harness.record import now, write_record
+                from harness.record import error_info, finished, write_record
 
-                rec = copy.deepcopy(self.record)
-                rec["status"] = "oom"
-                rec["error"] = {"type": "BudgetExceeded", "message": msg, "traceback": ""}
-                rec["metrics"].update(self.mem.peak())
-                rec["provenance"]["finished_at"] = now()
-                write_record(self.results_dir, rec)
+                error = error_info(type="BudgetExceeded", message=msg)
+                write_record(self.results_dir, finished(self.record, "oom", error=error, metrics=self.mem.peak(),
+                                                        recorded_by="watchdog"))
             except Exception:  # noqa: BLE001 — a sweep parent still records the exit code as oom
                 pass
         os._exit(EXIT_OOM)

@@ -11,12 +11,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("harness", "advisor")
-# Circles others are removing; the lead empties this list as their branches merge.
-KNOWN = [
-    # harness/evaluate.py ↔ harness/probes.py: issue 14's harness side moves the lm-eval backend apart
-    # from the probe definitions (branch i14); drop the entry when that lands.
-    {"harness.evaluate", "harness.probes"},
-]
+# Circles others are removing; empty now that every branch has merged.
+KNOWN: list[set[str]] = []
 
 
 def modules() -> dict[str, Path]:

@@ -171,8 +171,9 @@ def test_grpo_reward_and_loop_are_wired(tmp_path):
 
 def test_grpo_reward_is_the_checker():
     from harness.methods.grpo import task_reward
+    from harness.tasks import get_task
 
-    reward = task_reward(load_spec(["task=arithmetic"]))
+    reward = task_reward(get_task(load_spec(["task=arithmetic"]).task))
     assert reward(["7", [{"role": "assistant", "content": "3 + 4 = 7"}], "8", ""], answer=["7", "7", "7", "7"]) == [1.0, 1.0, 0.0, 0.0]
 
 
@@ -207,7 +208,7 @@ def test_lora_target_presets_and_alpha(tmp_path):
     for targets in ("q_proj+v_proj", "attn", "all-linear"):
         spec = _spec(tmp_path, "method=lora", f"method.targets={targets}", "method.r=4")
         loaded = models.load(spec.model, seed=0, dtype=models.resolve_dtype("fp32", "cpu"), device="cpu")
-        model = get_method("lora").prepare(loaded.model, spec)
+        model = get_method("lora").prepare(loaded.model, spec.method, spec.train)
         counts[targets] = count_params(model)[0]
         assert model.peft_config["default"].lora_alpha == 8  # alpha: null → 2r
     assert counts["q_proj+v_proj"] < counts["attn"] < counts["all-linear"]
@@ -243,8 +244,8 @@ def test_physics_trainable_and_weight_memory(tmp_path):
     def prepared(method):
         spec = _spec(tmp_path, f"method={method}")
         m = get_method(method)
-        loaded = models.load(spec.model, seed=0, dtype=torch.float32, device="cpu", **m.load_kwargs(spec))
-        return m.prepare(loaded.model, spec)
+        loaded = models.load(spec.model, seed=0, dtype=torch.float32, device="cpu", **m.load_kwargs(spec.method))
+        return m.prepare(loaded.model, spec.method, spec.train)
 
     full, lora, qlora = prepared("full"), prepared("lora"), prepared("qlora")
     assert count_params(full)[0] > 4 * count_params(lora)[0]

@@ -1,32 +1,105 @@
 """The small contract every fine-tuning method fulfils.
 
-``harness.run`` owns everything methods share (loading, memory, scoring, the record); a method
-says how to load the base, how to wrap it, and how to train it:
+``harness.run`` owns everything methods share (loading, memory, scoring, the record). A method
+gets what it needs and nothing else: the method spec, the train spec and the built task.
 
-    load_kwargs(spec)           → extra arguments for models.load (e.g. quantize="4bit")
-    prepare(model, spec)        → the model to train (adapters attached, parameters frozen)
-    fit(model, tok, splits, spec, clock, progress) → method-specific metrics (dict)
-    flops_per_token(arch, seq_len, adapter_params) → training FLOPs per token for MFU
+    capabilities                       → what it is (trains base weights, needs a reference, …), as data
+    check(method, train, task)         → one-line UserError for what cannot work, before anything loads
+    load_kwargs(method)                → extra arguments for models.load (e.g. quantize="4bit")
+    prepare(model, method, train)      → the model to train (adapters attached, parameters frozen)
+    fit(model, tok, job, clock, progress) → method-specific metrics (dict)
+    ranks(method)                      → processes that train (FSDP: all ranks of all nodes)
+
+Wrappers (fsdp, grpo, dpo) hold an inner method (``method.inner`` = full | lora) and delegate
+``prepare`` to it; ``harness.methods.get_method`` composes them, nothing is mutated.
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, Protocol
 
-from harness.config import RunSpec
-from harness.measure import StepClock
-from harness.tasks.base import Example
+from harness.config import MethodSpec, TrainSpec
+from harness.errors import UserError
+from harness.methods import METHODS, Capabilities
+from harness.methods import options as table_options
+
+if TYPE_CHECKING:
+    from harness.config import RunSpec
+    from harness.measure import StepClock
+    from harness.tasks.base import Example, Task
+
+
+@dataclass(frozen=True)
+class Job:
+    """What a method's ``fit`` works with. ``harness.train``'s helpers read ``train``, ``lr`` and
+    ``seed`` from it. ``run`` (the whole RunSpec) is set only for a method that launches its own
+    job (``capabilities.launches_job``): its workers load the model themselves."""
+
+    method: MethodSpec
+    train: TrainSpec
+    task: "Task"
+    splits: dict[str, list["Example"]]  # task.splits(), built once per run
+    seed: int
+    run: "RunSpec | None" = None
+
+    @property
+    def lr(self) -> float:
+        return float(self.train.lr if self.train.lr is not None else self.method.default_lr)
 
 
 class Method(Protocol):
     name: str
-    trains_base: bool  # True when base weights get gradients (full FT): 6N vs 4N FLOPs/token
+    capabilities: Capabilities
 
-    def load_kwargs(self, spec: RunSpec) -> dict: ...
+    def check(self, method: MethodSpec, train: TrainSpec, task: "Task") -> None: ...
 
-    def prepare(self, model: Any, spec: RunSpec) -> Any: ...
+    def load_kwargs(self, method: MethodSpec) -> dict: ...
 
-    def fit(self, model: Any, tok: Any, splits: dict[str, list[Example]], spec: RunSpec, clock: StepClock, progress: Any) -> dict: ...
+    def prepare(self, model: Any, method: MethodSpec, train: TrainSpec) -> Any: ...
+
+    def fit(self, model: Any, tok: Any, job: Job, clock: "StepClock", progress: Any) -> dict: ...
+
+    def ranks(self, method: MethodSpec) -> int: ...
+
+
+class Single:
+    """Defaults for a method that trains in this process and checks nothing beyond its options."""
+
+    name = ""
+    capabilities = Capabilities(trains_base=False)
+
+    def check(self, method: MethodSpec, train: TrainSpec, task: "Task") -> None:
+        options(method)
+
+    def load_kwargs(self, method: MethodSpec) -> dict:
+        return {}
+
+    def ranks(self, method: MethodSpec) -> int:
+        return 1
+
+
+@dataclass(frozen=True)
+class Wrapper(Single):
+    """A method around an inner one: the inner method's adapters/weights, the wrapper's training."""
+
+    inner: Method
+
+    @property
+    def capabilities(self) -> Capabilities:  # type: ignore[override]
+        return replace(METHODS[self.name].capabilities, trains_base=self.inner.capabilities.trains_base)
+
+    def check(self, method: MethodSpec, train: TrainSpec, task: "Task") -> None:
+        if method.quantize and self.inner.capabilities.trains_base:
+            raise UserError(f"method.quantize=4bit needs method.inner=lora ({method.name}): a 4-bit base cannot be trained")
+        options(method)
+        self.inner.check(replace(method, options={}), train, task)  # the inner method's own checks (r set, …)
+
+    def load_kwargs(self, method: MethodSpec) -> dict:
+        return self.inner.load_kwargs(method)
+
+    def prepare(self, model: Any, method: MethodSpec, train: TrainSpec) -> Any:
+        return self.inner.prepare(model, method, train)
 
 
 def count_params(model) -> tuple[int, int]:
@@ -42,44 +115,9 @@ def count_params(model) -> tuple[int, int]:
     return trainable, total
 
 
-INNERS = ("full", "lora")
-
-
-def prepare_inner(wrapper: "Method", model: Any, spec: RunSpec) -> Any:
-    """``prepare`` of a wrapper method (fsdp, grpo, dpo): delegate to the inner method and take
-    its FLOPs accounting (``trains_base``), which run.py reads after ``prepare``."""
-    inner = inner_method(spec)
-    wrapper.trains_base = inner.trains_base
-    return inner.prepare(model, spec)
-
-
-def inner_method(spec: RunSpec, default: str = "lora") -> "Method":
-    """What a wrapper method (fsdp, grpo, dpo) trains: ``method.inner`` = full | lora.
-
-    LoRA here includes its variants: ``method.quantize=4bit`` / ``method.use_dora=true`` apply.
-    """
-    from harness.errors import UserError
-
-    inner = spec.method.inner or default
-    if inner not in INNERS:
-        raise UserError(f"method.inner '{inner}' for {spec.method.name} must be one of: {', '.join(INNERS)}")
-    if inner == "full" and spec.method.quantize:
-        raise UserError(f"method.quantize=4bit needs method.inner=lora ({spec.method.name}): a 4-bit base cannot be trained")
-    from harness.methods import full, lora
-
-    return {"full": full.METHOD, "lora": lora.METHOD}[inner]
-
-
-def check_options(spec: RunSpec, accepted: dict) -> dict:
-    """``method.options`` merged over ``accepted`` (the defaults); an unknown key is a one-line error."""
-    from harness.errors import UserError, did_you_mean
-
-    opts = dict(spec.method.options)
-    for key in opts:
-        if key not in accepted:
-            raise UserError(f"unknown {spec.method.name} option 'method.options.{key}'{did_you_mean(key, accepted)}; "
-                            f"accepted: {', '.join(accepted)}")
-    return {**accepted, **opts}
+def options(method: MethodSpec) -> dict:
+    """``method.options`` over the method table's defaults (unknown keys: a one-line error)."""
+    return table_options(method.name, method.options)
 
 
 def weight_bytes(model) -> dict:

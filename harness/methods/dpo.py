@@ -9,49 +9,42 @@ Loss starts at ln 2 = 0.693 (policy = reference) and falls as the margin grows.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from harness.errors import UserError
-from harness.methods.base import check_options, inner_method, prepare_inner
-
-OPTIONS = {"beta": 0.1, "loss_type": "sigmoid"}  # beta: strength of the pull towards the reference
+from harness.methods.base import Wrapper, options
 
 
-def pairs_of(spec, split: str = "train") -> list[dict]:
-    from harness.tasks import get_task
-
-    task = get_task(spec.task)
+def pairs_of(task, split: str = "train") -> list[dict]:
     if not callable(getattr(task, "preference_pairs", None)):
-        raise UserError(f"method=dpo needs a task with preference pairs; task '{spec.task.name}' has none "
+        raise UserError(f"method=dpo needs a task with preference pairs; task '{task.name}' has none "
                         f"(try task=tickets_prefs)")
     return task.preference_pairs(split)
 
 
-class DPO:
+@dataclass(frozen=True)
+class DPO(Wrapper):
     name = "dpo"
-    trains_base = False  # set in prepare() from method.inner
 
-    def load_kwargs(self, spec):
-        check_options(spec, OPTIONS)
-        pairs_of(spec, "validation")  # fails fast on a task without pairs; validation is the small split
-        return inner_method(spec).load_kwargs(spec)
+    def check(self, method, train, task):
+        super().check(method, train, task)
+        pairs_of(task, "validation")  # fails fast on a task without pairs; validation is the small split
 
-    def prepare(self, model, spec):
-        return prepare_inner(self, model, spec)
-
-    def fit(self, model, tok, splits, spec, clock, progress):
+    def fit(self, model, tok, job, clock, progress):
         from datasets import Dataset
         from trl import DPOConfig, DPOTrainer
 
         from harness.measure import device_of
         from harness.train import MeasureCallback, quiet, training_args
 
-        opts = check_options(spec, OPTIONS)
-        args = training_args(spec, device_of(), DPOConfig, beta=opts["beta"], loss_type=[opts["loss_type"]],
-                             max_length=spec.train.max_seq_len)
-        measure = MeasureCallback(clock, spec.train.batch_size * spec.train.grad_accum, progress)
+        opts = options(job.method)
+        args = training_args(job, device_of(), DPOConfig, beta=opts["beta"], loss_type=[opts["loss_type"]],
+                             max_length=job.train.max_seq_len)
+        measure = MeasureCallback(clock, job.train.batch_size * job.train.grad_accum, progress)
         trainer = DPOTrainer(
             model=model,
             args=args,
-            train_dataset=Dataset.from_list(pairs_of(spec, "train")),
+            train_dataset=Dataset.from_list(pairs_of(job.task, "train")),
             processing_class=tok,
             callbacks=[measure],
         )
@@ -67,4 +60,4 @@ class DPO:
         }
 
 
-METHOD = DPO()
+WRAPPER = DPO  # harness.methods.get_method builds DPO(inner=…)

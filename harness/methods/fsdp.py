@@ -25,29 +25,18 @@ import sys
 import tempfile
 from pathlib import Path
 
+from dataclasses import dataclass
+
 from harness.errors import UserError
-from harness.methods.base import check_options, prepare_inner
+from harness.methods.base import Wrapper, options
 
-# method.options: multi-node launch settings (one node needs none of them) and a job time limit.
-LAUNCH_OPTIONS = {"nnodes": 1, "node_rank": 0, "master_addr": "localhost", "master_port": 29500,
-                  "rdzv_endpoint": None, "rdzv_id": None, "timeout_s": None}
 STDERR_TAIL = 2000  # characters of the job's stderr kept when no rank left an error file
-
-
-def inner_method(spec):
-    from harness.methods.base import inner_method as inner
-
-    if spec.method.quantize:
-        raise UserError("method.quantize=4bit does not work with fsdp: FSDP2 cannot shard bitsandbytes 4-bit weights")
-    if spec.train.optimizer not in ("adamw", "sgd"):
-        raise UserError(f"train.optimizer '{spec.train.optimizer}' does not work with fsdp (sharded DTensor parameters); use adamw or sgd")
-    return inner(spec, default="full")
 
 
 def torchrun_command(spec, job_dir: Path) -> list[str]:
     """The launcher command. One node: a private rendezvous on a free port (``--standalone``).
     Several nodes: the same command on every node with its ``node_rank`` and a shared endpoint."""
-    opts = check_options(spec, LAUNCH_OPTIONS)
+    opts = options(spec.method)
     cmd = [sys.executable, "-m", "torch.distributed.run", f"--nproc-per-node={spec.method.world_size}"]
     nnodes = int(opts["nnodes"])
     if nnodes == 1:
@@ -75,7 +64,7 @@ def run_job(spec, job_dir: Path) -> dict:
     """Run the torchrun job; returns rank 0's report, or raises with the first failing rank's error."""
     (job_dir / "spec.json").write_text(json.dumps(spec.to_dict()))
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // spec.method.world_size)))}
-    timeout = check_options(spec, LAUNCH_OPTIONS)["timeout_s"] or spec.timeout_s
+    timeout = options(spec.method)["timeout_s"] or spec.timeout_s
     # Own process group: on a timeout or Ctrl-C the whole job (torchrun and its ranks) is stopped, not just torchrun.
     proc = subprocess.Popen(torchrun_command(spec, job_dir), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             text=True, start_new_session=True)
@@ -98,25 +87,32 @@ def run_job(spec, job_dir: Path) -> dict:
     return json.loads((job_dir / "report.json").read_text())
 
 
-class FSDP:
+@dataclass(frozen=True)
+class FSDP(Wrapper):
     name = "fsdp"
-    trains_base = True  # updated per spec in prepare(): inner=lora trains adapters only
 
-    def load_kwargs(self, spec):
-        inner_method(spec)  # a bad inner, option or optimizer fails before anything loads
-        check_options(spec, LAUNCH_OPTIONS)
-        return {}
+    def check(self, method, train, task):
+        if method.quantize:
+            raise UserError("method.quantize=4bit does not work with fsdp: FSDP2 cannot shard bitsandbytes 4-bit weights")
+        if train.optimizer not in ("adamw", "sgd"):
+            raise UserError(f"train.optimizer '{train.optimizer}' does not work with fsdp (sharded DTensor parameters); use adamw or sgd")
+        super().check(method, train, task)
 
-    def prepare(self, model, spec):
-        # The parent's copy mirrors the workers' model (adapters included) so trained weights load into it.
-        return prepare_inner(self, model, spec)
+    def load_kwargs(self, method):
+        return {}  # the parent's copy is unquantized: it only receives the trained weights
 
-    def fit(self, model, tok, splits, spec, clock, progress):
+    def ranks(self, method):
+        return method.world_size * int(options(method)["nnodes"])
+
+    # prepare (the inner method's): the parent's copy mirrors the workers' model (adapters included)
+    # so the trained weights load into it.
+
+    def fit(self, model, tok, job, clock, progress):
         from safetensors.torch import load_file
 
         with tempfile.TemporaryDirectory(prefix="tunebench-fsdp-") as tmp:
             job_dir = Path(tmp)
-            report = run_job(spec, job_dir)
+            report = run_job(job.run, job_dir)  # job.run: set for a method that launches its own job
             trained = load_file(job_dir / "trained.safetensors")
             missing = set(trained) - set(model.state_dict())
             if missing:
@@ -130,4 +126,4 @@ class FSDP:
         return report["metrics"]
 
 
-METHOD = FSDP()
+WRAPPER = FSDP  # harness.methods.get_method builds FSDP(inner=…)

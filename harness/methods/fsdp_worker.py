@@ -45,7 +45,7 @@ def main(job_dir: Path) -> None:
     from harness import models
     from harness.config import spec_from_dict
     from harness.measure import MemoryMonitor, synchronize
-    from harness.methods.fsdp import inner_method
+    from harness.methods import get_method
     from harness.record import write_json_atomic
     from harness.tasks import get_task
     from harness.train import collate, tokenize_sft, training_batches
@@ -70,9 +70,9 @@ def main(job_dir: Path) -> None:
     dtype = models.resolve_dtype(spec.train.dtype, device)
     # Parameters stay fp32 on CPU; on CUDA FSDP2 computes in bf16 and reduces gradients in fp32.
     loaded = models.load(spec.model, seed=spec.seed, dtype=torch.float32, device=device)
-    inner = inner_method(spec)
+    inner = get_method(spec.method.name, spec.method.inner).inner  # checked by the parent before launching
     transformers.set_seed(spec.seed)  # every rank builds identical adapters before sharding
-    model = inner.prepare(loaded.model, spec)
+    model = inner.prepare(loaded.model, spec.method, spec.train)
     total_params = sum(p.numel() for p in model.parameters())
     trainable_names = [n for n, p in model.named_parameters() if p.requires_grad]
 
@@ -156,8 +156,7 @@ def _entry(argv: list[str]) -> int:
     try:
         main(job_dir)
     except BaseException as exc:  # noqa: BLE001 — every rank's failure must reach the record
-        from harness.record import write_json_atomic
-        from harness.run import error_info
+        from harness.record import error_info, write_json_atomic
 
         rank = int(os.environ.get("RANK", 0))
         write_json_atomic(job_dir / f"error.rank{rank}.json", {"rank": rank, **error_info(exc)})

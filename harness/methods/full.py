@@ -10,23 +10,22 @@ non-paged one with a warning: paging is a CUDA unified-memory feature.
 
 from __future__ import annotations
 
+from harness.methods import METHODS
+from harness.methods.base import Single
 from harness.train import sft
 
 
-class Full:
+class Full(Single):
     name = "full"
-    trains_base = True
+    capabilities = METHODS["full"].capabilities
 
-    def load_kwargs(self, spec):
-        return {}
-
-    def prepare(self, model, spec):
+    def prepare(self, model, method, train):
         for p in model.parameters():
             p.requires_grad_(True)
         return model
 
-    def fit(self, model, tok, splits, spec, clock, progress):
-        return sft(model, tok, splits["train"], spec, clock, progress)
+    def fit(self, model, tok, job, clock, progress):
+        return sft(model, tok, job.splits["train"], job, clock, progress)
 
 
 METHOD = Full()

@@ -13,22 +13,19 @@ from __future__ import annotations
 
 import importlib
 
-from harness.errors import UserError
-from harness.methods.base import check_options, inner_method, prepare_inner
+from dataclasses import dataclass
 
-# method.options and their defaults (sweeps/method/grpo.yaml restates them with reasons).
-OPTIONS = {"num_generations": 4, "max_completion_length": 16, "beta": 0.04, "temperature": 1.0}
+from harness.errors import UserError
+from harness.methods.base import Wrapper, options
+
 EDGE = 3  # reward_first / reward_last average this many logged steps: one step's mean is noisy
 
 
-def task_reward(spec):
+def task_reward(task):
     """The task's verifiable reward ``f(completions, answer, **kw) -> list[float]``, or a one-line error."""
-    from harness.tasks import get_task
-
-    task = get_task(spec.task)
     fn = getattr(task, "reward", None) or getattr(importlib.import_module(type(task).__module__), "reward", None)
     if not callable(fn):
-        raise UserError(f"method=grpo needs a task with a verifiable reward; task '{spec.task.name}' has none "
+        raise UserError(f"method=grpo needs a task with a verifiable reward; task '{task.name}' has none "
                         f"(try task=arithmetic)")
     return fn
 
@@ -41,32 +38,29 @@ def _edge_mean(values: list[float], last: bool) -> float | None:
     return sum(part) / len(part)
 
 
-class GRPO:
+@dataclass(frozen=True)
+class GRPO(Wrapper):
     name = "grpo"
-    trains_base = False  # set in prepare() from method.inner
 
-    def load_kwargs(self, spec):
-        # Checked before anything loads: a task without a reward, an unknown option, a bad batch.
-        task_reward(spec)
-        opts = check_options(spec, OPTIONS)
-        if (spec.train.batch_size * spec.train.grad_accum) % opts["num_generations"]:
-            raise UserError(f"train.batch_size × train.grad_accum ({spec.train.batch_size * spec.train.grad_accum}) must be a "
+    def check(self, method, train, task):
+        # A task without a reward, an unknown option, a batch that does not split into groups.
+        super().check(method, train, task)
+        task_reward(task)
+        opts = options(method)
+        if (train.batch_size * train.grad_accum) % opts["num_generations"]:
+            raise UserError(f"train.batch_size × train.grad_accum ({train.batch_size * train.grad_accum}) must be a "
                             f"multiple of method.options.num_generations ({opts['num_generations']})")
-        return inner_method(spec).load_kwargs(spec)
 
-    def prepare(self, model, spec):
-        return prepare_inner(self, model, spec)
-
-    def fit(self, model, tok, splits, spec, clock, progress):
+    def fit(self, model, tok, job, clock, progress):
         from datasets import Dataset
         from trl import GRPOConfig, GRPOTrainer
 
         from harness.measure import device_of
         from harness.train import MeasureCallback, quiet, training_args
 
-        opts = check_options(spec, OPTIONS)
+        opts = options(job.method)
         args = training_args(
-            spec,
+            job,
             device_of(),
             GRPOConfig,
             num_generations=opts["num_generations"],
@@ -76,11 +70,11 @@ class GRPO:
             # GRPO counts prompt + completion tokens itself; the Trainer's own count finds no input_ids.
             include_num_input_tokens_seen="no",
         )
-        rows = [{"prompt": ex.prompt, "answer": ex.answer} for ex in splits["train"]]
-        measure = MeasureCallback(clock, spec.train.batch_size * spec.train.grad_accum, progress)
+        rows = [{"prompt": ex.prompt, "answer": ex.answer} for ex in job.splits["train"]]
+        measure = MeasureCallback(clock, job.train.batch_size * job.train.grad_accum, progress)
         trainer = GRPOTrainer(
             model=model,
-            reward_funcs=task_reward(spec),
+            reward_funcs=task_reward(job.task),
             args=args,
             train_dataset=Dataset.from_list(rows),
             processing_class=tok,
@@ -102,4 +96,4 @@ class GRPO:
         }
 
 
-METHOD = GRPO()
+WRAPPER = GRPO  # harness.methods.get_method builds GRPO(inner=…)

@@ -19,7 +19,11 @@ and stays unquantized, as do the norms.
 from __future__ import annotations
 
 from advisor.facts import TARGET_PRESETS
+from dataclasses import dataclass
+
 from harness.errors import UserError
+from harness.methods import METHODS
+from harness.methods.base import Single
 from harness.train import sft
 
 # What `method.targets` presets mean (advisor/facts.py); "all-linear" goes to peft as is, which also
@@ -31,27 +35,35 @@ def target_modules(targets: str):
     return TARGETS.get(targets) or [t.strip() for t in targets.split("+")]
 
 
-class LoRA:
-    name = "lora"
-    trains_base = False
+@dataclass(frozen=True)
+class LoRA(Single):
+    """``rslora``: scale the update by alpha/√r instead of alpha/r (``harness/methods/rslora.py``)."""
 
-    def load_kwargs(self, spec):
-        if not spec.method.r:
-            raise UserError(f"method.r must be set for {spec.method.name} (the adapter rank, e.g. 16)")
-        return {"quantize": spec.method.quantize}
+    name: str = "lora"
+    rslora: bool = False
+    capabilities = METHODS["lora"].capabilities  # qlora, dora, rslora: the same code, the same capabilities
 
-    def prepare(self, model, spec):
+    def check(self, method, train, task):
+        super().check(method, train, task)
+        if not method.r:
+            raise UserError(f"method.r must be set for {method.name} (the adapter rank, e.g. 16)")
+
+    def load_kwargs(self, method):
+        return {"quantize": method.quantize}
+
+    def prepare(self, model, method, train):
         from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-        m = spec.method
+        m = method
         if m.quantize:
-            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.train.grad_checkpointing)
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=train.grad_checkpointing)
         config = LoraConfig(
             r=m.r,
             lora_alpha=m.lora_alpha,  # null in YAML → 2r: the update scale alpha/r stays 2 as r changes
             lora_dropout=m.dropout,
             target_modules=target_modules(m.targets),
             use_dora=m.use_dora,
+            use_rslora=self.rslora,
             bias="none",
             task_type="CAUSAL_LM",
         )
@@ -62,12 +74,12 @@ class LoRA:
                 raise UserError(f"method.targets '{m.targets}': no such modules in this model "
                                 f"(use {', '.join(TARGETS)} or module names joined by '+')") from None
             raise
-        if spec.train.grad_checkpointing:
+        if train.grad_checkpointing:
             model.enable_input_require_grads()  # checkpointed blocks need a grad-requiring input
         return model
 
-    def fit(self, model, tok, splits, spec, clock, progress):
-        return sft(model, tok, splits["train"], spec, clock, progress)
+    def fit(self, model, tok, job, clock, progress):
+        return sft(model, tok, job.splits["train"], job, clock, progress)
 
 
 METHOD = LoRA()

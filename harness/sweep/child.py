@@ -50,7 +50,7 @@ def run_point(overrides: list[str]) -> int:
 
     from harness.config import load_spec
     from harness.console import print_run
-    from harness.quiet import quiet_libraries
+    from harness.console import quiet_libraries
     from harness.run import execute
     from harness.sweep.progress import ProgressFile, progress_path
 

@@ -58,21 +58,16 @@ def _classify(returncode: int, timed_out: float | None, tail: str) -> tuple[str,
 
 def record_for_dead_child(point: Point, sweep_name: str, status: str, err_type: str, message: str, tail: str,
                           started: float, seconds: float, execution: dict | None = None) -> dict:
+    """The record of a point whose child left none, from what the parent saw (harness/record.py builds it)."""
     import datetime as dt
 
     from harness.measure import device_of
-    from harness.record import now
-    from harness.run import new_record
+    from harness.record import build_record, error_info, finished
 
-    record = new_record(point.spec, device_of())
-    record["sweep"] = {"name": sweep_name}
-    if execution:  # how the point ran (harness/sweep/local.py); the child would have recorded it itself
-        record["execution"] = execution
-    record.update(status=status, error={"type": err_type, "message": message[:1000], "traceback": tail})
-    record["metrics"]["wall_s"] = seconds
-    record["recorded_by"] = "sweep"  # the child left nothing: these figures are the parent's
-    record["provenance"]["started_at"] = dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(timespec="seconds")
-    record["provenance"]["finished_at"] = now()
+    started_at = dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(timespec="seconds")
+    record = build_record(point.spec, device_of(), sweep=sweep_name, started_at=started_at, execution=execution)
+    record = finished(record, status, error=error_info(type=err_type, message=message, tail=tail),
+                      metrics={"wall_s": seconds}, recorded_by="sweep")  # the child left nothing: the parent's figures
     write_record(point.spec.results_dir, record)
     return record
 

@@ -15,7 +15,7 @@ The label rule (the same one the handwritten file follows):
    a polite outage is urgent, "URGENT: dark mode resets" is technical.
 
 About 30% of each label is a hard case built to break keyword matching (scenario names start
-with ``hard_``). Text comes from a small template grammar: ``[a|b|c]`` picks one alternative,
+with ``hard_``). Text comes from a small template grammar (``harness/data/tickets_grammar.json``): ``[a|b|c]`` picks one alternative,
 ``{slot}`` draws a filler (product, error, amount, time, ...), then a random opening, context,
 tone, aside, closing, signature, casing and typos wrap the core sentence.
 """
@@ -28,6 +28,7 @@ import re
 from pathlib import Path
 from typing import Callable
 
+from harness.paths import DATA_DIR
 from harness.tasks.base import Example, example, normalize
 
 LABELS = ("urgent", "billing", "technical", "general")
@@ -36,6 +37,7 @@ INSTRUCTION = (
 )
 _TICKET_SEP = "Ticket: "
 HANDWRITTEN_FILE = "tickets_handwritten.jsonl"
+GRAMMAR_FILE = "tickets_grammar.json"
 
 
 def make_prompt(text: str) -> list[dict]:
@@ -81,62 +83,17 @@ def _error(rng: random.Random) -> str:
     ))
 
 
+# The grammar's words are data (harness/data/tickets_grammar.json); the fillers that compute
+# something (amounts, error codes, invoice numbers, times, team sizes) are code.
+GRAMMAR = json.loads((DATA_DIR / GRAMMAR_FILE).read_text())
 SLOTS: dict[str, Callable[[random.Random], str]] = {
-    "product": _pick(
-        "the app", "the mobile app", "the desktop app", "the web dashboard", "the iOS app",
-        "the Android app", "the browser extension", "the admin console", "the sync client",
-        "the reporting module", "the scheduler", "our workspace", "the file uploader",
-        "the calendar view", "the client portal", "the team inbox", "the Orbit app", "Orbit Desk",
-    ),
-    "device": _pick(
-        "Windows 11", "Windows 10", "my MacBook", "macOS Sonoma", "an iPhone 13", "my iPad",
-        "a Pixel 7", "a Samsung Galaxy", "Ubuntu 22.04", "a Chromebook", "my work laptop",
-    ),
-    "browser": _pick("Chrome", "Firefox", "Safari", "Edge", "Brave"),
+    **{name: _pick(*options) for name, options in GRAMMAR["slots"].items()},
     "error": _error,
     "amount": _amount,
     "amount2": _amount,
-    "since": _pick(
-        "since this morning", "since 9am", "for about an hour", "for the last 40 minutes",
-        "since around 2pm", "since the update an hour ago", "since 7:30", "for two hours now",
-    ),
-    "ago": _pick("last week", "on Monday", "three days ago", "yesterday", "last month", "on the 3rd"),
-    "plan": _pick("Basic", "Starter", "Pro", "Team", "Business", "Enterprise", "annual", "monthly"),
-    "plan2": _pick("Basic", "Starter", "Pro", "Team", "Business", "Plus"),
     "inv": lambda rng: f"{rng.choice(('INV-', '#', 'INV', 'no. '))}{rng.randint(1000, 99999)}",
-    "month": _pick("January", "February", "March", "April", "May", "June", "July", "August",
-                   "September", "October", "November", "December"),
     "hour": lambda rng: f"{rng.randint(1, 6)}pm" if rng.random() < 0.6 else f"{rng.randint(9, 11)}am",
-    "hours": _pick("2 hours", "3 hours", "an hour", "90 minutes", "4 hours", "a few hours"),
     "n_users": lambda rng: str(rng.choice((5, 8, 12, 20, 35, 40, 60, 120, 250))),
-    "place": _pick("Brazil", "Vietnam", "Romania", "an IP in Russia", "a device I don't own",
-                   "Lagos", "somewhere in Ohio", "a Linux machine", "Singapore"),
-    "name": _pick("Priya", "Tom", "Ana", "Kenji", "Fatima", "Luis", "Mark", "Olga", "Sam", "Chen",
-                  "Grace", "Omar", "Ingrid", "Dev", "Rosa", "Jamal", "Mia", "Pete", "Aisha", "Jonas"),
-    "integration": _pick("Slack", "Google Calendar", "Zapier", "Salesforce", "HubSpot",
-                         "Outlook", "Dropbox", "Teams", "Shopify", "GitHub"),
-    "feature": _pick(
-        "a Gantt view", "keyboard shortcuts", "a Portuguese translation", "recurring tasks",
-        "a dark theme for the web", "custom fields", "bulk editing", "an offline mode",
-        "a Linux client", "emoji reactions", "two-factor login by app", "a print layout",
-    ),
-    "action": _pick(
-        "upload a file", "save a project", "export to CSV", "share a board", "attach a photo",
-        "add a new contact", "duplicate a template", "open the settings page", "invite a colleague",
-        "rename a folder", "print a report", "switch workspaces",
-    ),
-    "things": _pick("files", "records", "projects", "contacts", "documents", "notes", "orders"),
-    "deadline": _pick(
-        "our tax filing is due at midnight tonight", "the court filing is due at 5pm today",
-        "the auditors need it in {hours}", "the board meeting starts at {hour}",
-        "our grant deadline is at {hour} today", "the client demo is in {hours}",
-    ),
-    "question": _pick(
-        "do you have an office in Toronto?", "are you planning {feature}?",
-        "what are your support hours at weekends?", "is there a user guide for new staff?",
-        "do you run webinars for beginners?", "where is our data stored?",
-        "can I change the name on my profile?", "are you hiring designers?",
-    ),
 }
 
 
@@ -149,240 +106,19 @@ def _expand(template: str, rng: random.Random) -> str:
 
 
 # ---------------------------------------------------------------- scenarios
-# (name, templates); "hard_" scenarios are built to fool a keyword matcher.
+# label → ((name, templates), …); "hard_" scenarios are built to fool a keyword matcher.
 SCENARIOS: dict[str, tuple[tuple[str, tuple[str, ...]], ...]] = {
-    "urgent": (
-        ("outage", (
-            "{product} is [down|completely down|not loading at all|unreachable] for [our whole team|everyone in the company|all {n_users} of our users] {since}[.| and nobody can work.| - we are stuck.]",
-            "[Nobody|None of us|Not one person] in our office can [log in|get past the login page|open {product}] {since}. [All|Every one of] {n_users} [accounts|users] get {error}.",
-            "whole team locked out, {product} gives {error} for everyone {since}",
-            "[Total outage|Everything is down] on our side: {product} [returns|shows] {error} for all users {since}.",
-        )),
-        ("customer_outage", (
-            "Our [checkout|booking page|customer portal|public site|order form] runs on {product} and [returns|shows] {error} for every [visitor|customer] {since}. We are losing [orders|bookings|sales] every minute.",
-            "[Customers|Clients] cannot [place orders|book appointments|reach their files] at all - {product} is [down|failing for all of them] {since}.",
-        )),
-        ("account_takeover", (
-            "[Someone|A stranger|An unknown person] logged into my account from {place} [last night|an hour ago|this morning|20 minutes ago] and changed my [password|email address|recovery phone].",
-            "I just got a login alert from {place} that wasn't me, and now my [password|2FA] [doesn't work|has been changed]. [Please freeze the account.|Help!]",
-        )),
-        ("compromise", (
-            "I think our workspace [was hacked|has been compromised|is compromised]: there are [admin users|API keys|webhooks] we never created and [files are being downloaded|settings keep changing|emails are going out in our name].",
-            "[A former employee|Someone who left last week|A contractor we let go] still has admin access and is deleting [projects|records|files] right now. Please [lock|suspend] [their access|the account]!",
-        )),
-        ("data_leak", (
-            "We accidentally [shared|published] a link to a folder with [customer data|patient records|salary details|passport scans] [publicly|on social media|to the wrong client]. How do we [revoke|kill] it immediately?",
-            "[A bug|Your last update] [shows|is showing] other customers' {things} in our account[ - names, emails, everything|]. That's a data breach.",
-        )),
-        ("data_loss", (
-            "[All|Half|About 300] of our {things} [disappeared|were wiped|are gone] after [the sync|the last update|the import] [this morning|an hour ago|last night]. [Is there a backup?|Please restore them.|We need them back today.]",
-            "The [import|merge|migration] [overwrote|deleted] our entire [customer list|project history|archive]. Months of work [lost|gone].",
-        )),
-        ("deadline", (
-            "{product} won't let me export the [report|documents|figures|ledger] and {deadline}.",
-            "I need [access|my files|the signed contracts] back [right away|within the hour] - {deadline}.",
-        )),
-        ("hard_billing_deadline", (
-            "You charged our card twice ({amount} each) and then [locked|suspended] the account for 'payment issues'. Payroll [has to go out|runs] in {hours}.",
-            "Our [card payment|direct debit] failed, the account got [suspended|frozen], and payroll [runs|goes out] at {hour} today. We need access back now.",
-            "Invoice {inv} shows unpaid although we paid it, your system [suspended|locked] us, and {deadline}.",
-        )),
-        ("hard_polite_outage", (
-            "[Hope your week is going well!|Hope you are all well.] [Just flagging|Only a heads-up] that {product} [seems to be|appears] down for all of us {since} - nobody here can [log in|open anything]. [Thanks so much.|Much appreciated.]",
-            "Quick question - is it normal that every [document|file|project] in our shared [drive|space] now [shows as empty|opens blank]? All of them, since the update.",
-        )),
-        ("hard_tech_security", (
-            "Weird one: password reset emails I never asked for keep arriving and my login history shows a session from {place} [just now|10 minutes ago].",
-            "The API log shows thousands of calls with [our key|a key we deleted] from {place} in the last hour. We didn't make them.",
-        )),
-    ),
-    "billing": (
-        ("double_charge", (
-            "I was charged twice for [my|our] [monthly|annual] [subscription|plan] ({amount} each). Can you refund the duplicate?",
-            "[Two|Duplicate] charges of {amount} [showed up|appeared] on [my|our company] card for {month}. [Please reverse one.|One of them has to go.]",
-        )),
-        ("refund", (
-            "I cancelled {ago} but still got billed {amount}. [I'd like a refund.|Please refund it.|Why?]",
-            "[Requesting|Can I get] a refund for the {plan} plan - we [stopped using it|never used it|switched providers] {ago}.",
-        )),
-        ("invoice", (
-            "Could you [send|resend] [the invoice|a copy of invoice {inv}|receipts for the last three months]? [Our accountant needs them.|I need it for my expense report.|I can't find it in my email.]",
-            "[Need|Looking for] an invoice for {month} with our company name on it[, not my personal one|].",
-        )),
-        ("payment_method", (
-            "How do I [update|change] the [credit card|payment method|billing email] on [my|our] account? [The old card expired.|We switched banks.|Our finance team changed.]",
-            "Please [switch us|move us] from card payments to [bank transfer|invoicing|PayPal] starting next month.",
-        )),
-        ("company_details", (
-            "Please add our [VAT number|company address|PO number|tax ID] to [future invoices|invoice {inv}].",
-            "The invoice [is addressed to|shows] the wrong [company|address|legal name]. Can you reissue {inv}?",
-        )),
-        ("plan_change", (
-            "We want to [downgrade|move|switch] from {plan} to {plan2}. Will we be [charged|credited] for the rest of the month?",
-            "If I [upgrade|add 5 seats] mid-cycle, [how much will the next bill be|is it prorated]?",
-        )),
-        ("trial", (
-            "My free trial turned into a paid [plan|subscription] [without warning|overnight] and I was charged {amount}. I never meant to subscribe.",
-        )),
-        ("coupon", (
-            "The discount code [SPRING20|WELCOME10|NONPROFIT30|EDU50] wasn't applied and I paid the full {amount}.",
-            "[We were promised|Sales offered us] [20%|30%|a year] off but the invoice shows the full price of {amount}.",
-        )),
-        ("declined", (
-            "My [card|payment] keeps getting declined [at checkout|when I renew] [but the bank says it's fine|with code {n_users}]. [How else can I pay?|What's going on?]",
-        )),
-        ("hard_angry", (
-            "[THIS IS THE THIRD MONTH|Third month in a row] you've overcharged me. {amount} instead of {amount2}. FIX IT or I'm [leaving|cancelling]!!!",
-            "URGENT!!! why was I charged {amount} when I [cancelled|downgraded] {ago}?? [answer me|I want my money back]",
-        )),
-        ("hard_not_today", (
-            "URGENT: [need|we need] a corrected invoice before our books close [next Friday|at the end of the month|next week].",
-            "[Important|Time-sensitive]: our auditors want all {month} receipts [by next Tuesday|within two weeks]. Can you send them?",
-        )),
-        ("hard_bug_caused", (
-            "The checkout page froze and showed {error}, and when I retried I was charged [three|two] times. Please refund the extra [ones|charge].",
-            "{product} crashed during payment and [I got billed|the card was charged] {amount} [twice|but no receipt came]. I need the duplicate refunded.",
-        )),
-        ("hard_polite_question", (
-            "{product} works great, thanks! Only thing: my receipt for {month} never arrived.",
-            "Just curious, why did my bill go [up|from {amount} to {amount2}] this month? No other problems.",
-        )),
-    ),
-    "technical": (
-        ("action_error", (
-            "When I try to {action} in {product}, I get {error}.",
-            "[Can't|Cannot|Unable to] {action} - {product} just shows {error}[.| every time.]",
-            "{action} fails with {error} on {device}[.| since the update.]",
-        )),
-        ("crash", (
-            "{product} crashes [on startup|every time I open settings|when I {action}|after a few minutes] on {device}.",
-            "[The app keeps closing|It freezes and quits] [whenever I|when I try to] {action}. I'm on {device}.",
-        )),
-        ("sync", (
-            "Changes I make on {device} don't show up [on my laptop|on the web dashboard|on my phone]. Sync seems stuck {since}.",
-            "Two of my {things} [show different versions|are out of sync] between {device} and the web.",
-        )),
-        ("login", (
-            "I can't log in on {device} - it says {error}. The password reset email never arrives.",
-            "Login loops back to the sign-in page in {browser}. [Cleared cookies already.|Tried incognito too.]",
-        )),
-        ("integration", (
-            "The {integration} integration stopped [posting updates|syncing|working] after I reconnected it.",
-            "Connecting {integration} fails with {error}. [Followed the guide step by step.|Tried twice.]",
-        )),
-        ("api", (
-            "Our API calls to [/v2/orders|the export endpoint|/v1/contacts] return {error} even with a fresh token.",
-            "The webhook for new [orders|contacts|tickets] [fires twice|never fires|sends empty bodies] since {ago}.",
-        )),
-        ("slow", (
-            "{product} has become [really|very|painfully] slow - pages take [30 seconds|a minute|ages] to load on {device}.",
-            "Search [takes forever|times out] once a workspace has more than [500|2,000|10k] {things}.",
-        )),
-        ("notifications", (
-            "I'm not getting [push notifications|email alerts|reminders|mention alerts] [on {device}|from {product}|anymore], even though they're [turned on|enabled] in settings.",
-        )),
-        ("install", (
-            "The installer fails on {device} with {error}.",
-            "[Update|Version 4.2] won't install on {device}: [it stops at 80%|it says the package is damaged|nothing happens].",
-        )),
-        ("display", (
-            "[Dark mode|The sidebar|The chart panel|The table view] [looks broken|overlaps the text|doesn't render] in {browser}.",
-            "Text in {product} is [cut off|tiny|blurry] on {device} after the update.",
-        )),
-        ("hard_money_words", (
-            "Since we upgraded to the {plan} plan ({amount}/month), the [export|reporting|import] button does nothing.",
-            "[Paid|We pay] {amount} a month and {product} still [won't|can't] {action} - it just shows {error}.",
-        )),
-        ("hard_invoice_feature", (
-            "The invoice PDFs that {product} generates for our clients cut off the last line item and the totals column is blank.",
-            "I'm trying to update my card but the billing page shows {error} and the Save button is greyed out.",
-            "The price field in our product catalog [rounds|changes] {amount} to [0.00|{amount2}] when I save.",
-        )),
-        ("hard_angry", (
-            "URGENT!!! the [dark mode|font size|language] setting resets every time I log in. [fix this|sort it out].",
-            "[THIRD TIME I'M WRITING|I have reported this twice already]: {product} [crashes|freezes] when I {action}. Unacceptable!!",
-        )),
-        ("hard_polite", (
-            "[Sorry to bother you|Hope this is the right place] - no rush at all, but {product} gives me {error} whenever I {action}. [Thank you!|Many thanks.]",
-        )),
-    ),
-    "general": (
-        ("hours", (
-            "What are your support hours [at weekends|over the holidays|on public holidays|in December|on Fridays][| for the UK| for Australia| in Asia| for Europe]?",
-            "[Is there|Do you have|Do you offer] [phone|live chat|video call] support[, or only email| in Spanish| in French|]?",
-        )),
-        ("how_to", (
-            "How do I {action} in {product}?",
-            "Is there a way to {action} from {device}?",
-            "[Where do I find|Where is] the option to {action}? [Couldn't see it in the menu.|Just learning the ropes.|]",
-        )),
-        ("feature_question", (
-            "Does {product} [work offline|support dark mode|run on {device}|have an API|support multiple languages]?",
-            "Can [several people|two users] edit the same [project|document] at once?",
-        )),
-        ("feature_request", (
-            "It would be great if you could add {feature}. Any plans?",
-            "[Feature request|Suggestion]: {feature}[, please|. Would love it|].",
-        )),
-        ("feedback", (
-            "Just wanted to say the new [design|search|calendar view|mobile app] is [fantastic|really nice|a big improvement]. [Great work!|Thanks, team.]",
-            "We've used {product} for [two years|a year|six months] and love it. [Keep it up.|Happy customers here.]",
-        )),
-        ("account_admin", (
-            "How do I [change the name on my profile|transfer ownership of a workspace|add a profile photo|change my username|set my time zone|leave a workspace|change the language of {product}]?",
-            "Can I [merge two accounts|use one login for two workspaces|change the email I sign in with|give a colleague read-only access|rename our workspace]?[| Asking for our office manager.]",
-        )),
-        ("company", (
-            "[Are you hiring|Do you have a partner program|Can we feature you in our newsletter|Do you sponsor meetups|Could someone speak at our conference|Do you offer internships]?",
-            "[Do you have an office in|Is anyone from your team based in|Do you attend events in] [Berlin|Toronto|Sydney|Nairobi|Madrid|Seoul|Chicago]?",
-        )),
-        ("policy", (
-            "Where is our data stored, and [is there a DPA I can read|do you sell it to anyone|who can see it]?",
-            "[Do you have|Where can I find|Can you send me] [an accessibility statement|your privacy policy|a security whitepaper|your terms of service|a list of subprocessors]?",
-            "[How long do you keep|What happens to] deleted {things}[ after 30 days|]?",
-        )),
-        ("learning", (
-            "Are there [tutorials|videos|guides|templates] for [new team members|teachers|small shops|people who use {product}]?",
-            "Will the webinar on {month} [4|12|20] be recorded?",
-        )),
-        ("hard_error_in_passing", (
-            "I got {error} once last week but it fixed itself - no issue now. [Actually writing to ask|My real question]: {question}",
-            "Not a bug report, {product} works fine. [Just wondering|Quick one]: {question}",
-        )),
-        ("hard_not_urgent", (
-            "Not urgent at all, but {question}",
-            "[No rush|Whenever you have a minute] - {question}",
-        )),
-        ("hard_money_words", (
-            "No problems with billing or the app - I just wanted to say thanks for [the quick help|a great product].",
-            "Our [finance|procurement] team asked which country your company is registered in, for our vendor list.",
-            "[I'm on the {plan} plan and|We pay yearly and] wonder whether you [have a user forum|publish a roadmap].",
-        )),
-        ("hard_angry", (
-            "Why on earth is there [still no|no] {feature} yet?!",
-            "[Seriously|Honestly], how hard is it to [answer a simple question|find your contact page]?? {question}",
-        )),
-    ),
+    label: tuple((name, tuple(templates)) for name, templates in scenarios)
+    for label, scenarios in GRAMMAR["scenarios"].items()
 }
 
 # Wrappers are label-neutral on purpose: only the core sentence carries the label.
-OPENINGS = ("", "", "", "Hi,", "Hello,", "Hi team,", "Hey,", "Good morning,", "Dear support,",
-            "Hi there,", "Hello support team,", "To whom it may concern,", "hey guys,", "Hi all,")
-CONTEXTS = ("I'm on the {plan} plan.", "We're a team of {n_users}.", "Long-time customer here.",
-            "I use {product} every day for work.", "We signed up {ago}.", "I manage our account.",
-            "I run a small bakery and we use {product}.", "Writing on behalf of my manager.")
-POLITE = ("Sorry to bother you.", "Hope you're doing well.", "Hope this finds you well.")
-THANKFUL = ("Thank you so much for your help.", "I really appreciate your time.", "You guys are great.")
-ANGRY = ("This is really frustrating.", "I expected better.", "Second time I'm asking!",
-         "Please answer quickly!!", "Why is this so hard?!", "Not impressed.")
-ASIDES = ("Also, unrelated: {question}", "P.S. {question}", "Separate question: {question}")
+_W = GRAMMAR["wrappers"]
+OPENINGS, CONTEXTS, POLITE = tuple(_W["openings"]), tuple(_W["contexts"]), tuple(_W["polite"])
+THANKFUL, ANGRY, ASIDES = tuple(_W["thankful"]), tuple(_W["angry"]), tuple(_W["asides"])
 # Passing remarks, with the labels each would contradict (so it is never added to those).
-PASSING = (("(The login error from last week is gone, by the way.)", ()),
-           ("P.S. No billing issues, all good there.", ("billing", "urgent")),
-           ("(The app itself works fine.)", ("technical", "urgent")))
-CLOSINGS = ("", "", "", "Thanks.", "Thanks!", "Thank you.", "Thanks in advance.", "Cheers.", "Regards,",
-            "Best,", "Please advise.", "Appreciate any help.", "thx", "Let me know.")
-SIGNATURES = ("{name}", "- {name}", "{name} from accounts", "{name} ({n_users} seats)")
+PASSING = tuple((remark, tuple(clashes)) for remark, clashes in _W["passing"])
+CLOSINGS, SIGNATURES = tuple(_W["closings"]), tuple(_W["signatures"])
 
 HARD_SHARE = 0.3  # hard cases per label; the rest draw from plain scenarios
 

@@ -93,7 +93,8 @@ def test_build_on_device_makes_the_model_in_the_compute_dtype_without_touching_d
     monkeypatch.setenv("TUNEBENCH_CACHE", str(tmp_path / "cache"))
     arch = {"num_hidden_layers": 2, "hidden_size": 64, "intermediate_size": 128, "num_attention_heads": 4,
             "num_key_value_heads": 2, "vocab_size": 2048, "tie_word_embeddings": True}  # fmt: skip
-    spec = ModelSpec(name="cost-test", source="tiny", arch=arch, scored=False)
+    spec = ModelSpec(name="cost-test", source="tiny", name_or_path=None, revision=None, gguf_package=None, gguf_file=None,
+                     arch=arch, scored=False, trust_remote_code=False)
     loaded = _build_on_device(spec, seed=0, dtype=torch.bfloat16, device="cpu")
     assert {p.dtype for p in loaded.model.parameters()} == {torch.bfloat16}
     assert loaded.identity["built_on"] == "cpu" and loaded.arch["vocab_size"] == 2048

@@ -54,16 +54,17 @@ def _counted(method: str, *overrides: str) -> tuple[float, float, object]:
     from harness.methods.base import count_params
 
     spec = load_spec(["debug=smoke", f"method={method}", "results_dir=/tmp/unused", *overrides])
-    m = get_method(method)
-    loaded = models.load(spec.model, seed=0, dtype=torch.float32, device="cpu", **m.load_kwargs(spec))
+    m = get_method(spec.method.name, spec.method.inner)
+    loaded = models.load(spec.model, seed=0, dtype=torch.float32, device="cpu", **m.load_kwargs(spec.method))
     loaded.model.config._attn_implementation = "eager"  # attention as bmm, which the counter knows
-    model = m.prepare(loaded.model, spec)
+    model = m.prepare(loaded.model, spec.method, spec.train)
     model.train()
     ids = torch.randint(0, loaded.arch["vocab_size"], (B, T), generator=torch.Generator().manual_seed(0))
     with FlopCounterMode(display=False) as counter:
         model(input_ids=ids, labels=ids).loss.backward()
     trainable, _ = count_params(model)
-    formula = flops_per_token(loaded.arch, T, trains_base=m.trains_base, adapter_params=0 if m.trains_base else trainable)
+    formula = flops_per_token(loaded.arch, T, trains_base=m.capabilities.trains_base,
+                              adapter_params=0 if m.capabilities.trains_base else trainable)
     return counter.get_total_flops() / (B * T), formula, model
 
 
@@ -151,7 +152,7 @@ def test_mfu_is_flops_per_token_times_tokens_per_s_over_peak(measured):
     assert m["mean_seq_len"] == pytest.approx(m["tokens_trained"] / (m["steps"] * t["batch_size"] * t["grad_accum"]))
     adapter = 0 if cfg["method"]["name"] == "full" else m["trainable_params"]
     assert m["flops_per_token"] == pytest.approx(flops_per_token(
-        cfg["model"]["arch"], m["mean_seq_len"], trains_base=cfg["method"]["name"] == "full", adapter_params=adapter))
+        measured["model_arch"], m["mean_seq_len"], trains_base=cfg["method"]["name"] == "full", adapter_params=adapter))
     assert m["peak_flops_source"].startswith("measured:matmul-1024-fp32")
 
 

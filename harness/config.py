@@ -54,6 +54,7 @@ class MethodSpec:
     inner: str | None = None  # fsdp / grpo: what is trained inside (full | lora)
     world_size: int = 1
     options: Mapping[str, Any] = field(default_factory=dict)  # method-specific settings
+    init_from: str | None = None  # dpo / grpo: start from this run's saved adapter (harness/init_from.py)
 
     def __post_init__(self):
         if self.r is not None and (not isinstance(self.r, int) or self.r < 1):
@@ -89,7 +90,7 @@ class TaskSpec:
 
 @dataclass(frozen=True)
 class TrainSpec:
-    max_steps: int = 40  # > 0 wins over epochs; -1 → train for `epochs`
+    max_steps: int = 48  # > 0 wins over epochs; -1 → train for `epochs`
     epochs: float = 1.0
     batch_size: int = 8
     grad_accum: int = 1
@@ -104,6 +105,7 @@ class TrainSpec:
     measure_skip_steps: int = 2  # warm-up steps left out of throughput
     save: str = "adapter"
     log_every: int = 1
+    batching: str = "by_length"  # by_length | shuffled (harness.train.BATCHING)
 
     def __post_init__(self):
         if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
@@ -125,6 +127,8 @@ class TrainSpec:
             raise unknown("train.save", self.save, SAVE_MODES)
         if self.measure_skip_steps < 0:
             raise UserError("train.measure_skip_steps must be >= 0")
+        if self.batching not in ("by_length", "shuffled"):
+            raise unknown("train.batching", self.batching, ("by_length", "shuffled"))
 
 
 @dataclass(frozen=True)

@@ -100,6 +100,11 @@ def execute(spec: RunSpec, progress: Any = None) -> dict:
                 loaded.model, loaded.tokenizer, task, test, identity=loaded.identity, load=load_key, batch_size=spec.eval.batch_size
             )
             metrics.update(task_score_base=base.mean, task_score_base_stderr=base.stderr, base_eval_cached=cached)
+            if spec.method.name in ("grpo", "dpo"):  # a ~0 start is no verdict on the method: say so
+                from harness.init_from import floor_note
+
+                if note := floor_note(spec.method.name, base.mean, spec.method.init_from):
+                    metrics["base_score_floor"] = note
         if probe_names:
             base_probes, metrics["base_probes_cached"] = evaluate.base_probe_scores(
                 loaded.model, loaded.tokenizer, probe_names, limit=spec.eval.probe_limit, batch_size=spec.eval.batch_size,

@@ -70,7 +70,7 @@ def test_trainer_sees_the_batches_of_training_batches(run_tiny):
     spec = load_spec([*TINY, "method=full", "train.max_steps=2"])
     loaded = models.load(spec.model, seed=spec.seed, dtype=torch.float32, device="cpu")
     rows = tokenize_sft(loaded.tokenizer, get_task(spec.task).splits()["train"], spec.train.max_seq_len)
-    _, order = training_batches(spec, len(rows))
+    _, order = training_batches(spec, len(rows), lengths=[len(r["input_ids"]) for r in rows])
     with torch.no_grad():
         first, other = (loaded.model(**collate([rows[i] for i in idx], loaded.tokenizer.pad_token_id)).loss.item()
                         for idx in (order[0], order[1]))

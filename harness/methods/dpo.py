@@ -32,9 +32,18 @@ class DPO:
     def load_kwargs(self, spec):
         check_options(spec, OPTIONS)
         pairs_of(spec, "validation")  # fails fast on a task without pairs; validation is the small split
+        if spec.method.init_from:
+            from harness.init_from import locate_start
+
+            locate_start(spec)  # a missing or wrong start fails here, before the model loads
         return inner_method(spec).load_kwargs(spec)
 
     def prepare(self, model, spec):
+        self.start = {}
+        if spec.method.init_from:  # SFT → DPO/GRPO chain: merge the start adapter, then a fresh one
+            from harness import init_from
+
+            model, self.start = init_from.apply(model, spec)
         return prepare_inner(self, model, spec)
 
     def fit(self, model, tok, splits, spec, clock, progress):
@@ -60,6 +69,7 @@ class DPO:
         acc = [float(log["rewards/accuracies"]) for log in measure.logs if "rewards/accuracies" in log]
         margins = [float(log["rewards/margins"]) for log in measure.logs if "rewards/margins" in log]
         return {
+            **self.start,
             "dpo_beta": opts["beta"],
             "reward_accuracy_last": acc[-1] if acc else None,
             "reward_margin_first": margins[0] if margins else None,

@@ -52,9 +52,18 @@ class GRPO:
         if (spec.train.batch_size * spec.train.grad_accum) % opts["num_generations"]:
             raise UserError(f"train.batch_size × train.grad_accum ({spec.train.batch_size * spec.train.grad_accum}) must be a "
                             f"multiple of method.options.num_generations ({opts['num_generations']})")
+        if spec.method.init_from:
+            from harness.init_from import locate_start
+
+            locate_start(spec)  # a missing or wrong start fails here, before the model loads
         return inner_method(spec).load_kwargs(spec)
 
     def prepare(self, model, spec):
+        self.start = {}
+        if spec.method.init_from:  # SFT → DPO/GRPO chain: merge the start adapter, then a fresh one
+            from harness import init_from
+
+            model, self.start = init_from.apply(model, spec)
         return prepare_inner(self, model, spec)
 
     def fit(self, model, tok, splits, spec, clock, progress):
@@ -92,6 +101,7 @@ class GRPO:
         lengths = [float(log["completions/mean_length"]) for log in measure.logs if "completions/mean_length" in log]
         kls = [float(log["kl"]) for log in measure.logs if "kl" in log]
         return {
+            **self.start,
             "reward_first": _edge_mean(rewards, last=False),
             "reward_last": _edge_mean(rewards, last=True),
             "rewards": rewards,

@@ -84,13 +84,16 @@ def test_generated_n_train_is_deterministic_and_balanced():
 
 # ---------------------------------------------------------------- presets under debug=smoke
 
-SMOKE = ["debug=smoke", "train.lr=5e-3", "eval.limit=4", "task.n_validation=4", "task.n_test=8"]
+# The presets' own learning rates stand (a point's train.lr is what it measures).
+SMOKE = ["debug=smoke", "eval.limit=4", "task.n_validation=4", "task.n_test=8"]
 
 
-def _run_preset(name: str, d: Path, keep: int, extra: list[str]) -> tuple[list, dict]:
+def _run_preset(name: str, d: Path, keep: int, extra: list[str], grid: dict | None = None) -> tuple[list, dict]:
     """Plan every point of a preset (each is composed and validated), run its first ``keep``."""
     overrides = [f"sweep={name}", *SMOKE, *extra]
     cfg = compose([*overrides, f"results_dir={d}"])
+    if grid:
+        cfg.sweep.grid = OmegaConf.create(grid)
     _, points, _ = plan(cfg, overrides)
     cfg.sweep.points = OmegaConf.create(OmegaConf.to_container(cfg.sweep.points)[:keep])
     assert run_sweep(cfg, overrides) == 0
@@ -111,7 +114,7 @@ def test_lr_rank_preset_runs_under_smoke(tmp_path, monkeypatch):
 def test_data_scaling_preset_runs_under_smoke(tmp_path, monkeypatch):
     monkeypatch.setenv("TUNEBENCH_CACHE", str(tmp_path / "cache"))
     # two sizes of the grid at 1 epoch of batch 4: 4 and 8 steps
-    points, recs = _run_preset("data_scaling", tmp_path / "d", 1, ["sweep.grid.task.n_train=[16,32]", "train.epochs=1"])
+    points, recs = _run_preset("data_scaling", tmp_path / "d", 1, ["train.epochs=1"], grid={"task.n_train": [16, 32]})
     sizes = {p.spec.task.n_train for p in points}
     assert sizes == {16, 32} and {p.spec.method.name for p in points} >= {"lora", "full"}
     assert {p.spec.train.max_steps for p in points} == {-1}  # fixed epochs, not fixed steps

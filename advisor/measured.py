@@ -36,7 +36,7 @@ class Point:
 
     def label(self) -> str:
         core = self.method if self.method == "full" else f"{self.method} r={self.rank}"
-        return f"{core}, lr {self.lr:g}"
+        return f"{core}, lr {_lr(self.lr)}"
 
 
 def points(runs, arch) -> list[Point]:
@@ -48,6 +48,10 @@ def points(runs, arch) -> list[Point]:
             se = _num(r.metrics.get("task_score_stderr")) or 0.0
             out.append(Point(r.run_id, r.sweep, r.method, r.rank if r.method != "full" else None, r.lr, r.n_train, score, se))
     return out
+
+
+def _lr(lr: float | None) -> str:
+    return "?" if lr is None else f"{lr:.0e}".replace("e-0", "e-")  # 3e-3, 1e-4
 
 
 def _family(method: str) -> tuple[str, ...]:
@@ -120,7 +124,7 @@ def _lr_rank_text(rec, best: Point, tried: list[Point]) -> str:
     rule_rank, rule_lr = rec.rank, rec.lr
     near = min(tried, key=lambda p: (abs(math.log((p.rank or 1) / (rule_rank or 1))) if rule_rank else 0)
                + abs(math.log((p.lr or 1) / (rule_lr or 1))))  # fmt: skip
-    rule = f"r={rule_rank}, lr {rule_lr:g}" if rule_rank else f"lr {rule_lr:g}"
+    rule = f"r={rule_rank}, lr {_lr(rule_lr)}" if rule_rank else f"lr {_lr(rule_lr)}"
     text = f"best of {len(tried)} lr_rank points: {best.label()} scores {best.score:.2f} ± {best.stderr:.2f}"
     if best is near or not best.beats(near):
         return text + f"; the rules' {rule} (nearest measured: {near.label()}, {near.score:.2f}) is within {SIGNIFICANT:g} SE, kept"

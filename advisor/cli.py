@@ -132,6 +132,9 @@ def _recipe(args):
     inp = _inputs(args)
     runs, warnings = evidence.load_runs(args.results or "results", must_exist=args.results is not None)
     rec = recommend(inp, runs)
+    from advisor.measured import correct
+
+    correct(rec, runs)  # the user's lr_rank / data_scaling records, if any, correct method, rank and lr
     rec.warnings.extend(warnings)
     return rec
 

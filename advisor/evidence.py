@@ -56,6 +56,9 @@ class Run:
     metrics: dict = field(default_factory=dict, compare=False)
     options: dict = field(default_factory=dict, compare=False)  # method.options (GRPO: num_generations, max_completion_length, beta)
     hardware: dict = field(default_factory=dict, compare=False)  # the record's hardware block (torch_threads, device_memory_gb)
+    sweep: str | None = None  # record["sweep"]["name"]: lr_rank / data_scaling records feed advisor.measured
+    lr: float | None = None  # config.train.lr, else the method's default_lr
+    n_train: int | None = None  # config.task.n_train: training examples (data_scaling's x axis)
 
     @property
     def memory_kind(self) -> str | None:
@@ -120,7 +123,17 @@ def run_from_record(d: dict, path: str = "") -> Run:
         world_size=int(method.get("world_size") or 1), task=str((cfg.get("task") or {}).get("name")),
         device=str(hw.get("device") or "?"), device_name=str(hw.get("device_name") or ""), budget_gb=_num(cfg.get("budget_gb")),
         metrics=d.get("metrics") or {}, options=dict(method.get("options") or {}), hardware=dict(hw),
+        sweep=_sweep_name(d.get("sweep")),
+        lr=_num(train.get("lr")) or _num(method.get("default_lr")), n_train=_int_or_none((cfg.get("task") or {}).get("n_train")),
     )  # fmt: skip
+
+
+def _sweep_name(v) -> str | None:
+    return str(v["name"]) if isinstance(v, dict) and v.get("name") else None
+
+
+def _int_or_none(v) -> int | None:
+    return int(v) if isinstance(v, int) and not isinstance(v, bool) and v > 0 else None
 
 
 def load_runs(results_dir: str | Path, *, must_exist: bool = False, flag: str = "--results") -> tuple[list[Run], list[str]]:

@@ -116,7 +116,7 @@ def bare(args) -> dict:
         model = get_peft_model(model, LoraConfig(r=m.r, lora_alpha=m.lora_alpha, lora_dropout=m.dropout, use_dora=m.use_dora,
                                                  target_modules=target_modules(m.targets), task_type="CAUSAL_LM"))
     rows = tokenize_sft(tok, get_task(spec.task).splits()["train"], t.max_seq_len)
-    _, order = training_batches(spec, len(rows))  # the harness's batches (the benchmark leaves grad_accum at 1)
+    _, order = training_batches(spec, len(rows), lengths=[len(r["input_ids"]) for r in rows])  # the harness's batches (the benchmark leaves grad_accum at 1)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=spec.lr, weight_decay=t.weight_decay)
     sched = transformers.get_scheduler(t.scheduler, opt, num_warmup_steps=math.ceil(t.warmup_ratio * t.max_steps),

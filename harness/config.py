@@ -26,6 +26,7 @@ from harness.paths import CONFIG_DIR
 
 DTYPES = ("auto", "fp32", "bf16", "fp16")
 SAVE_MODES = ("adapter", "merged", "none")
+BATCHING = ("by_length", "shuffled")  # how SFT batches are formed (harness.train.training_batches)
 # transformers' SchedulerType values that need no extra scheduler arguments
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt")
 
@@ -62,6 +63,7 @@ class MethodSpec:
     inner: str | None  # fsdp / grpo: what is trained inside (full | lora)
     world_size: int
     options: Mapping[str, Any]  # method-specific settings
+    init_from: str | None  # dpo / grpo (needs_reference): start from this run's saved adapter (harness/init_from.py)
 
     def __post_init__(self):
         if self.r is not None and (not isinstance(self.r, int) or self.r < 1):
@@ -76,6 +78,10 @@ class MethodSpec:
             raise UserError(f"method.quantize must be null or 4bit (got {self.quantize!r})")
         if self.world_size < 1:
             raise UserError(f"method.world_size must be >= 1 (got {self.world_size!r})")
+        refines = [n for n, m in METHODS.items() if m.capabilities.needs_reference]
+        if self.init_from is not None and self.name not in refines:
+            raise UserError(f"method.init_from applies to methods that refine a trained policy ({', '.join(refines)}), "
+                            f"not to {self.name}")
 
     @property
     def lora_alpha(self) -> float:
@@ -117,6 +123,7 @@ class TrainSpec:
     measure_skip_steps: int  # warm-up steps left out of throughput
     save: str
     log_every: int
+    batching: str  # by_length | shuffled (harness.train.BATCHING)
 
     def __post_init__(self):
         if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
@@ -142,6 +149,8 @@ class TrainSpec:
             raise UserError(f"train.weight_decay must be a number >= 0 (got {self.weight_decay!r})")
         _at_least("train.measure_skip_steps", self.measure_skip_steps, 0)
         _at_least("train.log_every", self.log_every, 1)
+        if self.batching not in BATCHING:
+            raise unknown("train.batching", self.batching, BATCHING)
 
 
 @dataclass(frozen=True)

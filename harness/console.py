@@ -48,6 +48,8 @@ def print_run(record: dict, console: Console | None = None) -> None:
         ("task score base → tuned", f"{fmt(m.get('task_score_base'))} → {fmt(m.get('task_score'))} (± {fmt(m.get('task_score_stderr'), '.2f')})"),
         (f"peak memory ({m.get('memory_kind', '?')})", f"{fmt(m.get('peak_memory_gb'), '.2f')} GB"),
         ("tokens/s (steady state)", fmt(m.get("tokens_per_s"), ".1f")),
+        *([("padding (" + m.get("batching", "?") + " batches)", f"{100 * m['padding_fraction']:.1f}% of positions")]
+          if m.get("padding_fraction") is not None else []),
         ("samples/s", fmt(m.get("samples_per_s"), ".2f")),
         ("MFU", f"{100 * m['mfu']:.1f}%" if m.get("mfu") else "–"),
         ("train loss first → last", f"{fmt(m.get('train_loss_first'))} → {fmt(m.get('train_loss_last'))}"),

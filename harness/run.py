@@ -34,7 +34,7 @@ def execute(spec: RunSpec, progress: Any = None) -> dict:
     import torch
     import transformers
 
-    from harness import artifacts, evaluate, models
+    from harness import artifacts, evaluate, init_from, models
     from harness.measure import MemoryMonitor, StepClock, device_of, flops_per_token, peak_flops
     from harness.methods import get_method
     from harness.methods.base import Job, count_params
@@ -53,6 +53,8 @@ def execute(spec: RunSpec, progress: Any = None) -> dict:
     splits = task.splits()
     method = get_method(spec.method.name, spec.method.inner)  # a wrapper (fsdp, grpo, dpo) around its inner method
     method.check(spec.method, spec.train, task)  # what cannot work fails now, before anything loads
+    if spec.method.init_from:  # SFT → DPO/GRPO: a missing or wrong start adapter fails now too
+        init_from.locate_start(spec)
     caps = method.capabilities
     job = Job(spec.method, spec.train, task, splits, spec.seed, run=spec if caps.launches_job else None)
     test = splits["test"][: spec.eval.limit] if spec.eval.limit else splits["test"]
@@ -82,6 +84,9 @@ def execute(spec: RunSpec, progress: Any = None) -> dict:
                 loaded.model, loaded.tokenizer, task, test, identity=loaded.identity, load=load_key, batch_size=spec.eval.batch_size
             )
             metrics.update(task_score_base=base.mean, task_score_base_stderr=base.stderr, base_eval_cached=cached)
+            if caps.needs_reference:  # a policy refined from a ~0 start is no verdict on the method: say so
+                if note := init_from.floor_note(spec.method.name, base.mean, spec.method.init_from):
+                    metrics["base_score_floor"] = note
         if probe_names:
             base_probes, metrics["base_probes_cached"] = evaluate.base_probe_scores(
                 loaded.model, loaded.tokenizer, probe_names, limit=spec.eval.probe_limit, batch_size=spec.eval.batch_size,
@@ -89,7 +94,11 @@ def execute(spec: RunSpec, progress: Any = None) -> dict:
             )
 
         transformers.set_seed(spec.seed)  # adapter init does not depend on whether the base score was cached
-        model = method.prepare(loaded.model, spec.method, spec.train)
+        model = loaded.model
+        if spec.method.init_from:  # merge the start run's adapter; the method's own adapter goes on top
+            model, start = init_from.apply(model, spec)
+            metrics.update(start)
+        model = method.prepare(model, spec.method, spec.train)
         trainable, total = count_params(model)
         metrics.update(trainable_params=trainable, total_params=total)
         clock = StepClock(device, skip=spec.train.measure_skip_steps)

@@ -13,7 +13,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from harness.config import RunSpec
+from harness.config import BATCHING, RunSpec  # noqa: F401  (BATCHING: by_length | shuffled)
 from harness.measure import StepClock
 from harness.tasks.base import Example
 
@@ -139,8 +139,20 @@ def collate(rows: list[dict], pad_id: int) -> dict:
     return {"input_ids": ids, "labels": labels, "attention_mask": mask}
 
 
-def batch_order(n_rows: int, batch_size: int, steps: int, seed: int) -> list[list[int]]:
-    """Row indices for ``steps`` batches: a seeded shuffle per epoch, cycled as often as needed."""
+# Length grouping: each epoch's shuffle is cut into windows of GROUP_BATCHES batches, sorted by
+# length inside a window, and the window's batches are shuffled. Tickets run 49-111 tokens (mean 72):
+# random batches of 8 pad to their longest row. Measured on the 600 train tickets, batch 8, 40 steps:
+# padding_fraction 0.171 shuffled → 0.068 / 0.043 / 0.024 with windows of 4 / 8 / 16 batches
+# (0.007 sorting the whole epoch). A window of 8 batches keeps each batch a sorted slice of a
+# random draw of 64 rows (labels stay mixed), unlike sorting the whole epoch.
+GROUP_BATCHES = 8
+
+
+def batch_order(n_rows: int, batch_size: int, steps: int, seed: int, lengths: list[int] | None = None) -> list[list[int]]:
+    """Row indices for ``steps`` batches: a seeded shuffle per epoch, cycled as often as needed.
+
+    With ``lengths`` (one per row), rows of similar length share a batch (``GROUP_BATCHES``).
+    """
     import random
 
     if n_rows == 0:
@@ -152,10 +164,31 @@ def batch_order(n_rows: int, batch_size: int, steps: int, seed: int) -> list[lis
         if len(order) < batch_size:
             perm = list(range(n_rows))
             rng.shuffle(perm)
+            if lengths is not None:
+                perm = _grouped(perm, lengths, batch_size, rng)
             order += perm
         out.append(order[:batch_size])
         order = order[batch_size:]
     return out
+
+
+def _grouped(perm: list[int], lengths: list[int], batch_size: int, rng) -> list[int]:
+    window = batch_size * GROUP_BATCHES
+    out: list[int] = []
+    for start in range(0, len(perm), window):
+        rows = sorted(perm[start : start + window], key=lambda i: lengths[i])
+        batches = [rows[k : k + batch_size] for k in range(0, len(rows), batch_size)]
+        full = [b for b in batches if len(b) == batch_size]
+        rng.shuffle(full)  # no long-to-short drift of step time inside a window
+        out += [i for b in full + [b for b in batches if len(b) < batch_size] for i in b]
+    return out
+
+
+def padding_fraction(batches: list[list[int]], lengths: list[int]) -> float:
+    """Share of a padded batch's positions that are padding, over all ``batches``."""
+    real = sum(lengths[i] for b in batches for i in b)
+    padded = sum(len(b) * max(lengths[i] for i in b) for b in batches)
+    return 1.0 - real / padded if padded else 0.0
 
 
 def total_steps(spec: RunSpec, n_rows: int, global_batch: int) -> int:
@@ -165,13 +198,19 @@ def total_steps(spec: RunSpec, n_rows: int, global_batch: int) -> int:
     return max(1, int(t.epochs * n_rows // global_batch))
 
 
-def training_batches(spec: RunSpec, n_rows: int, world: int = 1) -> tuple[int, list[list[int]]]:
+def training_batches(spec: RunSpec, n_rows: int, world: int = 1, lengths: list[int] | None = None) -> tuple[int, list[list[int]]]:
     """Optimizer steps and the micro-batches (row indices, ``batch_size × world`` each,
     ``steps × grad_accum`` of them) every training loop uses: SFT's Trainer, the FSDP worker (which
-    splits each by rank) and the benchmark's bare loop train on the same batches."""
+    splits each by rank) and the benchmark's bare loop train on the same batches.
+
+    ``train.batching=by_length`` groups rows by ``lengths`` (token counts, one per row; required then).
+    """
     b, ga = spec.train.batch_size, spec.train.grad_accum
     steps = total_steps(spec, n_rows, b * ga * world)
-    return steps, batch_order(n_rows, b * world, steps * ga, spec.seed)
+    if spec.train.batching == "by_length" and lengths is None:
+        raise ValueError("train.batching=by_length needs the rows' lengths")
+    grouped = lengths if spec.train.batching == "by_length" else None
+    return steps, batch_order(n_rows, b * world, steps * ga, spec.seed, grouped)
 
 
 def sft(model: Any, tok: Any, examples: list[Example], spec: RunSpec, clock: StepClock, progress=None) -> dict:
@@ -192,7 +231,8 @@ def sft(model: Any, tok: Any, examples: list[Example], spec: RunSpec, clock: Ste
 
     # Trainer reads the rows in order (no sampler of its own): the batches of ``training_batches``.
     rows = tokenize_sft(tok, examples, spec.train.max_seq_len)
-    steps, order = training_batches(spec, len(rows))
+    lengths = [len(r["input_ids"]) for r in rows]
+    steps, order = training_batches(spec, len(rows), lengths=lengths)
     ordered = [rows[i] for batch in order for i in batch]
     args = training_args(spec, device_of(), TrainingArguments, label_names=["labels"],  # PEFT hides forward's signature
                          max_steps=steps, train_sampling_strategy="sequential")
@@ -214,4 +254,6 @@ def sft(model: Any, tok: Any, examples: list[Example], spec: RunSpec, clock: Ste
     )
     quiet(trainer)
     trainer.train()
-    return {"max_batch_seq_len": longest[0]}
+    # Real tokens only count towards tokens/s (the Trainer's "non_padding"); this is what padding cost.
+    return {"max_batch_seq_len": longest[0], "padding_fraction": padding_fraction(order, lengths),
+            "batching": spec.train.batching}

@@ -45,7 +45,8 @@ def _run(results: Path, *overrides: str) -> dict:
 
 
 def _custom(data) -> list[str]:
-    return ["task=custom", f"task.train_file={data['train']}", f"task.eval_file={data['test']}", "eval.limit=null"]
+    return ["task=custom", f"task.train_file={data['train']}", f"task.eval_file={data['test']}", "task.n_train=0",  # all rows
+            "eval.limit=null"]
 
 
 @pytest.fixture(scope="module")

@@ -75,7 +75,7 @@ def test_target_presets_adapt_the_same_modules_in_harness_and_advisor(preset):
     from harness.methods.lora import target_modules
 
     MethodSpec(name="lora", default_lr=1e-4, r=8, alpha=None, dropout=0.0, targets=preset, quantize=None,
-               use_dora=False, inner=None, world_size=1, options={})  # accepted at the boundary
+               use_dora=False, inner=None, world_size=1, options={}, init_from=None)  # accepted at the boundary
     advisor = Setup(arch=Arch.from_hf(SMOLLM2, where="test"), method="lora", targets=preset).target_modules
     harness = target_modules(preset)
     # peft's "all-linear" is every Linear but the LM head: the seven of a Llama-style layer

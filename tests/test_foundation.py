@@ -70,7 +70,7 @@ def test_trainer_sees_the_batches_of_training_batches(run_tiny):
     spec = load_spec([*TINY, "method=full", "train.max_steps=2"])
     loaded = models.load(spec.model, seed=spec.seed, dtype=torch.float32, device="cpu")
     rows = tokenize_sft(loaded.tokenizer, get_task(spec.task).splits()["train"], spec.train.max_seq_len)
-    _, order = training_batches(spec, len(rows))
+    _, order = training_batches(spec, len(rows), lengths=[len(r["input_ids"]) for r in rows])
     with torch.no_grad():
         first, other = (loaded.model(**collate([rows[i] for i in idx], loaded.tokenizer.pad_token_id)).loss.item()
                         for idx in (order[0], order[1]))
@@ -157,13 +157,13 @@ def test_custom_task_trains_and_names_a_bad_line(run_tiny, tmp_path):
             for w in ["apple", "pear", "plum", "fig"] * 8]
     train = tmp_path / "train.jsonl"
     train.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    record = run_tiny("task=custom", f"task.train_file={train}", f"task.eval_file={train}", "train.max_steps=4")
+    record = run_tiny("task=custom", f"task.train_file={train}", f"task.eval_file={train}", "task.n_train=0", "train.max_steps=4")
     assert record["status"] == "ok" and record["metrics"]["task_eval_n"] == 8
 
     bad = tmp_path / "bad.jsonl"
     bad.write_text(json.dumps(rows[0]) + "\n" + '{"messages": [{"role": "user"}, {"role": "assistant", "content": "x"}]}\n')
     with pytest.raises(UserError, match=f"{bad}:2: each message needs a role"):
-        run_tiny("task=custom", f"task.train_file={bad}", f"task.eval_file={train}")
+        run_tiny("task=custom", f"task.train_file={bad}", f"task.eval_file={train}", "task.n_train=0")
 
 
 def test_failure_mid_run_is_recorded_as_error(run_tiny, results_dir, monkeypatch):

@@ -110,7 +110,7 @@ def _yes_task(tmp_path) -> list[str]:
 
     train = write(tmp_path / "train.jsonl", [(f"Is {i} fine?", "yes") for i in range(32)])
     test = write(tmp_path / "test.jsonl", [(f"Is {i} fine?", "no" if i % 3 == 0 else "yes") for i in range(100, 112)])
-    return ["task=custom", f"task.train_file={train}", f"task.eval_file={test}", "eval.limit=null"]
+    return ["task=custom", f"task.train_file={train}", f"task.eval_file={test}", "task.n_train=0", "eval.limit=null"]  # all rows (debug=smoke asks for 64)
 
 
 @pytest.mark.parametrize("inner", ["full", "lora"])
@@ -118,7 +118,10 @@ def test_fsdp_learns_shards_and_brings_the_trained_weights_back(tmp_path, inner)
     """Evaluation on: the score after training is the parent's model with the ranks' weights loaded
     back, so it beats the base only if they really came back."""
     spec = load_spec(["debug=smoke", f"results_dir={tmp_path}", "method=fsdp", f"method.inner={inner}", "method.r=4",
-                      "train.lr=0.02", "train.max_steps=12", "method.world_size=2", *_yes_task(tmp_path)])
+                      "train.lr=0.02", "train.max_steps=12", "method.world_size=2",
+                      # shuffled: the order this 12-step, lr 0.02 check was calibrated on; with every row the same
+                      # length, by_length batching only reorders, and full FT at this lr is sensitive to order
+                      "train.batching=shuffled", *_yes_task(tmp_path)])
     record = execute(spec)
     _learned(record)
     m = record["metrics"]

@@ -8,6 +8,7 @@ of an over-budget run, and an FSDP job (its parent writes the record from the wo
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -20,7 +21,7 @@ from harness.config import load_spec
 from harness.record import SCHEMA_FILE, SCHEMA_VERSION, model_arch, read_record, validate
 from tests.conftest import REPO, TINY
 
-V1_RECORD = REPO / "results" / "main" / "lora-smollm2-135m-tickets-a8fa4fad5d.json"
+V1_RECORD = REPO / "results" / "method_matrix" / "lora-smollm2-135m-tickets-6ebdd8995a.json"  # written as schema 1
 
 
 def _as_written(path: Path) -> dict:
@@ -140,7 +141,10 @@ def test_a_version_1_record_still_loads_and_reports(tmp_path):
 
     from harness import report
 
-    frame = report.load_frame(V1_RECORD.parent)
+    alone = tmp_path / "v1"  # the record by itself, as a folder someone sends you
+    alone.mkdir()
+    shutil.copy(V1_RECORD, alone)
+    frame = report.load_frame(alone)
     assert "model_arch.hidden_size" in frame.columns
     estimates, why = report.advisor_estimates(frame, frame)
     assert why is None and estimates.notna().all()  # the advisor sized every run from the v1 arch
@@ -149,7 +153,7 @@ def test_a_version_1_record_still_loads_and_reports(tmp_path):
     # the report's figure is the one `advisor validate` scores (pandas' numpy scalars read as JSON types)
     assert estimates.iloc[0] == pytest.approx(estimate_record(raw)[0], rel=1e-9)
     out = tmp_path / "report"
-    res = subprocess.run([sys.executable, "-m", "harness", "report", str(V1_RECORD.parent), "--out", str(out)],
+    res = subprocess.run([sys.executable, "-m", "harness", "report", str(alone), "--out", str(out)],
                          cwd=REPO, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]
     md = (out / "report.md").read_text()

@@ -85,7 +85,7 @@ def main(job_dir: Path) -> None:
     tok = loaded.tokenizer
     rows = tokenize_sft(tok, get_task(spec.task).splits()["train"], spec.train.max_seq_len)
     b, ga = spec.train.batch_size, spec.train.grad_accum
-    steps, order = training_batches(spec, len(rows), world)  # global micro-batches, split by rank
+    steps, order = training_batches(spec, len(rows), world, [len(r["input_ids"]) for r in rows])  # global micro-batches, split by rank
 
     params = [p for p in model.parameters() if p.requires_grad]
     if spec.train.optimizer == "sgd":

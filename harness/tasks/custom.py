@@ -55,11 +55,30 @@ def read_chat_jsonl(path: str | Path) -> list[Example]:
     return out
 
 
+def subsample(rows: list[Example], n: int, seed: int, source: str = "train_file") -> list[Example]:
+    """The first ``n`` rows of a seeded shuffle (n = 0: all rows, in file order).
+
+    Nested: the 64-row sample is the first 64 of the 128-row one, so a learning curve over
+    ``task.n_train`` adds data to a fixed set instead of drawing a new one at every size.
+    """
+    if n <= 0:
+        return rows
+    if n > len(rows):
+        raise UserError(f"task.n_train={n} but {source} has only {len(rows)} examples (task.n_train=0 uses all of them)")
+    import random
+
+    order = list(range(len(rows)))
+    random.Random(f"subsample:{seed}").shuffle(order)
+    return [rows[i] for i in order[:n]]
+
+
 @dataclass
 class CustomTask:
     train_file: str
     eval_file: str
     metric: str = "exact_match"
+    n_train: int = 0  # 0 = every row of train_file; n > 0 = a seeded subsample of n rows
+    seed: int = 0
     name: str = "custom"
     max_new_tokens: int = 32
 
@@ -69,10 +88,12 @@ class CustomTask:
             raise UserError("task=custom needs task.train_file=… and task.eval_file=… (JSONL of {\"messages\": [...]})")
         if spec.metric not in METRICS:
             raise unknown("task.metric", spec.metric, METRICS)
-        return cls(spec.train_file, spec.eval_file, spec.metric)
+        if spec.n_train < 0:
+            raise UserError(f"task.n_train must be >= 0 (0 = all of train_file; got {spec.n_train})")
+        return cls(spec.train_file, spec.eval_file, spec.metric, n_train=spec.n_train, seed=spec.seed)
 
     def splits(self) -> dict[str, list[Example]]:
-        train = read_chat_jsonl(self.train_file)
+        train = subsample(read_chat_jsonl(self.train_file), self.n_train, self.seed, self.train_file)
         test = read_chat_jsonl(self.eval_file)
         longest = max(len(ex.answer) for ex in test)
         # Room for the longest reference answer (~4 chars/token) plus slack.

@@ -69,3 +69,16 @@ def cli(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+@pytest.fixture
+def run_cli(capsys):
+    """``advisor …`` in-process: (exit code, stdout, stderr)."""
+    from advisor.cli import main
+
+    def run(*args: str):
+        code = main(list(args))
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run

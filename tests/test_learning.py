@@ -163,19 +163,6 @@ def test_floor_note_names_a_start_that_scores_zero():
 TEMPLATE = REPO / "results" / "main"
 
 
-@pytest.fixture
-def run_cli(capsys):
-    """``advisor …`` in-process: (exit code, stdout, stderr)."""
-    from advisor.cli import main
-
-    def run(*args: str):
-        code = main(list(args))
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return run
-
-
 def _record(sweep: str, method: str, *, r=None, lr: float, n: int = 600, score: float, se: float = 0.03) -> dict:
     rec = copy.deepcopy(read_record(next(TEMPLATE.glob("*.json"))))
     rec["sweep"] = {"name": sweep}

@@ -19,6 +19,7 @@ import pytest
 from harness import schema
 from harness.config import load_spec
 from harness.record import SCHEMA_FILE, SCHEMA_VERSION, model_arch, read_record, validate
+from harness.watchdog import EXIT_OOM
 from tests.conftest import REPO, TINY
 
 V1_RECORD = REPO / "results" / "method_matrix" / "lora-smollm2-135m-tickets-6ebdd8995a.json"  # written as schema 1
@@ -118,9 +119,10 @@ def test_the_watchdog_hard_stop_writes_a_valid_oom_record(tmp_path):
                 pass  # a run stuck in native code never unwinds; this one just ignores it
     """)
     res = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert res.returncode == 75, res.stderr[-2000:]
+    assert res.returncode == EXIT_OOM, res.stderr[-2000:]
     written = _as_written(tmp_path / f"{res.stdout.split()[0]}.json")
     assert written["status"] == "oom" and written["recorded_by"] == "watchdog"
+    assert "did not unwind" in written["error"]["message"]
     assert written["metrics"]["peak_memory_gb"] == 2.0
     assert validate(written) == []
 

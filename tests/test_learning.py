@@ -121,6 +121,10 @@ def test_data_scaling_preset_runs_under_smoke(tmp_path, monkeypatch):
     got = {r["config"]["task"]["n_train"]: r["metrics"]["steps"] for r in recs.values()}
     assert got == {16: 4, 32: 8}
     assert all(r["sweep"]["name"] == "data_scaling" and r["status"] == "ok" for r in recs.values())
+    # every point records forgetting on both shipped probes, oriented (drop > 0 = forgot)
+    forgetting = [r["metrics"]["forgetting"] for r in recs.values()]
+    assert all(set(f) == {"general_mc", "general_ppl"} and all("drop" in p and "stderr" in p for p in f.values())
+               for f in forgetting)
 
 
 def test_full_data_scaling_preset_has_five_sizes_per_method(tmp_path):
@@ -130,6 +134,7 @@ def test_full_data_scaling_preset_has_five_sizes_per_method(tmp_path):
         by_method.setdefault(p.spec.method.name, set()).add(p.spec.task.n_train)
     assert set(by_method) >= {"lora", "full"} and all(len(s) >= 5 for s in by_method.values())
     assert {p.spec.train.epochs for p in points} == {2.0}
+    assert all(tuple(p.spec.eval.probes) == ("general_mc", "general_ppl") for p in points)  # forgetting too
 
 
 # ---------------------------------------------------------------- SFT → DPO

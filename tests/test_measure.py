@@ -223,3 +223,19 @@ def test_watchdog_hard_stops_a_run_whose_memory_keeps_climbing(tmp_path):
     rec = json.loads((tmp_path / "climb.json").read_text())
     assert rec["status"] == "oom" and rec["error"]["type"] == "BudgetExceeded"
     assert rec["metrics"]["peak_memory_gb"] >= 1.0 and math.isfinite(rec["metrics"]["peak_memory_gb"])
+
+
+def test_cpu_peak_flops_keeps_the_best_measurement_so_a_busy_moment_cannot_poison_it(tmp_path, monkeypatch):
+    # A peak measured while another process held the cores is too low; trusted forever it made
+    # every later MFU exceed 100%. Each run measures again and the cache keeps the maximum.
+    from harness.measure import cpu_peak_flops
+
+    monkeypatch.setenv("TUNEBENCH_CACHE", str(tmp_path))
+    busy, idle = 5.8e10, 1.9e11
+    assert cpu_peak_flops("fp32", 1, measure=lambda dtype, threads: busy) == busy
+    assert cpu_peak_flops("fp32", 1, measure=lambda dtype, threads: idle) == idle
+    assert cpu_peak_flops("fp32", 1, measure=lambda dtype, threads: busy) == idle
+    (tmp_path / "cpu_peak_flops.json").write_text("{not json")
+    assert cpu_peak_flops("fp32", 1, measure=lambda dtype, threads: busy) == busy
+    # and the real measurement is a positive figure
+    assert cpu_peak_flops("fp32", 1) > 0

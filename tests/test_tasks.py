@@ -76,6 +76,12 @@ def test_tickets_have_hard_cases(tickets0):
     assert wrong / len(hard) > 0.4
 
 
+def test_tickets_text_has_no_gaps_from_empty_alternatives(tickets0):
+    # "[in {browser}|]" may pick the empty alternative: no double space, no space before punctuation.
+    texts = [t for split in tickets0.values() for t in _texts(split)]
+    assert not [t for t in texts if re.search(r"  | [.,?!]", t)]
+
+
 @pytest.mark.parametrize("generation,label,ok", [
     ("billing", "billing", True),
     ("Billing.", "billing", True),
@@ -102,8 +108,12 @@ def test_first_label_strips_punctuation():
 
 
 # ---------------------------------------------------------------- handwritten tickets
-def test_handwritten_file_valid_and_balanced():
-    lines = (DATA_DIR / "tickets_handwritten.jsonl").read_text(encoding="utf-8").splitlines()
+HANDWRITTEN = ("tickets_handwritten.jsonl", "tickets_handwritten_b.jsonl")
+
+
+@pytest.mark.parametrize("name", HANDWRITTEN)
+def test_handwritten_file_valid_and_balanced(name):
+    lines = (DATA_DIR / name).read_text(encoding="utf-8").splitlines()
     assert len(lines) >= 48
     rows = [json.loads(line) for line in lines]
     for row in rows:
@@ -119,8 +129,9 @@ def test_handwritten_file_valid_and_balanced():
 
 
 @pytest.mark.parametrize("seed", [0, 1])
-def test_handwritten_not_in_generated_splits(seed):
-    hand = {_key(t) for t in _texts(load_handwritten())}
+@pytest.mark.parametrize("name", HANDWRITTEN)
+def test_handwritten_not_in_generated_splits(seed, name):
+    hand = {_key(t) for t in _texts(load_handwritten(DATA_DIR / name))}
     generated = {_key(t) for split in TicketsTask(seed=seed).splits().values() for t in _texts(split)}
     assert not hand & generated
 

@@ -102,7 +102,8 @@ def _expand(template: str, rng: random.Random) -> str:
     text = re.sub(r"\[([^\[\]]*)\]", lambda m: rng.choice(m.group(1).split("|")), template)
     for _ in range(2):  # depth 2: a filler such as "deadline" may contain {hours}
         text = re.sub(r"\{(\w+)\}", lambda m: SLOTS[m.group(1)](rng), text)
-    return text
+    # An empty alternative ("[in {browser}|]") leaves a double space or a space before punctuation.
+    return re.sub(r" +([.,?!])", r"\1", re.sub(r"  +", " ", text)).strip()
 
 
 # ---------------------------------------------------------------- scenarios

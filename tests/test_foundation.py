@@ -44,7 +44,9 @@ def test_lora_run_learns_and_writes_a_complete_record(run_tiny, results_dir):
     prov = on_disk["provenance"]
     assert REQUIRED_PROVENANCE <= set(prov)
     assert {"torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "lm_eval"} <= set(prov["packages"])
-    assert on_disk["config"]["method"]["r"] == 16 and on_disk["config"]["train"]["lr"] == 5e-3
+    # the record holds the resolved config: the method YAML's rank, the run's lr
+    assert on_disk["config"]["method"]["r"] == load_spec(["method=lora"]).method.r
+    assert on_disk["config"]["train"]["lr"] == 5e-3
     assert on_disk["config"]["model"]["arch"]["num_hidden_layers"] == 2
 
 

@@ -53,7 +53,8 @@ def _counted(method: str, *overrides: str) -> tuple[float, float, object]:
     from harness.methods import get_method
     from harness.methods.base import count_params
 
-    spec = load_spec(["debug=smoke", f"method={method}", "results_dir=/tmp/unused", *overrides])
+    # one rank for every adapter method, so that lora, qlora and dora compare like with like
+    spec = load_spec(["debug=smoke", f"method={method}", "results_dir=/tmp/unused", "method.r=16", *overrides])
     m = get_method(spec.method.name, spec.method.inner)
     loaded = models.load(spec.model, seed=0, dtype=torch.float32, device="cpu", **m.load_kwargs(spec.method))
     loaded.model.config._attn_implementation = "eager"  # attention as bmm, which the counter knows

@@ -245,7 +245,7 @@ def test_physics_trainable_and_weight_memory(tmp_path):
     from harness.methods.base import count_params, weight_bytes
 
     def prepared(method):
-        spec = _spec(tmp_path, f"method={method}")
+        spec = _spec(tmp_path, f"method={method}", "method.r=16")  # the same rank for both adapter methods
         m = get_method(method)
         loaded = models.load(spec.model, seed=0, dtype=torch.float32, device="cpu", **m.load_kwargs(spec.method))
         return m.prepare(loaded.model, spec.method, spec.train)

@@ -46,6 +46,10 @@ def print_run(record: dict, console: Console | None = None) -> None:
     rows = [
         ("method · model · task", f"{cfg['method']['name']} · {cfg['model']['name']} · {cfg['task']['name']}"),
         ("task score base → tuned", f"{fmt(m.get('task_score_base'))} → {fmt(m.get('task_score'))} (± {fmt(m.get('task_score_stderr'), '.2f')})"),
+        # A chained run (method.init_from) starts from the SFT model, not the base: its gain is from there.
+        *([(f"start: {m['init_from']} → tuned", f"{fmt(m.get('init_task_score'))} → {fmt(m.get('task_score'))}")]
+          if m.get("init_from") else []),
+        *([("note", m["base_score_floor"])] if m.get("base_score_floor") else []),
         (f"peak memory ({m.get('memory_kind', '?')})", f"{fmt(m.get('peak_memory_gb'), '.2f')} GB"),
         ("tokens/s (steady state)", fmt(m.get("tokens_per_s"), ".1f")),
         *([("padding (" + m.get("batching", "?") + " batches)", f"{100 * m['padding_fraction']:.1f}% of positions")]

@@ -147,6 +147,14 @@ def test_dpo_starts_from_an_sft_adapter(run_tiny, results_dir):
     assert dpo["status"] == "ok", dpo["error"]
     assert dpo["metrics"]["init_from"] == sft["run_id"]
     assert dpo["config"]["method"]["init_from"] == sft["run_id"]
+    # the printed summary names the start, so the base → tuned row is not read as DPO's gain
+    from rich.console import Console
+
+    from harness.console import print_run
+
+    console = Console(record=True, width=200)
+    print_run(dpo, console)
+    assert f"start: {sft['run_id']} → tuned" in console.export_text()
 
 
 def test_init_from_a_missing_run_is_one_line_exit_2(tmp_path):

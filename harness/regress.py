@@ -179,6 +179,19 @@ def _status_row(point: str, b: pd.DataFrame, c: pd.DataFrame) -> dict:
             "baseline_text": text(b), "candidate_text": text(c), "change_text": ""}
 
 
+def _data_changed(b: pd.DataFrame, c: pd.DataFrame) -> str:
+    """Which examples differ between the two sides ('' when the same or unknown: records before the
+    fingerprints carry none). Same settings can give other data: a new generator version, an edited file."""
+    changed = []
+    for kind in ("test", "train"):
+        col = f"metrics.{kind}_fingerprint"
+        bv = set(b[col].dropna()) if col in b else set()
+        cv = set(c[col].dropna()) if col in c else set()
+        if bv and cv and bv != cv:
+            changed.append(f"the {kind} examples")
+    return " and ".join(changed)
+
+
 def compare(base_frame: pd.DataFrame, cand_frame: pd.DataFrame) -> list[dict]:
     both = pd.concat([base_frame.assign(_side="baseline"), cand_frame.assign(_side="candidate")], ignore_index=True)
     # A config field only one side's schema has (records only ever gain fields) must not split every
@@ -200,8 +213,15 @@ def compare(base_frame: pd.DataFrame, cand_frame: pd.DataFrame) -> list[dict]:
                    for rule in RULES]
         for probe, (drop, stderr) in probes.items():
             metrics.append((FORGETTING_RULE, f"forgetting:{probe}", drop[b.index], drop[c.index], stderr[b.index], stderr[c.index]))
+        data_changed = _data_changed(both.loc[b.index], both.loc[c.index])
         for rule, name, bv, cv, bse, cse in metrics:
             m = METRICS[rule.metric]
+            if data_changed and (rule.metric == "task_score" or name.startswith("forgetting:")):
+                if rule.metric == "task_score":  # one row says why; scores over other examples are not compared
+                    rows.append({"point": point, "metric": "task_score", "unit": "", "test": "data", "verdict": "not compared",
+                                 "note": f"{data_changed} differ between baseline and candidate (the task's data changed)",
+                                 "baseline_text": "", "candidate_text": "", "change_text": ""})
+                continue
             bvals, cvals = bv.dropna().to_numpy(float), cv.dropna().to_numpy(float)
             if rule.test != "equivalence":
                 bvals, cvals = bvals[bvals > 0], cvals[cvals > 0]  # ratios of logs need positive values

@@ -15,6 +15,7 @@ from typing import Any
 from harness.config import RunSpec
 from harness.errors import UserError
 from harness.record import build_record, error_info, finished, write_record
+from harness.tasks.base import fingerprint
 
 
 def _is_oom(exc: BaseException) -> bool:
@@ -58,6 +59,9 @@ def execute(spec: RunSpec, progress: Any = None) -> dict:
     caps = method.capabilities
     job = Job(spec.method, spec.train, task, splits, spec.seed, run=spec if caps.launches_job else None)
     test = splits["test"][: spec.eval.limit] if spec.eval.limit else splits["test"]
+    # What the data was, as content hashes: a run id names the settings, not what a generator or a
+    # file produced from them. harness regress compares task scores only over the same test examples.
+    metrics.update(train_fingerprint=fingerprint(splits["train"]), test_fingerprint=fingerprint(test))
     score_it = spec.eval.enabled and spec.model.scored
     if not spec.model.scored:
         metrics["task_score_na"] = "random-init cost-only model: task score and forgetting are not meaningful"

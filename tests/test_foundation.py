@@ -16,7 +16,7 @@ from tests.conftest import TINY, cli
 REQUIRED_METRICS = {
     "peak_memory_gb", "memory_kind", "tokens_per_s", "samples_per_s", "mfu", "train_loss_first",
     "train_loss_last", "task_score", "task_score_base", "task_score_stderr", "trainable_params",
-    "total_params", "wall_s",
+    "total_params", "wall_s", "train_fingerprint", "test_fingerprint",
 }
 REQUIRED_PROVENANCE = {"tunebench_version", "git_commit", "git_dirty", "packages", "started_at", "finished_at"}
 

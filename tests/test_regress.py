@@ -214,3 +214,28 @@ def test_the_regression_suite_is_affordable_and_repeated():
     assert {p.spec.method.name for p in points} >= {"lora", "qlora", "dora", "full", "fsdp"}
     assert all(p.spec.train.max_steps <= 10 and p.spec.eval.limit <= 32 and p.spec.train.save == "none" for p in points)
     assert len({p.run_id for p in points}) == len(points)
+
+
+def test_task_scores_over_other_examples_are_not_compared(dirs, capsys, tmp_path):
+    """The same settings can give other data (a new generator version, an edited file): the record's
+    data fingerprints keep regress from calling a score over other test examples a regression."""
+    def rewrite(src, dst, score, fingerprint):
+        shutil.copytree(src, dst)
+        for path in dst.glob("lora-*.json"):
+            rec = json.loads(path.read_text())
+            rec["metrics"].update(task_score=score, test_fingerprint=fingerprint, train_fingerprint="t0")
+            path.write_text(json.dumps(rec))
+
+    base, same, other = tmp_path / "b", tmp_path / "s", tmp_path / "o"
+    score = json.loads(next(dirs["baseline"].glob("lora-*.json")).read_text())["metrics"]["task_score"]
+    rewrite(dirs["baseline"], base, score, "aaaa")
+    rewrite(dirs["baseline"], same, score - 0.4, "aaaa")
+    rewrite(dirs["baseline"], other, score - 0.4, "bbbb")
+
+    code, result = run(capsys, base, same)  # same examples, much lower score: a regression
+    assert code == 1
+    assert any(r["point"] == "lora" and r["metric"] == "task_score" and r["verdict"] == "regression" for r in result["rows"])
+
+    code, result = run(capsys, base, other)  # other examples: said, not judged
+    row = next(r for r in result["rows"] if r["point"] == "lora" and r["metric"] == "task_score")
+    assert code == 0 and row["verdict"] == "not compared" and "test examples" in row["note"]

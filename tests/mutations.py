@@ -72,6 +72,14 @@ BREAKS = (
     Break("report-forgetting-sign", "report reads forgetting with the wrong sign (the shipped defect)",
           "harness/analysis.py", '"acc", "accuracy points", 100 * (b - t)', '"acc", "accuracy points", 100 * (t - b)',
           ("tests/test_contracts.py -k report", "tests/test_report.py -k forgetting")),
+    Break("peak-flops-first-measurement", "the CPU peak FLOPs trusts its first (possibly busy) measurement",
+          "harness/measure.py", "    flops = max(measure(dtype, threads), float(cached.get(key) or 0.0))",
+          "    flops = float(cached.get(key) or measure(dtype, threads))",
+          ("tests/test_measure.py -k peak_flops",)),
+    Break("regress-ignores-data", "regress judges task scores over different test examples",
+          "harness/regress.py", "        data_changed = _data_changed(both.loc[b.index], both.loc[c.index])",
+          "        data_changed = ''",
+          ("tests/test_regress.py -k other_examples",)),
 )
 
 

@@ -191,8 +191,8 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def _matmul_flops(dtype, threads: int, n: int = 1024, tries: int = 5) -> float:
-    """FLOP/s of the best of ``tries`` n³ matmuls (after one warm-up)."""
+def _matmul_flops(dtype, n: int = 1024, tries: int = 5) -> float:
+    """FLOP/s of the best of ``tries`` n³ matmuls (after one warm-up), at torch's current threads."""
     import torch
 
     a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
@@ -219,7 +219,7 @@ def cpu_peak_flops(dtype_name: str, threads: int, measure=_matmul_flops) -> floa
     except ValueError:
         cached = {}  # a damaged cache is re-measured, never trusted
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[dtype_name]
-    flops = max(measure(dtype, threads), float(cached.get(key) or 0.0))
+    flops = max(measure(dtype), float(cached.get(key) or 0.0))
     if flops != cached.get(key):
         cached[key] = flops
         tmp = path.with_suffix(f".tmp{os.getpid()}")

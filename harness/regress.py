@@ -214,14 +214,13 @@ def compare(base_frame: pd.DataFrame, cand_frame: pd.DataFrame) -> list[dict]:
         for probe, (drop, stderr) in probes.items():
             metrics.append((FORGETTING_RULE, f"forgetting:{probe}", drop[b.index], drop[c.index], stderr[b.index], stderr[c.index]))
         data_changed = _data_changed(both.loc[b.index], both.loc[c.index])
+        if data_changed:  # scores and forgetting over other examples are not judged; one row says why
+            rows.append({"point": point, "metric": "task_score", "unit": "", "test": "data", "verdict": "not compared",
+                         "note": f"{data_changed} differ between baseline and candidate (the task's data changed)",
+                         "baseline_text": "", "candidate_text": "", "change_text": ""})
+            metrics = [x for x in metrics if x[0].metric not in ("task_score", FORGETTING_RULE.metric)]
         for rule, name, bv, cv, bse, cse in metrics:
             m = METRICS[rule.metric]
-            if data_changed and (rule.metric == "task_score" or name.startswith("forgetting:")):
-                if rule.metric == "task_score":  # one row says why; scores over other examples are not compared
-                    rows.append({"point": point, "metric": "task_score", "unit": "", "test": "data", "verdict": "not compared",
-                                 "note": f"{data_changed} differ between baseline and candidate (the task's data changed)",
-                                 "baseline_text": "", "candidate_text": "", "change_text": ""})
-                continue
             bvals, cvals = bv.dropna().to_numpy(float), cv.dropna().to_numpy(float)
             if rule.test != "equivalence":
                 bvals, cvals = bvals[bvals > 0], cvals[cvals > 0]  # ratios of logs need positive values

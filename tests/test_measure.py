@@ -233,10 +233,10 @@ def test_cpu_peak_flops_keeps_the_best_measurement_so_a_busy_moment_cannot_poiso
 
     monkeypatch.setenv("TUNEBENCH_CACHE", str(tmp_path))
     busy, idle = 5.8e10, 1.9e11
-    assert cpu_peak_flops("fp32", 1, measure=lambda dtype, threads: busy) == busy
-    assert cpu_peak_flops("fp32", 1, measure=lambda dtype, threads: idle) == idle
-    assert cpu_peak_flops("fp32", 1, measure=lambda dtype, threads: busy) == idle
+    assert cpu_peak_flops("fp32", 1, measure=lambda dtype: busy) == busy
+    assert cpu_peak_flops("fp32", 1, measure=lambda dtype: idle) == idle
+    assert cpu_peak_flops("fp32", 1, measure=lambda dtype: busy) == idle
     (tmp_path / "cpu_peak_flops.json").write_text("{not json")
-    assert cpu_peak_flops("fp32", 1, measure=lambda dtype, threads: busy) == busy
+    assert cpu_peak_flops("fp32", 1, measure=lambda dtype: busy) == busy
     # and the real measurement is a positive figure
     assert cpu_peak_flops("fp32", 1) > 0

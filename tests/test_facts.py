@@ -59,10 +59,18 @@ def test_the_flops_formula_counts_the_matmul_parameters_the_advisor_counts():
     assert full - lora == pytest.approx(2 * facts.matmul_params(SMOLLM2) - 6000)  # no weight grads: 4N, not 6N
 
 
-def test_metric_directions_are_one_table():
+# Written from each metric's meaning, not read from the code under test: faster, more efficient and
+# higher-scoring runs are better; more memory, more forgetting, higher loss and longer wall time are worse.
+MEANING = {"peak_memory_gb": False, "tokens_per_s": True, "mfu": True, "task_score": True, "forgetting": False,
+           "forgot_share": False, "train_loss_last": False, "wall_s": False}
+
+
+def test_every_metric_points_the_way_its_meaning_says_in_advisor_and_report():
     from harness.analysis import METRICS
 
-    assert {k: m.higher_is_better for k, m in METRICS.items()} == {k: facts.HIGHER_IS_BETTER[k] for k in METRICS}
+    assert facts.HIGHER_IS_BETTER == MEANING
+    assert {k: m.higher_is_better for k, m in METRICS.items()} == {k: MEANING[k] for k in METRICS}
+    assert set(METRICS) <= set(MEANING) and {"peak_memory_gb", "tokens_per_s", "task_score", "forgetting"} <= set(METRICS)
     assert facts.best_first("tokens_per_s", {"a": 1.0, "b": 2.0}) == ["b", "a"]
     assert facts.best_first("peak_memory_gb", {"a": 1.0, "b": 2.0}) == ["a", "b"]
 

@@ -76,10 +76,26 @@ def test_rslora_artifact_reloads_and_exports_with_its_scale(rslora_run, tmp_path
         assert torch.allclose(merged(**enc).logits.float(), tuned, atol=1e-4)
 
 
-def test_the_report_sizes_rslora_as_lora(rslora_run):
+def test_the_report_sizes_rslora_exactly_as_lora(rslora_run):
+    """rsLoRA changes only the scale, so its estimate is LoRA's for the same record, to the byte,
+    and not full fine-tuning's (a sizing that ignored the method would give one number for all;
+    on this tiny model full fine-tuning's states are smaller than LoRA's adapters and their overhead)."""
+    import copy
+
+    from advisor.validate import estimate_record
     from harness import report
 
-    _, results = rslora_run
+    record, results = rslora_run
     frame = report.load_frame(results)
     estimates, why = report.advisor_estimates(frame, frame)
-    assert why is None and estimates.notna().all()
+    assert why is None and len(estimates) == 1 and estimates.notna().all()
+
+    def sized_as(method: str) -> float:
+        other = copy.deepcopy(record)
+        other["config"]["method"]["name"] = method
+        gb, reason = estimate_record(other)
+        assert gb is not None, reason
+        return gb
+
+    assert estimates.iloc[0] == pytest.approx(sized_as("lora"), rel=1e-9)
+    assert sized_as("full") != pytest.approx(sized_as("lora"), rel=1e-3)

@@ -181,7 +181,7 @@ def test_extract_answer(text, value):
     assert extract_answer(text) == value
 
 
-def test_check():
+def test_arithmetic_check_accepts_the_final_number_only_when_it_equals_the_answer():
     assert check("3 + 4 = 7", "7")
     assert not check("3 + 4 = 8", "7")
     assert check("-4", "-4") and not check("4", "-4")
@@ -221,7 +221,7 @@ def test_arithmetic_seeds_and_bad_difficulty():
 
 
 # ---------------------------------------------------------------- general_mc / general_ppl
-def test_general_mc():
+def test_general_mc_probe_is_unique_balanced_four_choice_questions_over_seven_domains():
     rows = [json.loads(line) for line in (DATA_DIR / "general_mc.jsonl").read_text(encoding="utf-8").splitlines()]
     assert len(rows) >= 320
     for r in rows:
@@ -235,7 +235,7 @@ def test_general_mc():
     assert len({r["domain"] for r in rows}) >= 7
 
 
-def test_general_ppl():
+def test_general_ppl_probe_is_7000_words_of_distinct_paragraphs():
     text = (DATA_DIR / "general_ppl.txt").read_text(encoding="utf-8")
     paragraphs = [p for p in text.split("\n\n") if p.strip()]
     assert len(text.split()) >= 7000

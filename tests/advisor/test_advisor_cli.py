@@ -63,7 +63,7 @@ def test_explain_prints_the_decision_path(run_cli):
     assert d["steps"][0]["rules"] == ["R-DATA-LT10"] and d["recipe"]["method"] == "none"
 
 
-def test_estimate_json(run_cli):
+def test_estimate_json_has_reserved_above_allocated_above_weights_and_per_gpu_when_sharded(run_cli):
     code, out, _ = run_cli("estimate", "--model", "7B", "--method", "qlora", "--rank", "16", "--targets", "all-linear",
                            "--batch-size", "4", "--seq-len", "1024", "--grad-checkpointing", "--json")  # fmt: skip
     d = json.loads(out)

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from harness.errors import UserError, did_you_mean, run_cli
+from harness.model_names import short_name
 from harness.record import read_record
 
 # Short columns first: what people filter and sort by. Long ones stay, flattened with dots.
@@ -84,6 +85,9 @@ def load(directory: str | Path, *, warn=None):
     for short, long in SHORT.items():
         if short != long:
             flat[short] = flat[long] if long in flat.columns else None
+    if "config.model.name_or_path" in flat.columns:  # a hub model by its name (Llama-3.2-1B), not "hub"
+        flat["model"] = [short_name(n, p if isinstance(p, str) else None) if isinstance(n, str) else n
+                         for n, p in zip(flat["model"], flat["config.model.name_or_path"])]
     first = list(SHORT)
     return flat[first + [c for c in flat.columns if c not in first]]
 

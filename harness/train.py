@@ -40,13 +40,13 @@ class MeasureCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kw):
         if self.progress is not None:
-            self.task = self.progress.add_task("train", total=state.max_steps, loss=float("nan"))
+            self.task = self.progress.add_task("train", total=state.max_steps, loss=float("nan"), tokens_per_s=None)
         self.clock.begin()
 
     def on_step_end(self, args, state, control, **kw):
         self.clock.step_end(state.num_input_tokens_seen, state.global_step * self.samples_per_step)
-        if self.progress is not None:
-            self.progress.update(self.task, completed=state.global_step)
+        if self.progress is not None:  # tokens/s so far, warm-up steps left out as in the record
+            self.progress.update(self.task, completed=state.global_step, tokens_per_s=self.clock.summary().get("tokens_per_s"))
 
     def on_log(self, args, state, control, logs=None, **kw):
         if logs:

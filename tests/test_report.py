@@ -353,9 +353,9 @@ def assert_data_keeps_half_the_width(figures) -> None:
 def test_forty_configurations_keep_half_the_width_for_data(forty):
     src, figures, _ = forty
     labels = report.tidy(report.load_frame(src))["label"]
-    # the labels really are long: drawn as they are, they would take most of the width
-    assert labels.str.len().max() > 90 and labels.nunique() == 40
-    assert "lora r=1 targets=q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj lr=1e-4 seq=1024 opt=paged_adamw_8bit" in set(labels)
+    # six settings differ: written out whole, a label ran to 104 characters; cut to 40, each still its own
+    assert labels.str.len().max() == 40 and labels.nunique() == 40
+    assert any(s.startswith("lora r=1 targets=q_proj,k_pro… lr=1e-4") for s in labels)  # the full list is on hover
     assert_data_keeps_half_the_width(figures)
 
 

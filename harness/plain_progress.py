@@ -76,7 +76,8 @@ class PlainProgress:
         with self._lock:
             self.phase, self.total, self.done = description, total, 0.0
             self.fields = {k: v for k, v in fields.items()}
-            self.started = time.monotonic()
+            since = fields.get("since")  # a phase that began elsewhere (a sweep point's process), as time.time()
+            self.started = time.monotonic() - (max(0.0, time.time() - since) if isinstance(since, (int, float)) else 0.0)
             self.printed_step = -1.0
             self._emit()
         return 0

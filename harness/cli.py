@@ -76,7 +76,7 @@ def run_single(spec, outputs=None) -> int:
 
     outputs = outputs or Outputs(logger_spec(None), None)
     console = make_console(stderr=True)
-    console.print(f"[bold]tunebench[/] {spec.method.name} · {spec.model.short_name} · {spec.task.name} → {spec.results_dir}/{spec.run_id}.json")
-    record = execute_with(spec, outputs, console=console)
+    banner = f"[bold]tunebench[/] {spec.method.name} · {spec.model.short_name} · {spec.task.name} → {spec.results_dir}/{spec.run_id}.json"
+    record = execute_with(spec, outputs, console=console, banner=banner)
     print_run(record)
     return 0 if record["status"] == "ok" else 1

@@ -41,9 +41,9 @@ def load_run(overrides: list[str]):
     return spec_from_dict(cfg), outputs_from(cfg)
 
 
-def execute_with(spec, outputs: Outputs, *, console=None, progress: Any = None) -> dict:
-    """Run ``spec`` with its outputs. ``console``: a rich console for the bar (a terminal run);
-    ``progress``: another sink (a sweep point's progress file)."""
+def execute_with(spec, outputs: Outputs, *, console=None, progress: Any = None, banner: str | None = None) -> dict:
+    """Run ``spec`` with its outputs. ``console``: a rich console for the bar (a terminal run) and the
+    ``banner`` line, printed once the tracker has started; ``progress``: another sink (a sweep point's progress file)."""
     from harness.console import progress_bar
     from harness.plain_progress import PlainProgress, Tee, plain_wanted
     from harness.record import add_warning, record_path, write_record
@@ -51,6 +51,8 @@ def execute_with(spec, outputs: Outputs, *, console=None, progress: Any = None) 
     from harness.trackers import start_run
 
     tracking = start_run(outputs.logger, spec.results_dir, spec.run_id, spec.to_dict())
+    if banner and console is not None:
+        console.print(banner)
     plain = PlainProgress(outputs.every).start_heartbeat() if plain_wanted(outputs.every) else None
     bar = progress_bar(console) if console is not None and plain is None else nullcontext()
     try:

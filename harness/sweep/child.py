@@ -52,10 +52,10 @@ def run_point(overrides: list[str]) -> int:
 
     quiet_libraries()
     spec, outputs = load_run(overrides)
-    make_console(stderr=True).print(f"[bold]tunebench[/] {spec.method.name} · {spec.model.short_name} · {spec.task.name} "
-                                    f"→ {spec.results_dir}/{spec.run_id}.json")
+    banner = f"[bold]tunebench[/] {spec.method.name} · {spec.model.short_name} · {spec.task.name} → {spec.results_dir}/{spec.run_id}.json"
     # The point's stdout is its log file: plain lines there; the runner shows the progress file.
-    record = execute_with(spec, outputs, progress=ProgressFile(progress_path(spec.results_dir, spec.run_id)))
+    record = execute_with(spec, outputs, console=make_console(stderr=True), banner=banner,
+                          progress=ProgressFile(progress_path(spec.results_dir, spec.run_id)))
     print_run(record)
     return 0 if record["status"] == "ok" else 1
 

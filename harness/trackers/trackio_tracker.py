@@ -12,14 +12,21 @@ import os
 import sys
 from pathlib import Path
 
+from harness.errors import UserError
+
 
 class TrackioTracker:
     name = "trackio"
 
     def __init__(self, spec, results_dir: Path):
         self.root = spec.folder(results_dir)
-        os.environ["TRACKIO_DIR"] = str(self.root)  # read when trackio is imported
+        os.environ["TRACKIO_DIR"] = str(self.root)  # read once, when trackio is first imported
         import trackio  # noqa: F401 — ImportError → "pip install 'tunebench[trackio]'"
+        import trackio.utils
+
+        if Path(trackio.utils.TRACKIO_DIR).resolve() != self.root:  # imported earlier in this process
+            raise UserError(f"logger=trackio: trackio was loaded with TRACKIO_DIR={trackio.utils.TRACKIO_DIR} before "
+                            f"tunebench could point it at {self.root}")
 
         self.trackio = trackio
         self.spec = spec

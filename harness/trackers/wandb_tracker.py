@@ -49,6 +49,7 @@ class WandbTracker:
                 art.add_dir(str(artifacts_dir), name="artifacts")
             self.run.log_artifact(art)
         self.run.finish(exit_code=0 if ok else 1)
+        self.wandb.teardown()  # wandb-core writes the offline file after finish() returns: wait for it
 
     def open_group(self, name: str, params: dict[str, str]) -> dict:
         return {"group": name}

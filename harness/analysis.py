@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 
 from advisor.facts import HIGHER_IS_BETTER as UP
-from harness.label_fit import fit, short_key, short_values
+from harness.label_fit import build as build_labels
 from harness.probes import SIGNIFICANCE_Z
 
 REGRESS_FILE = "regress.json"
@@ -161,11 +161,9 @@ def labels(keys: pd.DataFrame, method: pd.Series) -> pd.Series:
     """The method plus only the keys that split configurations on display (see the module docstring)."""
     cells = method.map(text).astype(str)
     chosen = [k for k in keys.columns if (keys[k].map(lambda v: "\0" if is_null(v) else str(v)).groupby(cells).nunique() > 1).any()]
-    fmt = {"budget": "{}GB"}
-    short = {k: short_values([str(v) for v in keys[k] if not is_null(v)]) for k in chosen}  # ≤ 40 characters (label_fit)
-    out = [" ".join([text(method[i])] + [f"{short_key(k)}={fmt.get(k, '{}').format(short[k][str(keys.at[i, k])])}"
-                                         for k in chosen if not is_null(keys.at[i, k])]) for i in keys.index]
-    return pd.Series(fit(out), index=keys.index, dtype=object)
+    columns = {k: [None if is_null(v) else str(v) for v in keys[k]] for k in chosen}
+    out = build_labels([text(method[i]) for i in keys.index], columns, {"budget": "{}GB"})  # ≤ 40 characters (label_fit)
+    return pd.Series(out, index=keys.index, dtype=object)
 
 
 def full_config(keys: pd.DataFrame, method: pd.Series) -> pd.Series:

@@ -25,10 +25,11 @@ def _stem(value: str) -> str:
     return re.sub(r"\.(json|safetensors|gguf|jsonl|ya?ml|txt)$", "", name) or value
 
 
-def short_values(values: list[str], limit: int = MAX_VALUE) -> dict[str, str]:
+def short_values(values: list[str], limit: int = MAX_VALUE, *, least: bool = False) -> dict[str, str]:
     """Each distinct value → a form of at most ``limit`` characters that keeps every value distinct:
     itself; its path's file name; the part that differs once the shared start and end are cut
-    (``…0a6ae38dea``); its first or its last ``limit - 1`` characters with ``…``."""
+    (``…0a6ae38dea``); its first or its last ``limit - 1`` characters with ``…``. ``least``: the
+    fewest characters (at least 4 of the value) that keep them apart (``…0a6a``)."""
     distinct = sorted(set(values))
     if all(len(v) <= limit for v in distinct):
         return {v: v for v in distinct}
@@ -36,6 +37,13 @@ def short_values(values: list[str], limit: int = MAX_VALUE) -> dict[str, str]:
     base = stems if len(set(stems.values())) == len(distinct) else {v: v for v in distinct}
     if all(len(b) <= limit for b in base.values()):
         return base
+    if least:
+        cores = _cores(base)
+        for n in range(4, limit):
+            for short in ([{v: _cut(b, n, tail=True) for v, b in cores.items()}] if cores != base else []) + [
+                    {v: _cut(b, n, tail=False) for v, b in base.items()}, {v: _cut(b, n, tail=True) for v, b in base.items()}]:
+                if len(set(short.values())) == len(distinct):
+                    return short
     n = limit - 1
     candidates = []
     if len(distinct) > 1:
@@ -51,6 +59,48 @@ def short_values(values: list[str], limit: int = MAX_VALUE) -> dict[str, str]:
             return short
     half = (limit - 1) // 2  # values that differ only in their middle: keep both ends
     return {v: b if len(b) <= limit else b[:half] + ELLIPSIS + b[-half:] for v, b in base.items()}
+
+
+def _cores(base: dict[str, str]) -> dict[str, str]:
+    """Each value without the start all values share (marked ``…``): run ids and paths differ at their end."""
+    pre = os.path.commonprefix(list(base.values())) if len(base) > 1 else ""
+    return {v: (ELLIPSIS + b[len(pre):]) if pre and len(b) > len(pre) else b for v, b in base.items()}
+
+
+def _cut(text: str, n: int, *, tail: bool) -> str:
+    body = text.lstrip(ELLIPSIS)
+    lead = ELLIPSIS if text.startswith(ELLIPSIS) else ""
+    if len(body) <= n + 1:  # an ellipsis in place of one character saves nothing
+        return text
+    return lead + body[:n] + ELLIPSIS if not tail or lead else ELLIPSIS + body[-n:]
+
+
+def build(methods: list[str], columns: dict[str, list[str | None]], fmt: dict[str, str] | None = None,
+          limit: int = MAX_LABEL) -> list[str]:
+    """Labels ``method key=value …`` of at most ``limit`` characters, in as few steps as needed:
+    long values cut to what keeps them apart (a path's file name, ``…0a6ae38dea``); then to the
+    fewest such characters; then words shown without their key (``by_length``); then ``fit``."""
+    fmt = fmt or {}
+
+    def compose(least: bool, bare: bool) -> list[str]:
+        short = {k: short_values([v for v in vals if v is not None], least=least) for k, vals in columns.items()}
+        out = []
+        for i, method in enumerate(methods):
+            parts = [method]
+            for k, vals in columns.items():
+                if vals[i] is None:
+                    continue
+                value = fmt.get(k, "{}").format(short[k][vals[i]])
+                word = bare and not re.fullmatch(r"[\d.e+-]+(GB)?", vals[i])
+                parts.append(value if word else f"{short_key(k)}={value}")
+            out.append(" ".join(parts))
+        return out
+
+    for least, bare in ((False, False), (True, False), (True, True)):
+        labels = compose(least, bare)
+        if max(map(len, labels), default=0) <= limit:
+            return labels
+    return fit(labels, limit)
 
 
 def short_key(key: str) -> str:

@@ -248,7 +248,7 @@ def _backfill(args) -> int:
     if not Path(args.dir).is_dir():
         raise UserError(f"results directory not found: {args.dir}")
     spec = logger_spec({"name": args.to, "uri": args.uri, "project": args.project})
-    logged, skipped = backfill(spec, args.dir)
+    logged, skipped = backfill(spec, args.dir, records(args.dir))
     print(f"logged {logged} record(s) from {args.dir} to {args.to}"
           + (f"; {skipped} already there, skipped" if skipped else ""), file=sys.stderr)
     return 0

@@ -161,9 +161,10 @@ def test_each_tracker_keeps_params_steps_final_figures_and_the_record(name, meas
     src = tmp_path / "runs"
     src.mkdir()
     (src / f"{measured['run_id']}.json").write_text(json.dumps(measured))
+    from harness.results import records
     from harness.trackers.backfill import backfill
 
-    assert backfill(logger_spec({"name": name}), src) == (1, 0)
+    assert backfill(logger_spec({"name": name}), src, records(src)) == (1, 0)
     got = read_back(name, src, measured["run_id"])
     assert got["params"]["method.name"] == "lora" and got["params"]["run_id"] == measured["run_id"]
     losses = measured["metrics"]["train_losses"]

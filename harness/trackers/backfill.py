@@ -15,12 +15,10 @@ from pathlib import Path
 from harness.trackers import Tracking, final_metrics, flat_params, make
 
 
-def backfill(spec, directory: str | Path, *, warn=None) -> tuple[int, int]:
-    """(records logged, records skipped as already there)."""
-    from harness.results import records
-
+def backfill(spec, directory: str | Path, recs: list[dict]) -> tuple[int, int]:
+    """Log ``recs`` (``harness.results.records(directory)``: each with ``_path`` below ``directory``);
+    returns (records logged, records skipped as already there)."""
     directory = Path(directory)
-    recs = records(directory, warn=warn)
     tracker = make(spec, directory)
     if tracker is None:
         return 0, 0

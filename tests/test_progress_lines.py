@@ -34,7 +34,7 @@ def progress(text: str) -> list[dict]:
 def test_a_piped_run_prints_a_parsable_line_every_n_steps_and_wraps_nothing(tmp_path):
     results = tmp_path / ("a-results-folder-with-a-long-name-" * 3)  # the banner runs past 80 columns
     log = tmp_path / "run.log"
-    assert piped([*TINY, "log.every=2", f"results_dir={results}"], log) == 0
+    assert piped([*TINY, "log.every=2", "train.save=adapter", f"results_dir={results}"], log) == 0
     text = log.read_text()
     lines = progress(text)
     assert [ln["phase"] for ln in lines] == ["base eval"] * 2 + ["train"] * 4 + ["tuned eval"] * 2
@@ -49,6 +49,10 @@ def test_a_piped_run_prints_a_parsable_line_every_n_steps_and_wraps_nothing(tmp_
     banner = next(line for line in text.splitlines() if line.startswith("tunebench lora"))
     assert banner.endswith(f"{record['run_id']}.json") and len(banner) > 80
     assert re.search(r"│ task score base → tuned\s+│\s+[\d.]+ → [\d.]+ \(± [\d.]+\) │", text)
+    # harness eval of the same run: a line as each phase starts and ends
+    data = REPO / "harness" / "data" / "tickets_handwritten.jsonl"
+    assert piped(["eval", record["run_id"], "--data", str(data), "--results", str(results), "--limit", "4"], log) == 0
+    assert [(ln["phase"], ln["done"], ln["total"]) for ln in progress(log.read_text())] == [("eval", "0", "4"), ("eval", "4", "4")]
 
 
 def test_the_default_is_about_twenty_lines_a_phase_and_one_a_minute():
@@ -96,3 +100,10 @@ def test_a_piped_sweep_prints_each_points_progress_prefixed_and_logs_to_one_mlfl
     assert {rec["tracker"]["run_id"] for rec in records.values()} == set(children)
     assert {rec["tracker"]["parent_run_id"] for rec in records.values()} == {parents[0].info.run_id}
     assert all(r.info.status == "FINISHED" for r in runs)
+
+
+def test_log_every_must_be_a_positive_integer(tmp_path, capsys):
+    from harness.cli import dispatch
+
+    assert dispatch([*TINY, "log.every=0", f"results_dir={tmp_path}"]) == 2
+    assert "log.every must be a positive integer" in capsys.readouterr().err

@@ -98,8 +98,9 @@ class PlainProgress:
     # ------------------------------------------------ time-based lines
 
     def tick(self) -> None:
+        """The current line if a phase is under way and none was printed for ``heartbeat_s``."""
         with self._lock:
-            if self.phase is not None and self._due_time():
+            if self.phase is not None and self.done != self.total and self._due_time():
                 self._emit()
 
     def start_heartbeat(self) -> "PlainProgress":

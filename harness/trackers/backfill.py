@@ -3,8 +3,9 @@
 Each record becomes one tracker run, as if it had been logged live: its config as params, its
 logged training losses at their steps (``metrics.train_losses``; tokens/s per step was not kept),
 its final figures and the record JSON (and artifacts folder) as artifacts. A sweep's records go
-under one parent per sweep. Records are read, never changed; with MLflow a record whose run id
-is already in the experiment is skipped, so a second backfill adds nothing.
+under one parent per sweep. Records are read, never changed. A record already in the store is
+skipped: MLflow is asked for its run id; for the others, a record logged live to the same folder
+says so in its ``tracker`` section.
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ def backfill(spec, directory: str | Path, recs: list[dict]) -> tuple[int, int]:
     parents: dict[str, dict] = {}
     logged = skipped = 0
     for rec in recs:
+        live = rec.get("tracker") or {}  # logged live to this very store: already there
+        if live.get("name") == spec.name and live.get("dir") and Path(live["dir"]) == spec.folder(directory):
+            skipped += 1
+            continue
         if hasattr(tracker, "has_run") and tracker.has_run(rec["run_id"]):
             skipped += 1
             continue

@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from advisor.facts import HIGHER_IS_BETTER as UP
+from harness.label_fit import build as build_labels
 from harness.probes import SIGNIFICANCE_Z
 
 REGRESS_FILE = "regress.json"
@@ -160,11 +161,8 @@ def labels(keys: pd.DataFrame, method: pd.Series) -> pd.Series:
     """The method plus only the keys that split configurations on display (see the module docstring)."""
     cells = method.map(text).astype(str)
     chosen = [k for k in keys.columns if (keys[k].map(lambda v: "\0" if is_null(v) else str(v)).groupby(cells).nunique() > 1).any()]
-    fmt = {"budget": "{}GB"}
-    out = []
-    for i in keys.index:
-        parts = [text(method[i])] + [f"{k}={fmt.get(k, '{}').format(keys.at[i, k])}" for k in chosen if not is_null(keys.at[i, k])]
-        out.append(" ".join(parts))
+    columns = {k: [None if is_null(v) else str(v) for v in keys[k]] for k in chosen}
+    out = build_labels([text(method[i]) for i in keys.index], columns, {"budget": "{}GB"})  # ≤ 40 characters (label_fit)
     return pd.Series(out, index=keys.index, dtype=object)
 
 

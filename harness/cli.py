@@ -53,6 +53,7 @@ def run_from_overrides(overrides: list[str]) -> int:
 
     from harness.config import check_writable, compose, spec_from_dict
     from harness.console import quiet_libraries
+    from harness.run_outputs import outputs_from
 
     quiet_libraries()
     cfg = compose(overrides)
@@ -61,20 +62,21 @@ def run_from_overrides(overrides: list[str]) -> int:
 
         check_writable(str(cfg.results_dir))  # before planning: a sweep must not run points it cannot record
         return run_sweep(cfg, overrides)
-    spec = spec_from_dict(OmegaConf.to_container(cfg, resolve=True))  # every value checked, nothing loaded yet
+    plain = OmegaConf.to_container(cfg, resolve=True)
+    spec = spec_from_dict(plain)  # every value checked, nothing loaded yet
+    outputs = outputs_from(plain)
     check_writable(spec.results_dir)  # a run that cannot write its record would lose the measurement
-    return run_single(spec)
+    return run_single(spec, outputs)
 
 
-def run_single(spec) -> int:
-    from rich.console import Console
+def run_single(spec, outputs=None) -> int:
+    from harness.console import make_console, print_run
+    from harness.run_outputs import Outputs, execute_with
+    from harness.trackers import logger_spec
 
-    from harness.console import print_run, progress_bar
-    from harness.run import execute
-
-    console = Console(stderr=True)
-    console.print(f"[bold]tunebench[/] {spec.method.name} · {spec.model.name} · {spec.task.name} → {spec.results_dir}/{spec.run_id}.json")
-    with progress_bar(console) as progress:
-        record = execute(spec, progress)
+    outputs = outputs or Outputs(logger_spec(None), None)
+    console = make_console(stderr=True)
+    banner = f"[bold]tunebench[/] {spec.method.name} · {spec.model.short_name} · {spec.task.name} → {spec.results_dir}/{spec.run_id}.json"
+    record = execute_with(spec, outputs, console=console, banner=banner)
     print_run(record)
     return 0 if record["status"] == "ok" else 1

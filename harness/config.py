@@ -22,6 +22,7 @@ from harness.errors import UserError, did_you_mean, unknown
 from harness.methods import METHODS, method_names  # the method table: data only, imports nothing heavy
 from harness.methods import inner_of
 from harness.methods import options as method_options
+from harness.model_names import short_name
 from harness.paths import CONFIG_DIR
 
 DTYPES = ("auto", "fp32", "bf16", "fp16")
@@ -48,6 +49,11 @@ class ModelSpec:
             raise UserError(f"model.source '{self.source}' must be tiny, gguf or pretrained")
         if self.name_or_path is None and self.source == "pretrained":
             raise UserError("model.name_or_path is required for a pretrained model (a hub id or a local path)")
+
+    @property
+    def short_name(self) -> str:
+        """``hub`` models by their path's last part (``Llama-3.2-1B``); others by name (harness/model_names.py)."""
+        return short_name(self.name, self.name_or_path)
 
 
 @dataclass(frozen=True)
@@ -208,7 +214,7 @@ class RunSpec:
         identity.pop("timeout_s")  # a limit on the run, not part of what it measures
         identity["train"].pop("save")
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:10]
-        return f"{self.method.name}-{self.model.name}-{self.task.name}-{digest}"
+        return f"{self.method.name}-{self.model.short_name}-{self.task.name}-{digest}"
 
 
 def _at_least(key: str, value: int, low: int) -> None:
@@ -302,6 +308,8 @@ def spec_from_dict(cfg: Mapping[str, Any], *, complete: bool = False) -> RunSpec
     cfg.pop("hydra", None)
     cfg.pop("launcher", None)  # sweep-runner settings: not part of a run
     cfg.pop("retry_failed", None)
+    cfg.pop("log", None)  # where progress and tracking go (output_settings): not part of a run
+    cfg.pop("logger", None)
     ev = dict(cfg.pop("eval", {}) or {})
     ev["probes"] = _tupled(ev.get("probes"))
     parts = {

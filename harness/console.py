@@ -11,6 +11,19 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from harness.model_names import model_label
+
+
+PIPE_WIDTH = 1000  # off a terminal rich assumes 80 columns and wraps; a log line must stay one line
+
+
+def make_console(stderr: bool = False) -> Console:
+    """A rich console that wraps nothing when its output is not a terminal (a pipe, a log file, CI)."""
+    console = Console(stderr=stderr)
+    if console.is_terminal:
+        return console
+    return Console(stderr=stderr, soft_wrap=True, width=PIPE_WIDTH)
+
 
 @contextmanager
 def progress_bar(console: Console):
@@ -37,14 +50,14 @@ def fmt(value, spec: str = ".3g") -> str:
 
 
 def print_run(record: dict, console: Console | None = None) -> None:
-    console = console or Console()
+    console = console or make_console()
     m = record["metrics"]
     cfg = record["config"]
     table = Table(title=f"{record['run_id']}  [{record['status']}]", show_header=True)
     table.add_column("metric")
     table.add_column("value", justify="right")
     rows = [
-        ("method · model · task", f"{cfg['method']['name']} · {cfg['model']['name']} · {cfg['task']['name']}"),
+        ("method · model · task", f"{cfg['method']['name']} · {model_label(cfg['model'])} · {cfg['task']['name']}"),
         ("task score base → tuned", f"{fmt(m.get('task_score_base'))} → {fmt(m.get('task_score'))} (± {fmt(m.get('task_score_stderr'), '.2f')})"),
         # A chained run (method.init_from) starts from the SFT model, not the base: its gain is from there.
         *([(f"start: {m['init_from']} → tuned", f"{fmt(m.get('init_task_score'))} → {fmt(m.get('task_score'))}")]
@@ -62,6 +75,9 @@ def print_run(record: dict, console: Console | None = None) -> None:
     ]
     for probe, f in (m.get("forgetting") or {}).items():
         rows.append((f"{probe} base → tuned", f"{fmt(f.get('base'))} → {fmt(f.get('tuned'))} (Δ {fmt(f.get('delta'))})"))
+    if record.get("tracker"):
+        t = record["tracker"]
+        rows.append((f"{t['name']} run", t["run_id"] + (f" ({t['uri']})" if t.get("uri") else "")))
     for key, value in rows:
         table.add_row(key, value)
     if record.get("error"):

@@ -80,6 +80,7 @@ class Record(TypedDict, total=False):
     recorded_by: str  # "sweep" | "watchdog": someone else wrote this run's record
     warnings: list[str]
     execution: dict  # how a sweep ran the point (issue 15)
+    tracker: dict  # logger=…: {"name", "run_id", …} of the run in the experiment tracker (harness/trackers/)
 
 
 def now() -> str:
@@ -164,9 +165,10 @@ def record_path(results_dir: str | Path, run_id: str) -> Path:
 
 
 def build_record(spec: "RunSpec", device: str, *, sweep: str | None = None, started_at: str | None = None,
-                 execution: dict | None = None) -> Record:
+                 execution: dict | None = None, tracker: dict | None = None) -> Record:
     """The record of a run about to start: status ``error`` until someone says otherwise.
-    ``execution``: how a sweep ran the point (its slot, concurrency; harness/sweep/slots.py)."""
+    ``execution``: how a sweep ran the point (its slot, concurrency; harness/sweep/slots.py);
+    ``tracker``: its run in an experiment tracker (harness/trackers/)."""
     from harness.measure import hardware
 
     record: Record = {
@@ -184,6 +186,8 @@ def build_record(spec: "RunSpec", device: str, *, sweep: str | None = None, star
         record["sweep"] = {"name": sweep}
     if execution:
         record["execution"] = execution
+    if tracker:
+        record["tracker"] = tracker
     return record
 
 

@@ -99,9 +99,11 @@ def eval_key(data_sha: str, metric: str, limit: int | None) -> str:
 
 def evaluate_run(run: str, data: str, *, results: str = "results/runs", metric: str = TASK_SCORER,
                  probes: tuple[str, ...] = (), probe_limit: int | None = None, limit: int | None = None,
-                 batch_size: int = 16, trust_remote_code: bool = False) -> dict:
-    """Load, score, write the evaluation record; returns it (``path`` says where it went)."""
+                 batch_size: int = 16, trust_remote_code: bool = False, progress=None) -> dict:
+    """Load, score, write the evaluation record; returns it (``path`` says where it went).
+    ``progress``: where the phases (eval, probes) go (``harness/plain_progress.py``)."""
     from harness import artifacts, evaluate
+    from harness.plain_progress import phase
     from harness.record import now, provenance, write_json_atomic
 
     if batch_size < 1 or (limit is not None and limit < 1):
@@ -114,7 +116,8 @@ def evaluate_run(run: str, data: str, *, results: str = "results/runs", metric: 
     started = now()
 
     model, tok = artifacts.load_trained(located, trust_remote_code=trust_remote_code)  # from the command line only
-    result, _ = evaluate.score(model, tok, task, examples, batch_size=batch_size)
+    with phase(progress, "eval", len(examples)):
+        result, _ = evaluate.score(model, tok, task, examples, batch_size=batch_size)
     data_sha = hashlib.sha256(Path(data).expanduser().read_bytes()).hexdigest()
     m = located.record.get("metrics") or {}
     out = {
@@ -131,8 +134,9 @@ def evaluate_run(run: str, data: str, *, results: str = "results/runs", metric: 
         "provenance": {**provenance(started), "finished_at": None},
     }
     if probes:
-        out["forgetting"] = forgetting_probes(located, model, tok, probes, limit=probe_limit, batch_size=batch_size,
-                                            trust_remote_code=trust_remote_code)
+        with phase(progress, "probes", len(probes)):
+            out["forgetting"] = forgetting_probes(located, model, tok, probes, limit=probe_limit, batch_size=batch_size,
+                                                trust_remote_code=trust_remote_code)
     out["provenance"]["finished_at"] = now()
     path = located.results_dir / EVALS_SUBDIR / f"{located.run_id}-{eval_key(data_sha, scorer, limit)}.json"
     write_json_atomic(path, out)
@@ -149,13 +153,21 @@ def _fmt(score: dict) -> str:
 
 def _main(argv: list[str]) -> int:
     from harness.console import quiet_libraries
+    from harness.plain_progress import PlainProgress, plain_wanted
 
     args = parser().parse_args(argv)
     quiet_libraries()
     probes = tuple(p.strip() for p in args.probes.split(",") if p.strip())
-    out = evaluate_run(args.run, args.data, results=args.results, metric=args.metric, probes=probes,
-                       probe_limit=args.probe_limit, limit=args.limit, batch_size=args.batch_size,
-                       trust_remote_code=args.trust_remote_code)
+    # Off a terminal, a line per phase and one a minute (with --json, on stderr: stdout is the JSON).
+    stream = sys.stderr if args.json else sys.stdout
+    plain = PlainProgress(write=lambda line: print(line, file=stream, flush=True)).start_heartbeat() if plain_wanted(None) else None
+    try:
+        out = evaluate_run(args.run, args.data, results=args.results, metric=args.metric, probes=probes,
+                           probe_limit=args.probe_limit, limit=args.limit, batch_size=args.batch_size,
+                           trust_remote_code=args.trust_remote_code, progress=plain)
+    finally:
+        if plain is not None:
+            plain.close()
     if args.json:
         json.dump(out, sys.stdout, indent=2, default=str)
         print()

@@ -32,7 +32,9 @@ or difference, and a verdict (regression | improvement | unchanged), by the rule
   candidate repeat is a regression ("it no longer fits").
 
 Exit code 1 if any verdict is a regression, else 0 (2 for bad input). The result is written as
-JSON to ``--out`` (default ``<candidate>/regress.json``, which ``harness report <candidate>`` shows).
+JSON to ``--out`` (default ``results/regress/<UTC time>.json`` below the working directory, beside the
+suite's own records: never into the candidate's or the baseline's folder, which may be committed;
+``harness report <candidate> --regress <file>`` shows it).
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ import pandas as pd
 from harness.probes import oriented_drop
 from harness.errors import UserError, run_cli
 from harness.record import write_json_atomic
-from harness.analysis import METRICS, REGRESS_FILE, col as _col, identity_cols as _identity_cols, load_frame, num as _num, text as _text, tidy
+from harness.analysis import METRICS, col as _col, identity_cols as _identity_cols, load_frame, num as _num, text as _text, tidy
 
 SUITE = "regression"  # sweeps/sweep/regression.yaml
 CONFIDENCE = 0.95
@@ -353,7 +355,7 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--baseline", help="results directory to compare against (e.g. results/baselines/cpu-2core)")
     parser.add_argument("--candidate", help="existing results directory to judge, instead of running the suite here")
     parser.add_argument("--results", help="where the suite run writes its records (default: results/regress/<UTC time>)")
-    parser.add_argument("--out", help=f"where the JSON result goes (default: <candidate>/{REGRESS_FILE})")
+    parser.add_argument("--out", help="where the JSON result goes (default: results/regress/<UTC time>.json)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON on stdout instead of a table")
     parser.add_argument("--allow-concurrent", action="store_true",
                         help="compare even when one side's CPU points ran several at once (launcher.parallel) and the other's did not")
@@ -363,10 +365,10 @@ def main(argv: list[str]) -> int:
     def work() -> int:
         if args.candidate and (args.results or args.overrides):
             raise UserError("--candidate judges an existing directory: --results and overrides only apply when the suite runs here")
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         if args.candidate:
             candidate = Path(args.candidate)
         else:
-            stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
             candidate = Path(args.results) if args.results else Path("results/regress") / stamp
             run_suite(candidate, args.overrides)
         if not args.baseline:
@@ -375,8 +377,11 @@ def main(argv: list[str]) -> int:
                   f"(harness regress --baseline {candidate})", file=sys.stderr)
             return 0
         result = regress(Path(args.baseline), candidate, allow_concurrent=args.allow_concurrent)
-        out = Path(args.out) if args.out else candidate / REGRESS_FILE
-        write_json_atomic(out, result)
+        out = Path(args.out) if args.out else Path("results/regress") / f"{stamp}.json"  # beside the command, not in a judged folder
+        try:
+            write_json_atomic(out, result)
+        except OSError as e:
+            raise UserError(f"--out {out}: cannot write the result ({e.strerror or e})") from None
         if args.json:
             print(json.dumps(result, indent=2))
         else:

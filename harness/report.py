@@ -13,8 +13,9 @@ name links to its full settings and shows them on hover, and ``report.md`` ends 
 that came from a record or config is ``html.escape``d; in ``report.md`` such strings are escaped
 for Markdown (no raw HTML, links or emphasis can come from a record).
 
-A regression result (``harness regress``) is shown when ``--regress FILE`` is given, or when the
-results directory holds a ``regress.json`` (where ``harness regress`` writes it by default).
+A regression result (``harness regress``, which writes ``results/regress/<time>.json``) is shown when
+``--regress FILE`` is given, or when the results directory holds a ``regress.json`` (where older
+versions wrote it).
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@
 
 Every ``*.json`` file below the directory is read, so ``harness results results`` sees each sweep's
 subfolder. Not records, so never read: what a run keeps beside its record (``artifacts/``, ``evals/``
-re-scores, ``logs/``, ``slurm/`` job files, ``reports/``), hidden or ``_``-prefixed folders (caches),
+re-scores, ``logs/``, ``slurm/`` job files, ``reports/``, trackers' stores), hidden or ``_``-prefixed folders (caches),
 and ``.tmp`` files of interrupted writes. A corrupt or foreign file is named on stderr and skipped.
 """
 
@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from harness.errors import UserError, did_you_mean, run_cli
+from harness.model_names import short_name
 from harness.record import read_record
 
 # Short columns first: what people filter and sort by. Long ones stay, flattened with dots.
@@ -36,7 +37,8 @@ OPS = ("!=", ">=", "<=", "=", ">", "<")  # two-character operators first: "r>=8"
 
 
 # Folders a run or a tool writes beside the records, holding JSON that is not a run record.
-NOT_RECORDS = frozenset({"artifacts", "evals", "logs", "slurm", "reports"})
+# Trackers' own stores (harness/trackers/) hold copies of records as artifacts: never read twice.
+NOT_RECORDS = frozenset({"artifacts", "evals", "logs", "slurm", "reports", "mlartifacts", "mlruns", "tensorboard", "trackio", "wandb"})
 
 
 def record_paths(directory: Path) -> list[Path]:
@@ -84,6 +86,9 @@ def load(directory: str | Path, *, warn=None):
     for short, long in SHORT.items():
         if short != long:
             flat[short] = flat[long] if long in flat.columns else None
+    if "config.model.name_or_path" in flat.columns:  # a hub model by its name (Llama-3.2-1B), not "hub"
+        flat["model"] = [short_name(n, p if isinstance(p, str) else None) if isinstance(n, str) else n
+                         for n, p in zip(flat["model"], flat["config.model.name_or_path"])]
     first = list(SHORT)
     return flat[first + [c for c in flat.columns if c not in first]]
 
@@ -187,6 +192,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--list-columns", action="store_true", help="print every column name and exit")
     p.add_argument("--csv", metavar="FILE", help="write the filtered rows (all columns) as CSV")
     p.add_argument("--parquet", metavar="FILE", help="write the filtered rows (all columns) as Parquet")
+    p.add_argument("--to", metavar="TRACKER", help="log every record into a tracker instead: mlflow, tensorboard, trackio, "
+                   "wandb (its default store under DIR; --uri for an MLflow server)")
+    p.add_argument("--uri", help="with --to mlflow: the tracking server (default sqlite:///DIR/mlflow.db)")
+    p.add_argument("--project", default="tunebench", help="with --to: the experiment / project name (default tunebench)")
     return p
 
 
@@ -199,6 +208,8 @@ def _main(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
+    if args.to:
+        return _backfill(args)
     df = load(args.dir)
     if args.list_columns:
         print("\n".join(df.columns))
@@ -225,4 +236,19 @@ def _main(args) -> int:
     console.print(table)
     for path in export(df, args.csv, args.parquet):
         print(f"wrote {len(df)} rows to {path}", file=sys.stderr)
+    return 0
+
+
+def _backfill(args) -> int:
+    from harness.trackers import TRACKERS, logger_spec
+    from harness.trackers.backfill import backfill
+
+    if args.to not in TRACKERS:
+        raise UserError(f"--to '{args.to}': choose one of {', '.join(TRACKERS)}{did_you_mean(args.to, TRACKERS)}")
+    if not Path(args.dir).is_dir():
+        raise UserError(f"results directory not found: {args.dir}")
+    spec = logger_spec({"name": args.to, "uri": args.uri, "project": args.project})
+    logged, skipped = backfill(spec, args.dir, records(args.dir))
+    print(f"logged {logged} record(s) from {args.dir} to {args.to}"
+          + (f"; {skipped} already there, skipped" if skipped else ""), file=sys.stderr)
     return 0

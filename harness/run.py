@@ -26,8 +26,11 @@ def _is_oom(exc: BaseException) -> bool:
     return "out of memory" in str(exc).lower()
 
 
-def execute(spec: RunSpec, progress: Any = None) -> dict:
+def execute(spec: RunSpec, progress: Any = None, tracker: dict | None = None) -> dict:
     """Run ``spec`` and write its record; returns the record whatever happened.
+
+    ``progress``: where steps and phases go (rich's bar, plain lines, a sweep's progress file, a
+    tracker; ``harness/plain_progress.py``); ``tracker``: the run's tracker run, kept in the record.
 
     A UserError (bad data file, unknown task option) propagates: it is the user's input, not a
     measurement, and gets no record.
@@ -39,12 +42,13 @@ def execute(spec: RunSpec, progress: Any = None) -> dict:
     from harness.measure import MemoryMonitor, StepClock, device_of, flops_per_token, peak_flops
     from harness.methods import get_method
     from harness.methods.base import Job, count_params
+    from harness.plain_progress import phase
     from harness.tasks import get_task
 
     device = device_of()
     # A sweep point: its sweep, its slot and how many points shared the machine (harness/sweep/slots.py).
     execution = json.loads(os.environ["TUNEBENCH_EXECUTION"]) if os.environ.get("TUNEBENCH_EXECUTION") else None
-    record = build_record(spec, device, sweep=os.environ.get("TUNEBENCH_SWEEP"), execution=execution)
+    record = build_record(spec, device, sweep=os.environ.get("TUNEBENCH_SWEEP"), execution=execution, tracker=tracker)
     metrics = record["metrics"]
     t_start = time.perf_counter()
     import psutil
@@ -84,18 +88,20 @@ def execute(spec: RunSpec, progress: Any = None) -> dict:
         record["model_identity"] = loaded.identity
         load_key = {"dtype": str(dtype), "quantize": spec.method.quantize, "device": device}
         if score_it:
-            base, cached = evaluate.base_score(
-                loaded.model, loaded.tokenizer, task, test, identity=loaded.identity, load=load_key, batch_size=spec.eval.batch_size
-            )
+            with phase(progress, "base eval", len(test)):
+                base, cached = evaluate.base_score(
+                    loaded.model, loaded.tokenizer, task, test, identity=loaded.identity, load=load_key, batch_size=spec.eval.batch_size
+                )
             metrics.update(task_score_base=base.mean, task_score_base_stderr=base.stderr, base_eval_cached=cached)
             if caps.needs_reference:  # a policy refined from a ~0 start is no verdict on the method: say so
                 if note := init_from.floor_note(spec.method.name, base.mean, spec.method.init_from):
                     metrics["base_score_floor"] = note
         if probe_names:
-            base_probes, metrics["base_probes_cached"] = evaluate.base_probe_scores(
-                loaded.model, loaded.tokenizer, probe_names, limit=spec.eval.probe_limit, batch_size=spec.eval.batch_size,
-                identity=loaded.identity, load=load_key,
-            )
+            with phase(progress, "base probes", len(probe_names)):
+                base_probes, metrics["base_probes_cached"] = evaluate.base_probe_scores(
+                    loaded.model, loaded.tokenizer, probe_names, limit=spec.eval.probe_limit, batch_size=spec.eval.batch_size,
+                    identity=loaded.identity, load=load_key,
+                )
 
         transformers.set_seed(spec.seed)  # adapter init does not depend on whether the base score was cached
         model = loaded.model
@@ -134,10 +140,13 @@ def execute(spec: RunSpec, progress: Any = None) -> dict:
                 mfu=fpt * run["tokens_per_s"] / peak if peak else None,
             )
         if score_it:
-            tuned, _ = evaluate.score(model, loaded.tokenizer, task, test, batch_size=spec.eval.batch_size)
+            with phase(progress, "tuned eval", len(test)):
+                tuned, _ = evaluate.score(model, loaded.tokenizer, task, test, batch_size=spec.eval.batch_size)
             metrics.update(task_score=tuned.mean, task_score_stderr=tuned.stderr, task_eval_n=tuned.n, task_eval_s=tuned.seconds)
         if probe_names:
-            tuned_probes = evaluate.probe_scores(model, loaded.tokenizer, probe_names, limit=spec.eval.probe_limit, batch_size=spec.eval.batch_size)
+            with phase(progress, "tuned probes", len(probe_names)):
+                tuned_probes = evaluate.probe_scores(model, loaded.tokenizer, probe_names, limit=spec.eval.probe_limit,
+                                                     batch_size=spec.eval.batch_size)
             metrics["forgetting"] = evaluate.forgetting(base_probes, tuned_probes)
         if score_it and caps.needs_reference:
             # PEFT: the base is the same model with adapters off; full fine-tune: a fresh copy of the base.

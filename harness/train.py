@@ -40,21 +40,26 @@ class MeasureCallback(TrainerCallback):
 
     def on_train_begin(self, args, state, control, **kw):
         if self.progress is not None:
-            self.task = self.progress.add_task("train", total=state.max_steps, loss=float("nan"))
+            self.task = self.progress.add_task("train", total=state.max_steps, loss=float("nan"), tokens_per_s=None)
         self.clock.begin()
 
     def on_step_end(self, args, state, control, **kw):
         self.clock.step_end(state.num_input_tokens_seen, state.global_step * self.samples_per_step)
-        if self.progress is not None:
-            self.progress.update(self.task, completed=state.global_step)
+        # A step the Trainer logs is shown with its own loss, from on_log (which comes right after).
+        if self.progress is not None and state.global_step % max(1, int(args.logging_steps)) != 0:
+            self.progress.update(self.task, completed=state.global_step, tokens_per_s=self._tokens_per_s())
+
+    def _tokens_per_s(self):
+        return self.clock.summary().get("tokens_per_s")  # so far, warm-up steps left out as in the record
 
     def on_log(self, args, state, control, logs=None, **kw):
         if logs:
             self.logs.append(dict(logs))
         if logs and "loss" in logs:
             self.clock.losses.append(float(logs["loss"]))
-            if self.progress is not None:
-                self.progress.update(self.task, loss=float(logs["loss"]))
+        if self.progress is not None and logs and "train_loss" not in logs:  # not the closing summary
+            loss = {"loss": float(logs["loss"])} if "loss" in logs else {}
+            self.progress.update(self.task, completed=state.global_step, tokens_per_s=self._tokens_per_s(), **loss)
 
 
 def training_args(spec: RunSpec, device: str, config_cls, **extra):

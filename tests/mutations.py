@@ -80,6 +80,30 @@ BREAKS = (
           "harness/regress.py", "        data_changed = _data_changed(both.loc[b.index], both.loc[c.index])",
           "        data_changed = ''",
           ("tests/test_regress.py -k other_examples",)),
+    # issue 24: the habits people bring
+    Break("progress-wraps-in-a-pipe", "off a terminal, rich wraps at 80 columns again",
+          "harness/console.py", "    return Console(stderr=stderr, soft_wrap=True, width=PIPE_WIDTH)", "    return console",
+          ("tests/test_progress_lines.py -k piped_run",)),
+    Break("progress-every-step", "plain progress prints every step whatever log.every says",
+          "harness/plain_progress.py", "int(self.done) // every > int(self.printed_step) // every",
+          "int(self.done) > int(self.printed_step)", ("tests/test_progress_lines.py::test_the_default_is_about_twenty_lines_a_phase_and_one_a_minute",)),
+    Break("tracker-drops-steps", "a tracker gets no per-step metrics",
+          "harness/trackers/__init__.py", "        if metrics and self.step > 0:", "        if metrics and self.step < 0:",
+          ("tests/test_trackers.py -k live_run",)),
+    Break("tensorboard-no-final", "TensorBoard gets no final figures",
+          "harness/trackers/tensorboard_tracker.py", '            self.writer.add_scalar(f"final/{key}", value, 0)',
+          "            pass", ("tests/test_trackers.py::test_each_tracker_keeps_params_steps_final_figures_and_the_record[tensorboard]",)),
+    Break("hub-named-hub", "hub models are all called 'hub' again",
+          "harness/model_names.py", "    if not name_or_path:\n        return name", "    if True:\n        return name",
+          ("tests/test_report_fit.py -k hub",)),
+    Break("regress-writes-into-candidate", "regress writes its verdict into the judged folder",
+          "harness/regress.py", 'Path("results/regress") / f"{stamp}.json"', 'candidate / "regress.json"',
+          ("tests/test_regress.py -k beside",)),
+    Break("labels-uncut", "a long differing path is printed whole in labels",
+          "harness/label_fit.py", "    for least, bare in ((False, False), (True, False), (True, True)):",
+          "    return [' '.join([m] + [f'{k}={v[i]}' for k, v in columns.items() if v[i] is not None]) for i, m in enumerate(methods)]\n"
+          "    for least, bare in ((False, False), (True, False), (True, True)):",
+          ("tests/test_report_fit.py",)),
 )
 
 

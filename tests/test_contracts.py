@@ -79,7 +79,7 @@ def _suite(directory: Path, rec: dict, change=None) -> Path:
 
 
 def _regress(capsys, base: Path, cand: Path) -> tuple[int, dict]:
-    code = regress.main(["--baseline", str(base), "--candidate", str(cand), "--json"])
+    code = regress.main(["--baseline", str(base), "--candidate", str(cand), "--json", "--out", str(cand.parent / "verdict.json")])
     return code, json.loads(capsys.readouterr().out)
 
 

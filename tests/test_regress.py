@@ -8,6 +8,7 @@ forgets (full fine-tuning's general_mc accuracy 0.44 → 0.14; entries built by 
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -20,9 +21,15 @@ from harness.paths import CONFIG_DIR
 FIXTURES = Path(__file__).parent / "fixtures" / "regress"
 
 
+@pytest.fixture(autouse=True)
+def _in_tmp(tmp_path, monkeypatch):
+    """regress writes its verdict to results/regress/ below the working directory: keep it out of the repo."""
+    monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture
 def dirs(tmp_path):
-    """Copies: regress writes regress.json into the candidate directory."""
+    """Copies, so that a test that writes into one cannot spoil the fixtures."""
     out = {}
     for name in ("baseline", "rerun", "slow", "newtorch", "fullooms", "forgets"):
         out[name] = tmp_path / name
@@ -46,7 +53,23 @@ def test_identical_directories_are_unchanged_and_exit_0(dirs, capsys):
     assert [d for d in result["provenance"] if d["severity"] == "warning"] == []
     tps = next(r for r in result["rows"] if r["point"] == "lora" and r["metric"] == "tokens_per_s")
     assert tps["ratio"] == pytest.approx(1.0) and tps["ci"][0] < 1.0 < tps["ci"][1]  # the repeats' own noise
-    assert json.loads((dirs["same"] / "regress.json").read_text())["summary"] == result["summary"]
+
+
+def test_the_verdict_goes_beside_the_command_never_into_the_judged_folders(dirs, capsys, tmp_path, monkeypatch):
+    """A committed baseline (or candidate) stays clean: the result lands in results/regress/<time>.json."""
+    work = tmp_path / "cwd"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    before = {d: sorted(p.relative_to(dirs[d]) for p in dirs[d].rglob("*")) for d in ("baseline", "same")}
+    code, result = run(capsys, dirs["baseline"], dirs["same"])
+    assert code == 0
+    assert {d: sorted(p.relative_to(dirs[d]) for p in dirs[d].rglob("*")) for d in ("baseline", "same")} == before
+    written = list((work / "results" / "regress").glob("*.json"))
+    assert len(written) == 1 and re.fullmatch(r"\d{8}T\d{6}Z\.json", written[0].name)
+    assert json.loads(written[0].read_text())["summary"] == result["summary"]
+    out = tmp_path / "elsewhere" / "verdict.json"
+    assert regress.main(["--baseline", str(dirs["baseline"]), "--candidate", str(dirs["same"]), "--json", "--out", str(out)]) == 0
+    assert json.loads(out.read_text())["summary"] == result["summary"]
 
 
 def test_a_rerun_with_fresh_noise_is_unchanged(dirs, capsys):
@@ -77,10 +100,11 @@ def test_forgetting_that_got_worse_is_a_regression_exit_1(dirs, capsys):
     assert bad[0]["delta"] == pytest.approx(0.30 - 0.06) and bad[0]["delta"] > bad[0]["bound"]
 
 
-def test_harness_regress_exits_1_when_forgetting_got_worse(dirs):
+def test_harness_regress_exits_1_when_forgetting_got_worse(dirs, tmp_path):
     from tests.conftest import cli
 
-    res = cli("regress", "--baseline", str(dirs["baseline"]), "--candidate", str(dirs["forgets"]), "--json", timeout=120)
+    res = cli("regress", "--baseline", str(dirs["baseline"]), "--candidate", str(dirs["forgets"]), "--json",
+              "--out", str(tmp_path / "verdict.json"), timeout=120)
     assert res.returncode == 1, res.stderr[-2000:]
     rows = json.loads(res.stdout)["rows"]
     assert any(r["metric"] == "forgetting:general_mc" and r["verdict"] == "regression" for r in rows)

@@ -464,7 +464,7 @@ def test_regress_refuses_concurrent_cpu_throughput_against_sequential(tmp_path, 
             path.write_text(json.dumps(rec))
 
     mark(cand, {"concurrency": 2, "slot": 0, "gpus": [], "cpus": [0], "shared_with": 1})
-    args = ["--baseline", str(base), "--candidate", str(cand), "--json"]
+    args = ["--baseline", str(base), "--candidate", str(cand), "--json", "--out", str(tmp_path / "verdict.json")]
     assert regress.main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "one point at a time" in err and "2 points at once" in err

@@ -46,19 +46,16 @@ def take_cores() -> None:
 
 
 def run_point(overrides: list[str]) -> int:
-    from rich.console import Console
-
-    from harness.config import load_spec
-    from harness.console import print_run
-    from harness.console import quiet_libraries
-    from harness.run import execute
+    from harness.console import make_console, print_run, quiet_libraries
+    from harness.run_outputs import execute_with, load_run
     from harness.sweep.progress import ProgressFile, progress_path
 
     quiet_libraries()
-    spec = load_spec(overrides)
-    Console(stderr=True).print(f"[bold]tunebench[/] {spec.method.name} · {spec.model.name} · {spec.task.name} "
-                               f"→ {spec.results_dir}/{spec.run_id}.json")
-    record = execute(spec, ProgressFile(progress_path(spec.results_dir, spec.run_id)))
+    spec, outputs = load_run(overrides)
+    banner = f"[bold]tunebench[/] {spec.method.name} · {spec.model.short_name} · {spec.task.name} → {spec.results_dir}/{spec.run_id}.json"
+    # The point's stdout is its log file: plain lines there; the runner shows the progress file.
+    record = execute_with(spec, outputs, console=make_console(stderr=True), banner=banner,
+                          progress=ProgressFile(progress_path(spec.results_dir, spec.run_id)))
     print_run(record)
     return 0 if record["status"] == "ok" else 1
 

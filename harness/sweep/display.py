@@ -60,12 +60,17 @@ class Board:
     elsewhere (output to a file or a pipe) it prints one line when a point starts and one when it ends.
     """
 
-    def __init__(self, console: Console, name: str, total: int, parallel: int):
+    def __init__(self, console: Console, name: str, total: int, parallel: int, every: int | None = None):
+        from harness.plain_progress import plain_wanted
+
         self.console, self.name, self.total, self.parallel = console, name, total, parallel
         self.running: dict[int, tuple[Point, object, float, object]] = {}  # index → (point, slot, started, progress file)
         self.finished = self.failed = 0
         self.eta_s: float | None = None
-        self.live = Live(console=console, refresh_per_second=REFRESH_PER_S, get_renderable=self.render) if console.is_terminal else None
+        self.every = every
+        self.plain = plain_wanted(every) or not console.is_terminal  # a log, a pipe, CI: a line per N steps of each point
+        self.lines: dict[int, object] = {}  # index → PlainProgress of a running point
+        self.live = None if self.plain else Live(console=console, refresh_per_second=REFRESH_PER_S, get_renderable=self.render)
 
     def __enter__(self):
         if self.live:
@@ -77,12 +82,30 @@ class Board:
             self.live.__exit__(*exc)
 
     def started(self, point: Point, slot, progress_file) -> None:
+        from harness.plain_progress import PlainProgress
+
         self.running[point.index] = (point, slot, time.time(), progress_file)
         if not self.live:
             self.console.print(f"  start \\[{where(slot)}] {escape(point.label)}", highlight=False)
+            self.lines[point.index] = PlainProgress(self.every, prefix=f"[{point.label}] ")
+
+    def tick(self) -> None:
+        """Plain mode: each running point's progress file, as a line every N of its steps (and one a minute)."""
+        for index, lines in list(self.lines.items()):
+            if index not in self.running:
+                continue
+            state = read_progress(self.running[index][3])
+            if not state.get("task"):
+                continue
+            fields = {k: v for k, v in state.items() if k not in ("task", "total", "completed")}
+            if state["task"] != lines.phase or state.get("since") != lines.fields.get("since"):
+                lines.add_task(state["task"], total=state.get("total"), **fields)
+            lines.update(completed=state.get("completed") or 0, total=state.get("total"), **fields)
+            lines.tick()
 
     def ended(self, point: Point, outcome: Outcome | None) -> None:
         self.running.pop(point.index, None)
+        self.lines.pop(point.index, None)
         if outcome is None:
             self.console.print(f"[yellow]interrupted[/] {escape(point.label)}: no record; re-run the sweep to resume it")
             return
@@ -136,6 +159,8 @@ def print_summary(name: str, points: list[Point], outcomes: dict[int, Outcome]) 
             note = (note + " " if note else "") + o.record["error"]["message"][:60]
         table.add_row(str(p.index), Text(p.label), f"[{STYLE.get(status, 'white')}]{status}[/]", peak, tps, score,
                       f"{wall:.0f}" if wall else "–", note)
-    console = Console()
+    from harness.console import make_console
+
+    console = make_console()
     console.print(table)
     console.print(" · ".join(f"{n} {k}" for k, n in counts.items()))

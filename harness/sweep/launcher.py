@@ -11,6 +11,8 @@ same point execution (``harness/sweep/point.py``), so a record is the same where
 
 from __future__ import annotations
 
+import json
+import os
 from pathlib import Path
 from typing import Protocol
 
@@ -28,13 +30,14 @@ class Launcher(Protocol):
         ...
 
 
-def get_launcher(opts: dict) -> Launcher:
-    """The launcher a config's ``launcher`` group selects (``sweeps/launcher/<name>.yaml``)."""
+def get_launcher(opts: dict, every: int | None = None) -> Launcher:
+    """The launcher a config's ``launcher`` group selects (``sweeps/launcher/<name>.yaml``);
+    ``every``: ``log.every``, the runner's plain progress lines."""
     name = opts.get("name") or "local"
     if name == "local":
         from harness.sweep.local import LocalLauncher
 
-        return LocalLauncher(parallel=opts.get("parallel", "auto"))
+        return LocalLauncher(parallel=opts.get("parallel", "auto"), every=every)
     if name == "slurm":
         from harness.sweep.slurm import SlurmLauncher
 
@@ -46,8 +49,25 @@ def run_sweep(cfg, overrides: list[str]) -> int:
     """Run every point of the sweep selected in ``cfg``; exit code 1 if any point ended in ``error``."""
     from omegaconf import OmegaConf
 
+    from harness.run_outputs import outputs_from
+    from harness.trackers import PARENT_ENV, flat_params, make
+
     opts = OmegaConf.to_container(cfg.launcher, resolve=True) if cfg.get("launcher") else {}
-    launcher = get_launcher(opts)  # a bad launcher setting fails before the points are composed
+    outputs = outputs_from(OmegaConf.to_container(cfg, resolve=True))
+    launcher = get_launcher(opts, outputs.every)  # a bad launcher setting fails before the points are composed
     sweep, points, results_dir = plan(cfg, overrides)
     results_dir.mkdir(parents=True, exist_ok=True)
-    return launcher.launch(sweep, points, results_dir, retry_failed=bool(cfg.get("retry_failed", False)))
+    tracker = make(outputs.logger, results_dir)  # missing or unreachable: one line now, not at every point
+    if tracker is None:
+        return launcher.launch(sweep, points, results_dir, retry_failed=bool(cfg.get("retry_failed", False)))
+    # One parent (an MLflow run, a W&B/trackio group) whose children are the points: they find it in the environment.
+    parent = tracker.open_group(sweep.name, flat_params({"sweep": sweep.name, "about": sweep.about, "points": len(points),
+                                                        "overrides": list(overrides)}))
+    os.environ[PARENT_ENV] = json.dumps(parent)
+    code = 1
+    try:
+        code = launcher.launch(sweep, points, results_dir, retry_failed=bool(cfg.get("retry_failed", False)))
+    finally:
+        os.environ.pop(PARENT_ENV, None)
+        tracker.close_group(parent, ok=code == 0)
+    return code

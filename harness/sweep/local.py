@@ -47,18 +47,19 @@ def _recorded_seconds(points: list[Point], results_dir: Path) -> dict[int, float
 class LocalLauncher:
     name = "local"
 
-    def __init__(self, parallel="auto", machine: Machine | None = None):
+    def __init__(self, parallel="auto", machine: Machine | None = None, every: int | None = None):
         if parallel not in (None, "auto") and (isinstance(parallel, bool) or not isinstance(parallel, int) or parallel < 1):
             raise UserError(f"launcher.parallel must be auto or a positive integer (got {parallel!r})")
         self.parallel_setting = parallel
         self.machine = machine
+        self.every = every  # log.every: plain progress lines of each point (harness/plain_progress.py)
 
     def launch(self, sweep: SweepSpec, points: list[Point], results_dir: Path, *, retry_failed: bool) -> int:
-        from rich.console import Console
+        from harness.console import make_console
 
         machine = self.machine or detect_machine()
         parallel = slot_count(self.parallel_setting, machine)  # a bad setting fails before anything runs
-        console = Console(stderr=True)
+        console = make_console(stderr=True)
         held = lock(results_dir, sweep.name)
         try:
             removed = clean_stray_tmp(results_dir, {p.run_id for p in points})
@@ -74,7 +75,7 @@ class LocalLauncher:
                 + (" (retry_failed=true re-runs the failed ones)" if any(o.record["status"] != "ok" for o in outcomes.values()) else "")
                 + f"\n{parallel} at a time on {on}"
             )
-            interrupted = run_points(scheduler, sweep.name, outcomes, Board(console, sweep.name, len(todo), parallel))
+            interrupted = run_points(scheduler, sweep.name, outcomes, Board(console, sweep.name, len(todo), parallel, self.every))
         finally:
             held.close()
         print_summary(sweep.name, points, outcomes)
@@ -106,6 +107,7 @@ def run_points(scheduler: Scheduler, sweep_name: str, outcomes: dict[int, Outcom
                         if child.outcome:
                             measured[index] = child.outcome.seconds
                 board.eta_s = _eta(points, scheduler, running, measured, machine, parallel)
+                board.tick()
                 time.sleep(POLL_S)
     except KeyboardInterrupt:
         scheduler.drop()

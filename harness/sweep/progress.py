@@ -30,7 +30,8 @@ class ProgressFile:
         self._written = 0.0
 
     def add_task(self, description: str, total: float | None = None, **fields) -> int:
-        self.state = {"task": description, "total": total, "completed": 0, **fields}
+        # since: when the phase began (the runner's plain lines count elapsed time and ETA from it)
+        self.state = {"task": description, "total": total, "completed": 0, "since": time.time(), **fields}
         self._write(force=True)
         return 0
 

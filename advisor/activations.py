@@ -108,8 +108,10 @@ def head_activation_bytes(s) -> float:
 
 
 def logits_bytes_per_element(s) -> float:
-    """Per token per vocabulary entry, live at the start of backward."""
+    """Per token per vocabulary entry, live at the start of backward (fused: the chunk's, see loss_bytes)."""
     a = s.act_bytes
+    if s.loss_kind == "fused":
+        return a  # each chunk's logits are written once, gradient in place
     if s.loss_kind == "chunked":
         if s.compile:  # compiled chunk loss saves only the logits; one chunk's fp32 work in flight
             return a + 12 / CHUNKED_CE_CHUNKS
@@ -120,6 +122,50 @@ def logits_bytes_per_element(s) -> float:
     # and outgoing fp32 gradients, plus the logits themselves if the loop still holds the model output.
     softcap = a if s.arch.logit_softcap else 0  # Gemma 2: tanh(logits / 30) saves its output
     return (a if s.holds_logits else 0) + 12 + softcap
+
+
+def fused_chunk_tokens(s, tokens: int) -> int:
+    """Liger's fused linear cross-entropy: chunk = next power of 2 of ceil(tokens / ceil(V / d)), so one
+    chunk's logits (chunk × V) are about as large as the hidden states (tokens × d)."""
+    chunks = -(-s.arch.vocab // s.arch.hidden)
+    n = -(-tokens // chunks)
+    return min(tokens, 1 << max(0, (n - 1).bit_length()))
+
+
+def loss_bytes(s, tokens: int) -> float:
+    """The loss's bytes live at the start of backward, for ``tokens`` scored positions.
+
+    Standard losses hold ``tokens × vocab`` logits and their fp32 temporaries (logits_bytes_per_element).
+    Fused linear cross-entropy (Liger's LigerFusedLinearCrossEntropy; Cut Cross-Entropy keeps less)
+    never materializes them: forward computes, chunk by chunk, the logits and their gradient in place
+    (chunk × V in the compute dtype + an fp32 upcast), and keeps only the gradient of the head's input
+    (tokens × d) and, when the head trains, of its weight (V × d) for backward."""
+    if s.loss_kind != "fused":
+        return logits_bytes_per_element(s) * tokens * s.arch.vocab
+    a, d, V = s.act_bytes, s.arch.hidden, s.arch.vocab
+    head_trains = not s.adapted or "lm_head" in s.target_modules
+    return a * tokens * d + fused_chunk_tokens(s, tokens) * V * (a + F32) + (V * d * s.weight_bytes if head_trains else 0)
+
+
+def backward_working_bytes(s) -> float:
+    """Per token: the gradients one layer's backward holds at once, on top of the saved activations.
+
+    Gated MLP: the gradients of act(gate) and of up are formed while the product's gradient and the saved
+    tensors they replace are still held: 2 × ff beyond the layer's saved tensors (plain MLP: 1 × ff);
+    MoE: one expert's routed tokens at a time, + the shared expert. Attention: dq, dk, dv and the
+    flash/memory-efficient kernels' fp32 dq accumulator. Plus the residual gradient in and out (2 × d).
+    Float8 linears add the fp8 casts of the matmul's input and gradient (1 B each)."""
+    arch, a = s.arch, s.act_bytes
+    m = F32 if s.kbit_prep else a
+    extra = 1 if arch.mlp == PLAIN else 2  # grads formed while the saved tensors they replace are still held
+    mlp = extra * m * arch.intermediate
+    if arch.is_moe:  # HF loops over the experts: one expert's routed tokens (k/E of them on average) at a time
+        moe = extra * m * (arch.expert_intermediate * arch.experts_per_tok / arch.experts + arch.shared_intermediate)
+        mlp = max(mlp if arch.dense_layers else 0, moe)
+    kv = arch.kv_dim if s.attention == "flash" or arch.mla else arch.q_dim
+    attn = a * (arch.q_dim + 2 * kv) + F32 * arch.q_dim
+    fp8 = (arch.hidden + max(arch.intermediate, arch.expert_intermediate)) if s.float8 else 0
+    return max(mlp, attn) + 2 * (F32 if s.kbit_prep else a) * arch.hidden + fp8
 
 
 def adapter_temporaries_bytes(s) -> float:

@@ -90,7 +90,7 @@ def breakdown_table(b, title: str):
         rng = b.peak_reserved_gb_range
         t.add_row(f"peak reserved (allocator: +{overhead.FRAG:.0%} of {b.churn_gb:.2f} churned)",
                   f"{b.peak_reserved_gb:.2f}  (range {rng[0]:.2f}–{rng[1]:.2f})")
-        t.add_row("CUDA context" + (" + NCCL" if b.per_gpu else "") + " (outside torch)", f"{b.cuda_context_gb:.2f}")
+        t.add_row("CUDA context" + (" + NCCL" if b.per_gpu else "") + " (outside the allocator)", f"{b.cuda_context_gb:.2f}")
         t.add_row("[bold]device total (nvidia-smi), high end[/]", f"[bold]{b.peak_gb_high:.2f}[/]")
     if b.cpu_offload_gb:
         t.add_row("host memory (offloaded)", f"{b.cpu_offload_gb:.2f}")

@@ -132,6 +132,8 @@ def build_parser() -> argparse.ArgumentParser:
     est.add_argument("--grad-accum", default="1", help="gradient accumulation steps (default 1; > 1 keeps gradients alive)")
     est.add_argument("--device", default="cuda", help="cuda (allocated/reserved) or cpu (resident set, the harness's CPU runs)")
     est.add_argument("--gpu", help="a GPU (A10G, H100, 24GB): adds the time of one optimizer step")
+    est.add_argument("--simulate", action="store_true", help="run the harness's own step on fake tensors (needs torch; slower, exact about that step)")
+    est.add_argument("--trust-remote-code", action="store_true", help="--simulate: let transformers run a config.json's own modeling code")
     est.add_argument("--json", action="store_true", help="machine-readable output")
     val = sub.add_parser("validate", help="the memory model against published measurements and harness runs")
     val.add_argument("dir", nargs="?", help="harness results directory (default results/, if present)")
@@ -251,6 +253,10 @@ def cmd_estimate(args) -> int:
         device=_choice("--device", args.device, DEVICES), sharding=sharding, stack=stack, attention=attention,
         **stack_opts.setup_kwargs(False),
     )  # fmt: skip
+    if getattr(args, "simulate", False):
+        from advisor.simulate.cli import run_simulation
+
+        return run_simulation(args, model, setup, objective)
     if objective.name != "sft":
         from advisor import render_time
         from advisor.setups import estimate_setup

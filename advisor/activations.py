@@ -175,3 +175,29 @@ def adapter_temporaries_bytes(s) -> float:
         return 0.0
     shapes = s.arch.linears()
     return 2 * s.adapter_bytes * sum(shapes[m][1] for m in s.target_modules if m in shapes)
+
+
+def selective_layer_bytes(s) -> float:
+    """Per token, what selective (op-level) checkpointing keeps of one layer: the harness's policy
+    (harness/checkpointing.py, torchtitan's "op" mode) saves the outputs of every matmul and of
+    attention and recomputes the rest (norms, RoPE, activations, products). So: the layer's input,
+    each linear's output (LoRA: lora_A's r-wide and lora_B's d_out-wide ones too), attention's output
+    and its fp32 log-sum-exp per head; MoE: the router's logits and each routed token's expert outputs."""
+    arch, a = s.arch, s.act_bytes
+    m = F32 if s.kbit_prep else a
+    mods = set(s.target_modules) - {"lm_head"}
+
+    def outs(shapes: dict, lora: bool = True) -> float:
+        base = sum(o for _, o in shapes.values())
+        adapted = sum(s.rank + o for k, (_, o) in shapes.items() if k in mods) if lora else 0
+        return base + adapted
+
+    attn = a * outs(arch.attn_linears()) + a * arch.attn_out_dim + F32 * arch.heads
+    dense = m * outs(arch.mlp_linears())
+    total = (F32 if s.kbit_prep else a) * arch.hidden + attn
+    if not arch.is_moe:
+        return total + dense
+    moe = m * arch.experts_per_tok * outs(arch.mlp_linears(arch.expert_intermediate), lora=s.lora_experts) + a * arch.experts
+    if arch.shared_intermediate:
+        moe += m * outs(arch.mlp_linears(arch.shared_intermediate))
+    return total + (arch.dense_layers * dense + arch.moe_layers * moe) / arch.layers

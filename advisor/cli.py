@@ -54,7 +54,8 @@ def _add_stack(p: argparse.ArgumentParser, *, precision: bool = True) -> None:
     """The stack options `estimate` and `recommend` share (advisor/setup.py StackOptions; mechanisms in memory.py)."""
     p.add_argument("--loss", default="standard", help="standard (the stack's cross-entropy over full logits) or fused "
                    "(fused linear cross-entropy: Liger, Cut Cross-Entropy; never materializes the logits)")
-    p.add_argument("--checkpointing", help="activation checkpointing: none, full or selective (every second layer); "
+    p.add_argument("--checkpointing", help="activation checkpointing: none, full or selective (matmul and attention outputs "
+                   "kept, norms and activations recomputed); "
                    "recommend: chosen for you unless given")
     p.add_argument("--grad-checkpointing", action=argparse.BooleanOptionalAction, default=None, help="same as --checkpointing full (--no-…: none)")
     p.add_argument("--offload", default="none", help="CPU offload: none, params, optimizer, both (= params+optimizer), activations, "

@@ -4,8 +4,8 @@ The step (allocated bytes; T = batch × padded sequence tokens):
 - weights and trainable state (advisor/state.py): bf16/fp32/NF4 weights, the 4-bit dequantize
   buffer, gradients and optimizer states of whatever trains.
 - activations (advisor/activations.py): what autograd saves per layer; with full checkpointing one
-  layer input per layer plus one recomputed layer; selective checkpointing (every second layer,
-  torchtune's/torchtitan's ``ac_option 2``) keeps half the layers' saved tensors; activation offload
+  layer input per layer plus one recomputed layer; selective checkpointing (op-level, the harness's and
+  torchtitan's policy) keeps the matmul and attention outputs and recomputes the rest; activation offload
   (torchtune's OffloadActivations, ``save_on_cpu``) moves saved tensors to pinned host memory and
   keeps two layers' worth on the GPU (the one in use and the one prefetched).
 - one layer's backward working set (activations.backward_working_bytes): gradients in flight.
@@ -31,8 +31,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 
 from advisor import overhead
+from advisor.overhead import CUDA_CONTEXT_GB  # noqa: F401  (re-exported: advisor.simulate.report reads it here)
 from advisor.activations import (CHUNKED_CE_CHUNKS, adapter_temporaries_bytes, backward_working_bytes,  # noqa: F401
-                                 head_activation_bytes, layer_activation_bytes, logits_bytes_per_element, loss_bytes)  # fmt: skip
+                                 head_activation_bytes, layer_activation_bytes, logits_bytes_per_element, loss_bytes,
+                                 selective_layer_bytes)  # fmt: skip
 from advisor.catalog import GIB
 from advisor.setup import (ATTENTION, CHECKPOINTING, CLI_LOSSES, DEVICES, LINEAR_NAMES, LOSSES, METHODS, OFFLOAD,  # noqa: F401
                            OPTIMIZERS, PRECISIONS, SHARDING, SHARDING_ALIASES, STACKS, TARGETS, Setup, parse_offload)  # fmt: skip
@@ -165,8 +167,9 @@ def _trainable(s: Setup, layer: float, notes: list) -> dict:
             t["grads_b"] += P * wb
             t["grads_a"] += P * wb
     if s.optimizer == "adamw" and not (s.optimizer_in_backward or s.fused_optimizer):
-        # CUDA foreach AdamW materialises sqrt(exp_avg_sq) for every param at once; CPU loops per tensor.
-        t["foreach"] = largest * wb if cpu else P * wb / shard
+        # CUDA foreach AdamW materialises sqrt(exp_avg_sq) for every param at once; CPU loops per tensor,
+        # its denominator (exp_avg_sq.sqrt() / bias_correction2_sqrt) two temporaries of one parameter.
+        t["foreach"] = 2 * largest * wb if cpu else P * wb / shard
     if s.optimizer == "paged_adamw8bit":
         t["paged"], t["states"] = t["states"], 0.0
         notes.append(f"paged 8-bit states ({t['paged'] / GIB:.1f} GB) live in unified memory, outside torch's count")
@@ -187,7 +190,7 @@ def _activations(s: Setup, notes: list) -> dict:
     work = backward_working_bytes(s) * tokens
     loss = loss_bytes(s, tokens)
     kept = (4 if s.kbit_prep else s.act_bytes) * arch.hidden * tokens  # one layer input per checkpointed layer
-    per_layer = {"none": layer, "full": kept, "selective": (layer + kept) / 2}[s.ckpt]
+    per_layer = {"none": layer, "full": kept, "selective": selective_layer_bytes(s) * tokens}[s.ckpt]
     recompute = 0.0 if s.ckpt == "none" else layer  # backward recomputes one checkpointed layer at a time
     host = 0.0
     if "activations" in s.offloads:  # saved tensors go to pinned host memory; two layers' worth stay on the GPU
@@ -197,7 +200,7 @@ def _activations(s: Setup, notes: list) -> dict:
     else:
         saved = L * per_layer
     if s.ckpt == "selective":
-        notes.append("selective checkpointing: every second layer recomputed in backward")
+        notes.append("selective checkpointing: matmul and attention outputs saved, norms and activations recomputed")
     at_loss = {"activations": saved + head, "logits": loss}
     at_layer = {"activations": saved + head + recompute + work, "logits": 0.0}
     return {"at_loss": at_loss, "at_layer": at_layer, "host": host, "tokens": tokens}

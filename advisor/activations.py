@@ -31,20 +31,37 @@ def _lora_terms(s, mods, shapes: dict, inputs: dict, dtype: dict, saved: set) ->
     """LoRA/DoRA's own saved tensors for ``mods`` of one block; inputs it shares go into ``saved``."""
     a, ad = s.act_bytes, s.adapter_bytes
     drop = s.lora_dropout > 0
+    mask = ad if s.device == "cpu" else 1  # CUDA's fused dropout keeps a bool mask; CPU's multiplies by a float one
+    # Under autocast (HF Trainer's bf16=True, the harness) lora_A's matmul casts its input to the compute
+    # dtype and saves that copy; the fp32 cast and dropout output themselves are not saved.
+    kept = a if s.autocast else ad
     total = 0.0
     for m in mods:
         if m not in shapes:
             continue
         d_in, d_out = shapes[m]
         cast = ad != dtype[inputs[m]]  # peft casts the input to the adapter dtype: a fresh copy per module
-        if cast or drop:  # the cast copy and/or the dropout output, + the dropout mask (bool on CUDA)
-            total += ad * d_in + ((ad if s.device == "cpu" else 1) * d_in if drop else 0)
+        if cast or drop or (s.autocast and dtype[inputs[m]] != a):  # a fresh copy per module, + the dropout mask
+            total += kept * d_in + (mask * d_in if drop else 0)
         else:
             saved.add(inputs[m])
-        total += ad * s.rank
+        total += kept * s.rank
         if s.method == "dora":  # base result (for the magnitude grad) + the lora result
-            total += (a + ad) * d_out
+            total += (a + kept) * d_out
     return total
+
+
+def first_layer_savings(s) -> float:
+    """Per token, what the first layer does not save when nothing before it trains (adapters without
+    checkpointing: the embedding's output needs no gradient, peft/harness enable input grads only with
+    checkpointing): its first norm's fp32 input and the dropout masks of the modules reading it."""
+    if not s.adapted or s.ckpt != "none":
+        return 0.0
+    d = s.arch.hidden
+    mask = (s.adapter_bytes if s.device == "cpu" else 1) if s.lora_dropout > 0 else 0
+    targeted = sum(1 for m in ("q_proj", "k_proj", "v_proj") if m in s.target_modules)
+    norm = F32 * d if not s.arch.layernorm or s.kbit_prep else s.act_bytes * d
+    return norm + targeted * mask * d
 
 
 def layer_activation_bytes(s) -> float:
@@ -52,10 +69,10 @@ def layer_activation_bytes(s) -> float:
     arch, a = s.arch, s.act_bytes
     d, q, kv, o_in = arch.hidden, arch.q_dim, arch.kv_dim, arch.attn_out_dim
     full = not s.adapted
-    # Inputs of the block's linears are saved when their weight trains (full) and, on QLoRA, always:
-    # bitsandbytes' MatMul4Bit keeps its input A whenever the input needs a gradient
-    # (`ctx.tensors = (A, B)` in bitsandbytes/autograd/_functions.py), though backward needs only B.
-    keep_inputs = full or s.method == "qlora"
+    # Inputs of the block's linears are saved when their weight trains (full). bitsandbytes' MatMul4Bit
+    # keeps only the packed weight B for a frozen 4-bit layer (bitsandbytes >= 0.45), so QLoRA saves no
+    # base input; older releases kept A too (`ctx.tensors = (A, B)`): Setup.bnb_keeps_input.
+    keep_inputs = full or s.bnb_keeps_input
     r = F32 if s.kbit_prep else a  # residual stream / normed outputs
     m = F32 if s.kbit_prep else a  # MLP tensors: bnb returns the 4-bit linear's output in the input dtype
     mods = set(s.target_modules) - {"lm_head"}
@@ -68,6 +85,7 @@ def layer_activation_bytes(s) -> float:
     # attention: q, k, v (expanded to every head unless flash-attn), output
     kv_saved = kv if s.attention == "flash" or arch.mla else q
     total += a * (q + 2 * kv_saved + o_in) if not arch.mla else a * (q + kv + arch.heads * arch.mla[4] + o_in)
+    total += F32 * arch.heads  # flash / memory-efficient attention's fp32 log-sum-exp per head
     if s.attention == "eager" or arch.attn_softcap:  # fp32 softmax output + its bf16 copy, per head per key
         # Gemma 2's tanh soft-capping of the scores has no fused kernel: eager attention, + the saved tanh output
         total += (F32 + a + (a if arch.attn_softcap else 0)) * arch.heads * s.seq_len
@@ -201,3 +219,18 @@ def selective_layer_bytes(s) -> float:
     if arch.shared_intermediate:
         moe += m * outs(arch.mlp_linears(arch.shared_intermediate))
     return total + (arch.dense_layers * dense + arch.moe_layers * moe) / arch.layers
+
+
+def dora_weight_bytes(s) -> float:
+    """Per layer (not per token): peft's DoRA forms each adapted module's merged weight (d_out × d_in, the
+    compute dtype) every forward to take its column norms, and autograd keeps it for the magnitude's
+    gradient. So DoRA's cost grows with the adapted weights, not only with the tokens."""
+    if s.method != "dora":
+        return 0.0
+    arch, mods = s.arch, set(s.target_modules) - {"lm_head"}
+    block = lambda shapes: sum(i * o for m, (i, o) in shapes.items() if m in mods)  # noqa: E731
+    n = arch.layers * block(arch.attn_linears()) + arch.dense_layers * block(arch.mlp_linears())
+    if arch.is_moe:
+        experts = arch.experts * block(arch.mlp_linears(arch.expert_intermediate)) if s.lora_experts else 0
+        n += arch.moe_layers * (experts + (block(arch.mlp_linears(arch.shared_intermediate)) if arch.shared_intermediate else 0))
+    return s.act_bytes * n / arch.layers

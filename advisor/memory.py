@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from advisor import overhead
 from advisor.overhead import CUDA_CONTEXT_GB  # noqa: F401  (re-exported: advisor.simulate.report reads it here)
 from advisor.activations import (CHUNKED_CE_CHUNKS, adapter_temporaries_bytes, backward_working_bytes,  # noqa: F401
-                                 head_activation_bytes, layer_activation_bytes, logits_bytes_per_element, loss_bytes,
+                                 dora_weight_bytes, first_layer_savings, head_activation_bytes, layer_activation_bytes, logits_bytes_per_element, loss_bytes,
                                  selective_layer_bytes)  # fmt: skip
 from advisor.catalog import GIB
 from advisor.setup import (ATTENTION, CHECKPOINTING, CLI_LOSSES, DEVICES, LINEAR_NAMES, LOSSES, METHODS, OFFLOAD,  # noqa: F401
@@ -185,20 +185,21 @@ def _activations(s: Setup, notes: list) -> dict:
     """Saved activations and the loss at backward's two moments: the loss (head) and the deepest layer's backward."""
     arch, L = s.arch, s.arch.layers
     tokens = s.batch_size * s.seq_len
-    layer = layer_activation_bytes(s) * tokens
+    layer = layer_activation_bytes(s) * tokens + dora_weight_bytes(s)
     head = head_activation_bytes(s) * tokens
     work = backward_working_bytes(s) * tokens
     loss = loss_bytes(s, tokens)
     kept = (4 if s.kbit_prep else s.act_bytes) * arch.hidden * tokens  # one layer input per checkpointed layer
-    per_layer = {"none": layer, "full": kept, "selective": selective_layer_bytes(s) * tokens}[s.ckpt]
+    per_layer = {"none": layer, "full": kept, "selective": selective_layer_bytes(s) * tokens + dora_weight_bytes(s)}[s.ckpt]
     recompute = 0.0 if s.ckpt == "none" else layer  # backward recomputes one checkpointed layer at a time
     host = 0.0
+    saved_first = first_layer_savings(s) * tokens
     if "activations" in s.offloads:  # saved tensors go to pinned host memory; two layers' worth stay on the GPU
         host = L * per_layer
         saved = min(L, 2) * per_layer
         notes.append(f"activations offloaded to CPU ({host / GIB:.1f} GB of pinned host memory); two layers kept on the GPU")
     else:
-        saved = L * per_layer
+        saved = L * per_layer - saved_first
     if s.ckpt == "selective":
         notes.append("selective checkpointing: matmul and attention outputs saved, norms and activations recomputed")
     at_loss = {"activations": saved + head, "logits": loss}

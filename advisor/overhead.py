@@ -30,11 +30,11 @@ CUDA_CONTEXT_GB = 0.6  # CUDA 12 context with lazy module loading on an A100/H10
 NCCL_GB = 0.5  # per process with several GPUs: channel buffers (4 MiB × up to 32 channels × 2) + NCCL's modules
 # Fitted by `advisor validate --fit` (grid 0.02-0.40, leave-one-source-out in the table): the share of the
 # step's churned bytes that stays reserved beyond allocated, on the rows that measured reserved (peft,
-# torchtune). It lands on the grid's floor: on those rows the step model's own error (+2% on peft's loop,
-# -8% on torchtune's tutorial, whose reserved figure keeps the load-time cache) outweighs fragmentation.
+# torchtune). It lands near the grid's floor: on those rows the step model's own error (-2% on peft's loop,
+# -9% on torchtune's tutorial, whose reserved figure keeps the load-time cache) outweighs fragmentation.
 # nvidia-smi readings (fms-acceleration) run 4-8 GiB above max_allocated: context, NCCL and what the
 # stack cached at load, not fragmentation of the step; they are checked against the high end instead.
-FRAG = 0.02
+FRAG = 0.04
 FRAG_GRID = [x / 100 for x in range(2, 41, 2)]  # from 2%: blocks round up to 2 MiB and split remainders stay cached
 # What nvidia-smi shows beyond reserved + the context on the runs that printed both (fms-acceleration:
 # 4-8 GiB above max_allocated): blocks the stack's loader and the first steps left cached (reserved
@@ -42,11 +42,11 @@ FRAG_GRID = [x / 100 for x in range(2, 41, 2)]  # from 2%: blocks round up to 2 
 # context's (flash-attention, bitsandbytes, triton). No count gives it: fitted (`advisor validate --fit`)
 # as the least that lifts the verdict's figure over every single-GPU reading. Budgets only: it is not
 # in the expected reserved figure.
-UNTRACKED_GB = 1.0
+UNTRACKED_GB = 0.7
 # The model's error by peak phase, relative to the expected value: min and max of (measured/estimated − 1)
 # over the scored published rows whose estimated peak is in that phase, widened by one point and rounded
 # outwards (`advisor validate --fit`; leave-one-source-out in its table).
-RANGES = {"backward start": (-0.14, 0.25), "optimizer step": (-0.04, 0.09)}
+RANGES = {"backward start": (-0.15, 0.30), "optimizer step": (-0.04, 0.09)}
 # Items of a phase that are allocated once and never freed during training: they do not fragment.
 STATIC = frozenset({"weights", "optimizer_states", "adapter", "quant_constants", "reference_weights", "runtime_overhead", "kv_cache"})
 

@@ -79,6 +79,7 @@ class Setup:
     offload: str = "none"  # CPU offload: params, optimizer, activations joined by '+' (both = params+optimizer)
     checkpointing: str = ""  # none | full | selective; "" follows grad_checkpointing (True = full)
     float8: bool = False  # torchao Float8Linear: fp8 matmuls; FSDP all-gathers weights in fp8
+    bnb_saves_input: bool | None = None  # MatMul4Bit keeps its input A (bitsandbytes < 0.45); None: by stack
     prepare_kbit: bool | None = None  # None: QLoRA on the hf stack runs prepare_model_for_kbit_training
     double_quant: bool = True  # NF4 absmax quantized again (bnb_4bit_use_double_quant)
     lora_experts: bool = True  # MoE: MLP targets adapt every expert too (False: attention/shared only)
@@ -161,6 +162,19 @@ class Setup:
         if self.prepare_kbit is None:  # TRL skips it for sharded QLoRA: FSDP needs one dtype per flat parameter
             return self.stack == "hf" and not self.sharded
         return self.prepare_kbit
+
+    @property
+    def bnb_keeps_input(self) -> bool:
+        """bitsandbytes before 0.45 kept a 4-bit matmul's input A for backward (``ctx.tensors = (A, B)``);
+        later releases keep only the packed weight. litgpt's published QLoRA tables (2023) ran the former."""
+        if self.method != "qlora":
+            return False
+        return self.stack == "litgpt" if self.bnb_saves_input is None else self.bnb_saves_input
+
+    @property
+    def autocast(self) -> bool:
+        """bf16 compute by torch.autocast (HF Trainer's bf16=True, the harness): matmuls cast their inputs."""
+        return self.stack == "hf" and self.precision != "fp32"
 
     @property
     def sharded(self) -> bool:

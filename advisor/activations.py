@@ -183,7 +183,11 @@ def backward_working_bytes(s) -> float:
     kv = arch.kv_dim if s.attention == "flash" or arch.mla else arch.q_dim
     attn = a * (arch.q_dim + 2 * kv) + F32 * arch.q_dim
     fp8 = (arch.hidden + max(arch.intermediate, arch.expert_intermediate)) if s.float8 else 0
-    return max(mlp, attn) + 2 * (F32 if s.kbit_prep else a) * arch.hidden + fp8
+    dora = 0
+    if s.method == "dora":  # the magnitude's gradient: the incoming gradient × the base and LoRA results, in fp32
+        outs = [o for m, (_, o) in arch.linears().items() if m in s.target_modules]
+        dora = 2 * F32 * max(outs, default=0)
+    return max(mlp, attn, dora) + 2 * (F32 if s.kbit_prep else a) * arch.hidden + fp8
 
 
 def adapter_temporaries_bytes(s) -> float:
@@ -202,22 +206,23 @@ def selective_layer_bytes(s) -> float:
     each linear's output (LoRA: lora_A's r-wide and lora_B's d_out-wide ones too), attention's output
     and its fp32 log-sum-exp per head; MoE: the router's logits and each routed token's expert outputs."""
     arch, a = s.arch, s.act_bytes
-    m = F32 if s.kbit_prep else a
     mods = set(s.target_modules) - {"lm_head"}
 
     def outs(shapes: dict, lora: bool = True) -> float:
-        base = sum(o for _, o in shapes.values())
+        # bitsandbytes' 4-bit matmul is its own operator, not aten.mm: the policy recomputes it
+        base = 0 if s.method == "qlora" else sum(o for _, o in shapes.values())
         adapted = sum(s.rank + o for k, (_, o) in shapes.items() if k in mods) if lora else 0
         return base + adapted
 
+    # matmul outputs are in the compute dtype (autocast; bitsandbytes' 4-bit matmul too, cast up after)
     attn = a * outs(arch.attn_linears()) + a * arch.attn_out_dim + F32 * arch.heads
-    dense = m * outs(arch.mlp_linears())
+    dense = a * outs(arch.mlp_linears())
     total = (F32 if s.kbit_prep else a) * arch.hidden + attn
     if not arch.is_moe:
         return total + dense
-    moe = m * arch.experts_per_tok * outs(arch.mlp_linears(arch.expert_intermediate), lora=s.lora_experts) + a * arch.experts
+    moe = a * arch.experts_per_tok * outs(arch.mlp_linears(arch.expert_intermediate), lora=s.lora_experts) + a * arch.experts
     if arch.shared_intermediate:
-        moe += m * outs(arch.mlp_linears(arch.shared_intermediate))
+        moe += a * outs(arch.mlp_linears(arch.shared_intermediate))
     return total + (arch.dense_layers * dense + arch.moe_layers * moe) / arch.layers
 
 

@@ -202,7 +202,10 @@ def _activations(s: Setup, notes: list) -> dict:
         saved = L * per_layer - saved_first
     if s.ckpt == "selective":
         notes.append("selective checkpointing: matmul and attention outputs saved, norms and activations recomputed")
-    at_loss = {"activations": saved + head, "logits": loss}
+    # An fp32 LM head (QLoRA's prepare_model_for_kbit_training, bf16-mixed's masters) under autocast: its bf16
+    # copy is saved by the head's matmul until the head's backward.
+    head_cast = arch.vocab * arch.hidden * s.act_bytes if s.autocast and (s.kbit_prep or s.precision == "bf16-mixed") else 0.0
+    at_loss = {"activations": saved + head + head_cast, "logits": loss}
     at_layer = {"activations": saved + head + recompute + work, "logits": 0.0}
     return {"at_loss": at_loss, "at_layer": at_layer, "host": host, "tokens": tokens}
 

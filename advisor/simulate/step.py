@@ -114,19 +114,27 @@ def step_loss(model, batch: dict, s: StepSpec):
         return causal_lm_loss(model, batch, s.loss)
 
 
-def run(config: dict, s: StepSpec) -> dict:
-    """Simulate ``s.steps`` training steps; returns the tracker's global peak and phase peaks (bytes)."""
+def padded_batch(vocab: int, s: StepSpec) -> dict:
+    """The harness's right-padded batch (``harness.train.collate``): the first row is one token
+    short, so a real run builds the 4-D padding mask, as a fake one always does."""
+    ids = torch.randint(0, vocab, (s.batch_size, s.seq_len))
+    mask = torch.ones(s.batch_size, s.seq_len, dtype=torch.long)
+    if s.seq_len > 1:
+        mask[0, -1] = 0
+    return {"input_ids": ids, "attention_mask": mask, "labels": ids.clone()}
+
+
+def run(config: dict, s: StepSpec, *, real: bool = False) -> dict:
+    """Simulate ``s.steps`` training steps; returns the tracker's global peak and phase peaks (bytes).
+    ``real=True`` runs the same step on real CPU tensors (tests compare the two)."""
     from torch._subclasses.fake_tensor import FakeTensorMode
 
     from advisor.simulate import build
 
     model = prepared_model(config, s)
-    with FakeTensorMode(allow_non_fake_inputs=True):
-        quant = build.fakeify(model, s.compute_dtype)
-        vocab = model.get_input_embeddings().num_embeddings
-        batch = {"input_ids": torch.randint(0, vocab, (s.batch_size, s.seq_len)),
-                 "attention_mask": torch.ones(s.batch_size, s.seq_len, dtype=torch.long)}  # fmt: skip
-        batch["labels"] = batch["input_ids"].clone()
+    with contextlib.nullcontext() if real else FakeTensorMode(allow_non_fake_inputs=True):
+        quant = build.fakeify(model, s.compute_dtype, real=real)
+        batch = padded_batch(model.get_input_embeddings().num_embeddings, s)
         trainable = [p for p in model.parameters() if p.requires_grad]
         opt = optimizer_for(trainable, s.optimizer)
         tracker = PeakTracker()

@@ -58,7 +58,8 @@ def harness_specs(s: StepSpec):
     train = TrainSpec(max_steps=s.steps, epochs=1, batch_size=s.batch_size, grad_accum=1, lr=None, warmup_ratio=0.0,
                       scheduler="constant", weight_decay=0.0, max_seq_len=s.seq_len,
                       grad_checkpointing=s.checkpointing != "none", dtype="fp32" if s.precision == "fp32" else "bf16",
-                      optimizer=s.optimizer, measure_skip_steps=0, save="none", log_every=1, batching="shuffled")  # fmt: skip
+                      optimizer=s.optimizer, measure_skip_steps=0, save="none", log_every=1, batching="shuffled",
+                      loss=s.loss, checkpointing=s.checkpointing)  # fmt: skip
     return method, train
 
 
@@ -143,7 +144,6 @@ def run(config: dict, s: StepSpec, *, real: bool = False) -> dict:
         with tracker:
             for _ in range(s.steps):
                 tracker.phase = None
-                tracker.reset_mod_stats()  # upstream refuses a module's second forward otherwise
                 for _ in range(s.grad_accum):
                     loss = step_loss(model, batch, s)
                     loss.backward()

@@ -6,7 +6,9 @@ for a snag found by running it on Hugging Face models (the notes are in ``adviso
   raises "cannot register a hook on a tensor that doesn't require gradient": frozen parameters
   are tracked as parameters, with no hook;
 - ``_update_peak_stats`` walks every tracked module on every operator (a 7B LoRA step: > 300 s);
-  only the global peak and the peak of each phase are kept (a 7B step: ~6 s);
+  only the global peak and the peak of each phase are kept (a 7B step: ~6 s), and the module hooks
+  keep no per-module snapshots; a module called twice in one forward (the chunked loss's head)
+  or in a second step is allowed (upstream raises "multiple iterative calls");
 - its module tracker puts a multi-grad hook on every module output that requires grad; the hook's
   closure and the output's ``grad_fn`` form a reference cycle. An output that backward never
   reaches (DoRA computes ``lora_B(lora_A(eye))`` only for a detached weight norm: an eye and a
@@ -24,6 +26,7 @@ snapshot (bytes by kind) at its own peak.
 from __future__ import annotations
 
 import gc
+import weakref
 from copy import deepcopy
 
 import torch
@@ -43,6 +46,7 @@ class PeakTracker(MemTracker):
         super().__init__()
         self.phase: str | None = None  # caller's label (e.g. "loss"); None → derived from the tracker's state
         self.phase_peaks: dict[str, dict] = {}  # phase → {kind: bytes, "total": bytes}
+        self._seen: weakref.WeakSet = weakref.WeakSet()  # modules whose parameters are tracked
 
     def __enter__(self) -> "PeakTracker":
         if self._depth == 0:
@@ -57,6 +61,25 @@ class PeakTracker(MemTracker):
             self._collect.remove()
             if self._gc_was_on:
                 gc.enable()
+
+    def _pre_fw_hook(self, module, inputs) -> None:
+        if module not in self._seen:
+            self._seen.add(module)
+            self._track_module_params_and_buffers(module, install_grad_hooks=True)
+        elif self._mod_tracker.is_bw and self._ac_mod is None:  # recomputation under activation checkpointing
+            self._ac_mod = weakref.ref(module)
+            self._in_ac = True
+
+    def _post_fw_hook(self, module, inputs, outputs) -> None:
+        if self._mod_tracker.is_bw and self._ac_mod is not None and self._ac_mod() is module:
+            self._ac_mod = None
+            self._in_ac = False
+
+    def _pre_bw_hook(self, module, args) -> None:
+        pass
+
+    def _post_bw_hook(self, module, args) -> None:
+        pass
 
     def current_phase(self) -> str:
         if self._in_opt:

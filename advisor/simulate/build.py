@@ -87,9 +87,11 @@ def fake_quant_state(out_f: int, in_f: int, compute_dtype: torch.dtype):
                       dtype=compute_dtype, offset=torch.empty((), dtype=torch.float32), state2=nested)  # fmt: skip
 
 
-def fakeify(model: nn.Module, compute_dtype: torch.dtype) -> list:
-    """Replace every meta parameter/buffer with a fake CPU tensor (call under ``FakeTensorMode``).
-    Returns the quant-state tensors created for 4-bit weights."""
+def fakeify(model: nn.Module, compute_dtype: torch.dtype, *, real: bool = False) -> list:
+    """Replace every meta parameter/buffer with a fake CPU tensor (call under ``FakeTensorMode``);
+    ``real=True``: with real CPU tensors instead (random values, 4-bit weights quantized by
+    bitsandbytes itself), to check the simulation against the same step on real tensors.
+    Returns the quant-state tensors of the 4-bit weights."""
     memo: dict[int, torch.Tensor] = {}
     quant: list = []
     for module in model.modules():
@@ -97,12 +99,12 @@ def fakeify(model: nn.Module, compute_dtype: torch.dtype) -> list:
             if p is None:
                 continue
             if id(p) not in memo:
-                memo[id(p)] = _fake_param(module, p, compute_dtype, quant)
+                memo[id(p)] = (_real_param if real else _fake_param)(module, p, compute_dtype, quant)
             module._parameters[name] = memo[id(p)]
         for name, b in list(module._buffers.items()):
             if b is not None:
                 if id(b) not in memo:
-                    memo[id(b)] = torch.empty(b.shape, dtype=b.dtype)
+                    memo[id(b)] = torch.zeros(b.shape, dtype=b.dtype) if real else torch.empty(b.shape, dtype=b.dtype)
                 module._buffers[name] = memo[id(b)]
     return quant
 
@@ -117,3 +119,18 @@ def _fake_param(module: nn.Module, p: nn.Parameter, compute_dtype, quant: list) 
         quant += [qs.absmax, qs.code, qs.offset, qs.state2.absmax, qs.state2.code]
         return w
     return nn.Parameter(torch.empty(p.shape, dtype=p.dtype), requires_grad=p.requires_grad)
+
+
+def _real_param(module: nn.Module, p: nn.Parameter, compute_dtype, quant: list) -> nn.Parameter:
+    if p.__class__.__name__ == "Params4bit":
+        from bitsandbytes.functional import quantize_4bit
+
+        w = torch.randn(module.out_features, module.in_features, dtype=compute_dtype) * 0.02
+        packed, qs = quantize_4bit(w, blocksize=NF4_BLOCK, compress_statistics=True, quant_type="nf4")
+        param = nn.Parameter(packed, requires_grad=False)
+        param.quant_state = qs
+        module.quant_state = qs
+        quant += [qs.absmax, qs.code, qs.offset, qs.state2.absmax, qs.state2.code]
+        return param
+    data = torch.randn(p.shape, dtype=p.dtype) * 0.02 if p.is_floating_point() else torch.zeros(p.shape, dtype=p.dtype)
+    return nn.Parameter(data, requires_grad=p.requires_grad)

@@ -23,9 +23,9 @@ def breakdown(result: dict, *, adapted: bool, per_gpu: bool, notes: tuple = ()) 
     adapter_params = result["trainable_bytes"] / GIB if adapted else 0.0
     weights = g["parameters"] + g["buffers"] - adapter_params
     adapter = adapter_params + g["gradients"] + g["optimizer_states"] if adapted else 0.0
-    name = max(phases, key=lambda n: phases[n]["total"])
+    name = peak_phase(result)
     other = max((p["total"] for n, p in phases.items() if n != name), default=0) / GIB
-    res = overhead.reserved(peak, result["long_lived_bytes"], bnb_dequant_bytes=result.get("bnb_dequant_bytes", 0))
+    res = _reserved(result)
     return Breakdown(
         weights=weights, gradients=0.0 if adapted else g["gradients"],
         optimizer_states=0.0 if adapted else g["optimizer_states"],
@@ -38,10 +38,19 @@ def breakdown(result: dict, *, adapted: bool, per_gpu: bool, notes: tuple = ()) 
     )  # fmt: skip
 
 
+def peak_phase(result: dict) -> str:
+    return max(result["phases"], key=lambda n: result["phases"][n]["total"])
+
+
+def _reserved(result: dict) -> dict:
+    return overhead.reserved(result["peak"], result["long_lived_bytes"], bnb_dequant_bytes=result.get("bnb_dequant_bytes", 0),
+                             peak_phase=peak_phase(result))  # fmt: skip
+
+
 def extras(result: dict) -> dict:
     """What only the simulation has: the peak by tracker kind, every phase's peak, the overhead terms."""
     peak = result["peak"]
-    res = overhead.reserved(peak, result["long_lived_bytes"], bnb_dequant_bytes=result.get("bnb_dequant_bytes", 0))
+    res = _reserved(result)
     kinds = {k: round(v / GIB, 4) for k, v in peak.items() if k != "total"}
     phases = {n: {"allocated_gb": round(p["total"] / GIB, 4), "kinds": {k: round(v / GIB, 4) for k, v in p.items() if k != "total"}}
               for n, p in sorted(result["phases"].items(), key=lambda kv: PHASE_ORDER.index(kv[0]) if kv[0] in PHASE_ORDER else 9)}  # fmt: skip

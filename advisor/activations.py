@@ -201,17 +201,19 @@ def adapter_temporaries_bytes(s) -> float:
 
 def selective_layer_bytes(s) -> float:
     """Per token, what selective (op-level) checkpointing keeps of one layer: the harness's policy
-    (harness/checkpointing.py, torchtitan's "op" mode) saves the outputs of every matmul and of
-    attention and recomputes the rest (norms, RoPE, activations, products). So: the layer's input,
-    each linear's output (LoRA: lora_A's r-wide and lora_B's d_out-wide ones too), attention's output
-    and its fp32 log-sum-exp per head; MoE: the router's logits and each routed token's expert outputs."""
+    (harness/checkpointing.py, torchtitan's "op" mode) saves attention's outputs and every matmul whose
+    inner dimension exceeds 128 (cheaper to keep than to redo) and recomputes the rest (norms, RoPE,
+    activations, products, LoRA's B). So: the layer's input, each base linear's output, lora_A's
+    r-wide output (DoRA: + its second base matmul), attention's output and fp32 log-sum-exp per head;
+    MoE: the router's logits and each routed token's expert outputs."""
     arch, a = s.arch, s.act_bytes
     mods = set(s.target_modules) - {"lm_head"}
 
     def outs(shapes: dict, lora: bool = True) -> float:
         # bitsandbytes' 4-bit matmul is its own operator, not aten.mm: the policy recomputes it
         base = 0 if s.method == "qlora" else sum(o for _, o in shapes.values())
-        adapted = sum(s.rank + o for k, (_, o) in shapes.items() if k in mods) if lora else 0
+        dora = s.method == "dora"
+        adapted = sum(s.rank + (o if dora else 0) for k, (_, o) in shapes.items() if k in mods) if lora else 0
         return base + adapted
 
     # matmul outputs are in the compute dtype (autocast; bitsandbytes' 4-bit matmul too, cast up after)

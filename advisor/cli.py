@@ -243,7 +243,7 @@ def cmd_estimate(args) -> int:
         from advisor.catalog import parse_gpu
 
         gpu = parse_gpu(args.gpu)
-    model = resolve_model(args.model)
+    model = resolve_model(args.model, analytic=not getattr(args, "simulate", False))
     seq_len = _int("--seq-len", args.seq_len, low=1, example="--seq-len 1024")
     _warn(check_seq_len(model, seq_len, long_context=args.long_context))
     setup = Setup(

@@ -167,3 +167,13 @@ def test_recommend_takes_the_stack_options(run_cli):
     _, out_fused, _ = run_cli(*base, "--loss", "fused", "--checkpointing", "full")
     a, b = json.loads(out), json.loads(out_fused)
     assert b["memory"]["peak_allocated_gb"] < a["memory"]["peak_allocated_gb"] or b["micro_batch"] > a["micro_batch"]
+
+
+def test_simulate_path_still_reads_an_unsized_config_labelled_by_its_architecture():
+    from advisor.catalog import resolve_model
+    from advisor.errors import AdvisorError
+
+    with pytest.raises(AdvisorError, match="nemotron_h"):
+        resolve_model(str(HYBRID / "nemotron_h.json"))
+    m = resolve_model(str(HYBRID / "nemotron_h.json"), analytic=False)
+    assert m.name == "NemotronHForCausalLM" and m.hub_id == str(HYBRID) and m.arch.max_positions == 262144

@@ -64,8 +64,9 @@ def _add_stack(p: argparse.ArgumentParser, *, precision: bool = True) -> None:
         p.add_argument("--precision", default="bf16", help="bf16 (pure bf16 weights), fp32, or bf16-mixed (fp32 master weights, "
                        "bf16 compute: autocast, FSDP2 mixed precision, torchtitan; default bf16)")
     p.add_argument("--float8", action="store_true", help="float8 linears (torchao Float8Linear; fp8 all-gather under FSDP)")
-    p.add_argument("--lora-experts", action=argparse.BooleanOptionalAction, default=True,
-                   help="MoE: MLP targets adapt every expert (default) or only attention/shared MLPs")
+    p.add_argument("--lora-experts", action=argparse.BooleanOptionalAction, default=False,
+                   help="MoE: adapt every routed expert too (PEFT target_parameters on transformers >= 5's fused experts); "
+                        "default: what all-linear reaches there, attention and shared-expert MLPs")
     p.add_argument("--long-context", action="store_true", help="--seq-len may exceed the model's max_position_embeddings "
                    "(training with RoPE scaling): a warning instead of an error")
 

@@ -241,7 +241,8 @@ def estimate(s: Setup, *, frag: float | None = None, cpu_slack: float | None = N
         notes.append("QLoRA via prepare_model_for_kbit_training: non-4-bit parameters and the residual stream in fp32")
     if arch.is_moe:
         notes.append(f"MoE: all {arch.experts} experts' weights held, {arch.experts_per_tok} active per token"
-                     + ("" if s.lora_experts or not s.adapted else "; LoRA on attention and shared experts only"))  # fmt: skip
+                     + ("" if not s.adapted else "; LoRA on every expert too" if s.lora_experts
+                        else "; LoRA on attention and shared experts (all-linear does not reach fused experts)"))  # fmt: skip
     if s.float8:
         notes.append("float8 linears (torchao): fp8 matmuls; eager Float8Linear saves its high-precision input, so activations are unchanged")
     gb = {k: v / GIB for k, v in chosen.items()}

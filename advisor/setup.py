@@ -82,7 +82,10 @@ class Setup:
     bnb_saves_input: bool | None = None  # MatMul4Bit keeps its input A (bitsandbytes < 0.45); None: by stack
     prepare_kbit: bool | None = None  # None: QLoRA on the hf stack runs prepare_model_for_kbit_training
     double_quant: bool = True  # NF4 absmax quantized again (bnb_4bit_use_double_quant)
-    lora_experts: bool = True  # MoE: MLP targets adapt every expert too (False: attention/shared only)
+    # MoE: True adapts every routed expert's MLP too (PEFT's target_parameters on transformers >= 5's 3-D
+    # expert weights; per-expert nn.Linear on transformers 4). False: what "all-linear" reaches on
+    # transformers >= 5, whose fused experts are no nn.Linear: attention, dense and shared-expert MLPs.
+    lora_experts: bool = False
 
     def __post_init__(self):
         checks = (("--method", self.method, METHODS), ("--precision", self.precision, PRECISIONS),
@@ -208,7 +211,7 @@ class StackOptions:
     offload: str = "none"
     precision: str = "bf16"
     float8: bool = False
-    lora_experts: bool = True
+    lora_experts: bool = False
 
     def setup_kwargs(self, ckpt: bool) -> dict:
         """Setup keywords; ``ckpt``: recommend's own choice, used when no --checkpointing was given."""
@@ -222,5 +225,5 @@ class StackOptions:
         parts += [f"--offload {self.offload}"] if self.offload != "none" else []
         parts += [f"--precision {self.precision}"] if self.precision != "bf16" else []
         parts += ["--float8"] if self.float8 else []
-        parts += ["--no-lora-experts"] if not self.lora_experts else []
+        parts += ["--lora-experts"] if self.lora_experts else []
         return " ".join(parts)

@@ -177,3 +177,19 @@ def test_simulate_path_still_reads_an_unsized_config_labelled_by_its_architectur
         resolve_model(str(HYBRID / "nemotron_h.json"))
     m = resolve_model(str(HYBRID / "nemotron_h.json"), analytic=False)
     assert m.name == "NemotronHForCausalLM" and m.hub_id == str(HYBRID) and m.arch.max_positions == 262144
+
+
+def test_estimator_vs_simulation_grid_covers_what_the_issue_asks():
+    import importlib.util
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / "estimator_vs_simulation.py"
+    spec = importlib.util.spec_from_file_location("evs", path)
+    evs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(evs)  # imports no torch until a simulation runs
+    grid = evs.grid()
+    assert len(grid) >= 300 and len({c["model"] for c in grid}) >= 10
+    assert {c["method"] for c in grid} == {"full", "lora", "qlora", "dora"}
+    assert {c["checkpointing"] for c in grid} == {"none", "full", "selective"}
+    assert min(c["batch"] for c in grid) == 1 and max(c["batch"] for c in grid) == 16
+    assert min(c["seq"] for c in grid) == 512 and max(c["seq"] for c in grid) == 32768
+    assert {c["gpus"] for c in grid} >= {1, 2, 4, 8} and len({evs.key(c) for c in grid}) == len(grid)

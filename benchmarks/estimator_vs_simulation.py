@@ -176,9 +176,14 @@ def explain(c: dict, sim: dict, ana: dict, err: float) -> str:
     if c["model"] == "Phi-4" and c["method"] != "full":
         why.append("Phi-3's fused qkv_proj/gate_up_proj: PEFT adapts the fused matrices, the analytic model counts "
                    "q/k/v and gate/up apart")
-    if c["method"] == "dora" and c["checkpointing"] != "none" and not why:
-        why.append("DoRA under checkpointing: the simulated backward of a recomputed layer holds more than one layer's "
-                   "saved tensors + the magnitude's fp32 gradient products (unexplained remainder)")
+    if c["method"] == "dora" and not why:
+        from advisor.catalog import GIB
+
+        m, cfg = model_and_config(c["model"])
+        eye = 4 * LAYERS * sum(i * i for i, _ in m.arch.linears().values()) / GIB
+        why.append(f"DoRA's identity matrices: peft builds torch.eye(d_in) per module to form the merged weight "
+                   f"(~{eye:.1f} GiB in fp32 over the layers); the simulation keeps them through the step (the graph "
+                   "that saves them is detached, held by its tracker's hooks), a plain run frees each after its module")
     if "gpt-oss" in c["model"] and not why:
         why.append("gpt-oss's experts are 3-D parameters (all-linear LoRA leaves them out) and its attention sinks add a "
                    "softmax copy")

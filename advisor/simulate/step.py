@@ -71,7 +71,14 @@ def optimizer_for(params, name: str):
 
     from harness.train import OPTIM
 
-    args = TrainingArguments(output_dir=tempfile.gettempdir(), optim=OPTIM[name], use_cpu=True, report_to=[])
+    from transformers.utils import logging
+
+    level = logging.get_verbosity()
+    logging.set_verbosity_error()  # a fake process group makes TrainingArguments warn about DDP
+    try:
+        args = TrainingArguments(output_dir=tempfile.gettempdir(), optim=OPTIM[name], use_cpu=True, report_to=[])
+    finally:
+        logging.set_verbosity(level)
     cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args)
     return cls(params, **kwargs)
 

@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="the memory model against published measurements and harness runs")
     val.add_argument("dir", nargs="?", help="harness results directory (default results/, if present)")
     val.add_argument("--fit", action="store_true", help="also grid-search the fitted constants and print them")
+    val.add_argument("--simulate", action="store_true", help="also simulate every SmolLM2 record's step (needs torch; minutes) beside its measured RSS")
     val.add_argument("--json", action="store_true", help="machine-readable output")
     for name, text in (("models", "the model catalog"), ("gpus", "the GPU catalog")):
         p = sub.add_parser(name, help=text)
@@ -255,11 +256,20 @@ def cmd_validate(args) -> int:
     from advisor import render_time, validate_time
 
     report["time"] = render_time.time_dict(validate_time.published_time_rows(), validate_time.harness_time_rows(runs))
+    sim_rows = None
+    if getattr(args, "simulate", False):
+        from advisor.simulate.validate_sim import simulated_runs
+
+        sim_rows = report["simulated_runs"] = simulated_runs(runs)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         render_validate.print_validate(report)
         render_time.print_time(report["time"], directory)
+        if sim_rows is not None:
+            from advisor.simulate.validate_sim import print_rows
+
+            print_rows(sim_rows)
     return 0
 
 

@@ -99,6 +99,7 @@ def run(config: dict, s: StepSpec, world: int, sharding: str = "full") -> dict:
                     loss = step_loss(model, batch, compute)
                     loss.backward()
                     del loss
+                    tracker.collect()
                 for p, shard in zip(params, local):
                     shard.grad = p.grad._local_tensor if p.grad is not None else None
                 opt.step()

@@ -155,6 +155,7 @@ def run(config: dict, s: StepSpec, *, real: bool = False) -> dict:
                     loss = step_loss(model, batch, s)
                     loss.backward()
                     del loss
+                    tracker.collect()
                 opt.step()
                 opt.zero_grad(set_to_none=True)
         head.remove()

@@ -13,10 +13,11 @@ for a snag found by running it on Hugging Face models (the notes are in ``adviso
   closure and the output's ``grad_fn`` form a reference cycle. An output that backward never
   reaches (DoRA computes ``lora_B(lora_A(eye))`` only for a detached weight norm: an eye and a
   weight-sized product per layer) then stays alive until Python's cyclic GC happens to run, which
-  an untracked step never waits for. With automatic GC on, the peak depends on when it runs (fake
-  and real tensors allocate different Python objects): GC is off while tracking and the young
-  generations are collected after every module's forward, so such outputs die where they would
-  without the tracker, the same way on fake and real tensors.
+  an untracked step never waits for (and cycles around outputs backward does reach hold them past
+  backward). With automatic GC on, the peak depends on when it runs (fake and real tensors
+  allocate different Python objects): GC is off while tracking, the young generations are
+  collected after every module's forward and everything after each backward (``collect``), so
+  such tensors die where they would without the tracker, the same way on fake and real tensors.
 
 A phase is where the step is when an operator allocates: ``forward`` (decoder), ``loss`` (the head
 and cross-entropy; set by the caller), ``backward`` and ``optimizer step``. Each phase keeps the
@@ -60,6 +61,12 @@ class Peaks:
             self._collect.remove()
             if self._gc_was_on:
                 gc.enable()
+
+    def collect(self) -> None:
+        """After backward: a full collection. The hooks' cycles around graph nodes were alive (so
+        promoted past the young generations) until backward released the graph; what they hold
+        (module outputs) would otherwise survive into the optimizer step and the next forward."""
+        gc.collect()
 
     def current_phase(self) -> str:
         if self._in_opt:

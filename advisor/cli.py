@@ -200,7 +200,12 @@ def cmd_estimate(args) -> int:
         from advisor.catalog import parse_gpu
 
         gpu = parse_gpu(args.gpu)
-    model = resolve_model(args.model)
+    if getattr(args, "simulate", False):  # a config.json the analytic path refuses is simulated still
+        from advisor.simulate.cli import resolve_for_simulation
+
+        model = resolve_for_simulation(args.model)
+    else:
+        model = resolve_model(args.model)
     setup = Setup(
         arch=model.arch, method=method, rank=_int("--rank", args.rank, low=1, example="--rank 16"),
         targets=args.targets, batch_size=batch,

@@ -88,11 +88,21 @@ def prepared_model(config: dict, s: StepSpec):
     from advisor.simulate import build
     from harness.methods import get_method
 
-    model = build.meta_model(config, s.weight_dtype, trust_remote_code=s.trust_remote_code)
+    from advisor.errors import AdvisorError
+    from harness.errors import UserError
+
+    try:
+        model = build.meta_model(config, s.weight_dtype, trust_remote_code=s.trust_remote_code)
+    except (ValueError, KeyError, ImportError) as e:
+        raise AdvisorError(f"--simulate: transformers cannot build this config (model_type "
+                           f"'{config.get('model_type')}'): {str(e).splitlines()[0][:200]}") from None  # fmt: skip
     if s.method == "qlora":
         build.quantize_linears(model, s.compute_dtype)
     method, train = harness_specs(s)
-    model = get_method(s.method).prepare(model, method, train)
+    try:
+        model = get_method(s.method).prepare(model, method, train)
+    except (ValueError, UserError) as e:  # what the harness's own run would stop on (peft refusing a target, …)
+        raise AdvisorError(f"--simulate: the harness's {s.method} cannot be set up on this model: {str(e).splitlines()[0][:240]}") from None
     if s.checkpointing != "none":
         from harness.checkpointing import enable
 

@@ -195,10 +195,8 @@ def _synthetic(params: float, label: str) -> Model:
                  note=f"no {label} model in the catalog: {ref.name}'s shape with {layers} layers")  # fmt: skip
 
 
-def resolve_model(text: str, *, flag: str = "--model", analytic: bool = True) -> Model:
-    """A catalog name or hub id, a size (``7B``, ``135M``), or a ``config.json`` path (or its directory).
-    ``analytic=False`` (``--simulate``): a config.json of a type the analytic model cannot size is still
-    returned, labelled without a size, for the simulator to build from the file itself."""
+def resolve_model(text: str, *, flag: str = "--model") -> Model:
+    """A catalog name or hub id, a size (``7B``, ``135M``), or a ``config.json`` path (or its directory)."""
     text = str(text).strip()
     if not text:
         raise AdvisorError(f"{flag}: empty; use {MODEL_FORMS}")
@@ -230,14 +228,7 @@ def resolve_model(text: str, *, flag: str = "--model", analytic: bool = True) ->
             raise AdvisorError(f"{flag}: {path} is not a readable config.json ({e.__class__.__name__})") from None
         if not isinstance(cfg, dict):
             raise AdvisorError(f"{flag}: {path} is not a config.json object")
-        try:
-            arch = Arch.from_hf(cfg, where=f"{flag} {path}")
-        except AdvisorError as e:
-            if analytic or "not an architecture the analytic model can size" not in str(e):
-                raise
-            ctx = cfg.get("max_position_embeddings") if isinstance(cfg.get("max_position_embeddings"), int) else 0
-            arch = Arch(1, int(cfg.get("hidden_size") or 1), 1, 1, 1, int(cfg.get("vocab_size") or 1), False, max_positions=ctx)
-            return Model(config_label(cfg), str(path.parent), arch, note="sized by the simulator only")
+        arch = Arch.from_hf(cfg, where=f"{flag} {path}")
         return Model(f"{config_label(cfg)} ({size_label(arch.total_params)})", str(path.parent), arch)
     names = [m.name for m in MODELS.values()]
     raise AdvisorError(f"{flag}: unknown model '{text}'{did_you_mean(text, names, key=_key)}; use {MODEL_FORMS}")

@@ -140,6 +140,7 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="the memory model against published measurements and harness runs")
     val.add_argument("dir", nargs="?", help="harness results directory (default results/, if present)")
     val.add_argument("--fit", action="store_true", help="also grid-search the fitted constants and print them")
+    val.add_argument("--simulate", action="store_true", help="also simulate every SmolLM2 record's step (needs torch; minutes) beside its measured RSS")
     val.add_argument("--json", action="store_true", help="machine-readable output")
     for name, text in (("models", "the model catalog"), ("gpus", "the GPU catalog")):
         p = sub.add_parser(name, help=text)
@@ -244,7 +245,12 @@ def cmd_estimate(args) -> int:
         from advisor.catalog import parse_gpu
 
         gpu = parse_gpu(args.gpu)
-    model = resolve_model(args.model, analytic=not getattr(args, "simulate", False))
+    if getattr(args, "simulate", False):  # a config.json the analytic path refuses is simulated still
+        from advisor.simulate.cli import resolve_for_simulation
+
+        model = resolve_for_simulation(args.model)
+    else:
+        model = resolve_model(args.model)
     seq_len = _int("--seq-len", args.seq_len, low=1, example="--seq-len 1024")
     _warn(check_seq_len(model, seq_len, long_context=args.long_context))
     setup = Setup(
@@ -301,11 +307,20 @@ def cmd_validate(args) -> int:
     from advisor import render_time, validate_time
 
     report["time"] = render_time.time_dict(validate_time.published_time_rows(), validate_time.harness_time_rows(runs))
+    sim_rows = None
+    if getattr(args, "simulate", False):
+        from advisor.simulate.validate_sim import simulated_runs
+
+        sim_rows = report["simulated_runs"] = simulated_runs(runs)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         render_validate.print_validate(report)
         render_time.print_time(report["time"], directory)
+        if sim_rows is not None:
+            from advisor.simulate.validate_sim import print_rows
+
+            print_rows(sim_rows)
     return 0
 
 

@@ -115,9 +115,12 @@ def setup_for(c: dict, arch):
     from advisor.memory import Setup
 
     sharded = c["gpus"] > 1
+    # MoE: the harness's LoRA reaches transformers 5's fused experts through PEFT's target_parameters, which
+    # refuses dropout: no dropout, experts adapted, on both sides.
+    moe = dict(lora_dropout=0.0, lora_experts=True) if arch.is_moe else {}
     return Setup(arch=arch, method=c["method"], rank=16, targets="all-linear", batch_size=c["batch"], seq_len=c["seq"],
                  checkpointing=c["checkpointing"], grad_checkpointing=c["checkpointing"] == "full", precision="bf16",
-                 gpus=c["gpus"], device="cuda" if sharded else "cpu")  # fmt: skip
+                 gpus=c["gpus"], device="cuda" if sharded else "cpu", **moe)  # fmt: skip
 
 
 def analytic(c: dict) -> dict:

@@ -50,6 +50,8 @@ def config_for(model) -> dict:
 
     from advisor.simulate import configs
 
+    if getattr(model, "config", None) is not None:
+        return model.config
     if model.hub_id and (Path(model.hub_id) / "config.json").is_file():
         return configs.from_path(model.hub_id)
     return configs.from_catalog(model)
@@ -80,10 +82,17 @@ def simulate(setup, model, *, config: dict | None = None, trust_remote_code: boo
     Returns the analytic estimate's JSON (``render_estimate.estimate_dict``) from the simulated
     breakdown, plus ``"simulated": true``, ``kinds``, ``phases`` (GB by phase and kind),
     ``overhead`` (reserved memory and its range, term by term) and ``simulation_s``."""
+    b, extras = run(setup, model, config=config, trust_remote_code=trust_remote_code)
+    return as_dict(model, setup, b, extras)
+
+
+def as_dict(model, setup, b, extras: dict) -> dict:
+    """The analytic estimate's JSON keys from the simulated breakdown; the parameter count is the built model's."""
     from advisor import render_estimate
 
-    b, extras = run(setup, model, config=config, trust_remote_code=trust_remote_code)
-    return {**render_estimate.estimate_dict(model, setup, b), **extras}
+    d = render_estimate.estimate_dict(model, setup, b)
+    d["model_params_b"] = round(b.total_params / 1e9, 3)
+    return {**d, **extras}
 
 
-__all__ = ["config_for", "run", "simulate", "step_spec"]
+__all__ = ["as_dict", "config_for", "run", "simulate", "step_spec"]

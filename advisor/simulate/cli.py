@@ -15,6 +15,37 @@ def _require_torch() -> None:
         raise AdvisorError(f"--simulate needs {', '.join(missing)}: pip install 'tunebench[harness]'")
 
 
+def resolve_for_simulation(text: str):
+    """``--model`` for ``--simulate``: the catalog's model, or a config.json the analytic path cannot
+    size (a hybrid Mamba / linear-attention model): then a stand-in shape carries the flags, and
+    the simulation builds the real model from the file."""
+    from dataclasses import dataclass
+    from pathlib import Path
+
+    from advisor.catalog import resolve_model
+    from advisor.simulate import configs
+
+    path = Path(text).expanduser()
+    if not (path.is_file() or (path / "config.json").is_file()):
+        return resolve_model(text)  # a catalog name or a size
+    cfg = configs.from_path(path)
+    try:
+        arch = resolve_model(text).arch  # the analytic shape, where the advisor can size it
+    except AdvisorError:  # one it cannot (hybrid Mamba / linear attention): a stand-in carries the flags
+        arch = configs.stand_in_arch(cfg)
+    label = configs.label(configs.raw(path))
+
+    @dataclass(frozen=True)
+    class FromConfig:
+        name: str
+        hub_id: str
+        arch: object
+        config: dict
+        params: int = 0
+
+    return FromConfig(label, str(path if path.is_dir() else path.parent), arch, cfg)
+
+
 def run_simulation(args, model, setup, objective) -> int:
     from advisor import render_estimate
     from advisor.simulate import run
@@ -27,8 +58,14 @@ def run_simulation(args, model, setup, objective) -> int:
         print(json.dumps(d, indent=2)) if args.json else print_objective(d)
         return 0
     b, extras = run(setup, model, trust_remote_code=args.trust_remote_code)
+    if hasattr(model, "config"):  # a config the catalog cannot size: the built model's count
+        from dataclasses import replace
+
+        model = replace(model, params=b.total_params)
     if args.json:
-        print(json.dumps({**render_estimate.estimate_dict(model, setup, b), **extras}, indent=2))
+        from advisor.simulate import as_dict
+
+        print(json.dumps(as_dict(model, setup, b, extras), indent=2))
         return 0
     render_estimate.print_estimate(model, setup, b)
     print_simulation(extras)

@@ -14,7 +14,8 @@ from pathlib import Path
 from advisor.errors import AdvisorError
 
 
-def from_path(path: str | Path) -> dict:
+def raw(path: str | Path) -> dict:
+    """The config.json as written (a directory: its config.json); one-line errors."""
     p = Path(path).expanduser()
     if p.is_dir():
         p = p / "config.json"
@@ -24,6 +25,12 @@ def from_path(path: str | Path) -> dict:
         raise AdvisorError(f"--model: {p} is not a readable config.json ({e.__class__.__name__})") from None
     if not isinstance(cfg, dict):
         raise AdvisorError(f"--model: {p} is not a config.json object")
+    return cfg
+
+
+def from_path(path: str | Path) -> dict:
+    """What transformers builds the model from: the decoder's config, loading details dropped."""
+    cfg = raw(path)
     if isinstance(cfg.get("text_config"), dict):
         cfg = {**cfg["text_config"], "model_type": cfg["text_config"].get("model_type") or cfg.get("model_type")}
     return _clean(cfg)
@@ -54,3 +61,23 @@ def from_arch(a) -> dict:
     if a.family == "gemma2":
         cfg.update(attn_logit_softcapping=50.0, final_logit_softcapping=30.0, query_pre_attn_scalar=a.hd)
     return cfg
+
+
+def label(cfg: dict) -> str:
+    """The model's name from its config (``_name_or_path``'s last part, else the architecture), never its folder."""
+    name = cfg.get("_name_or_path") or (cfg.get("architectures") or [None])[0] or cfg.get("model_type") or "model"
+    return str(name).rstrip("/").rsplit("/", 1)[-1]
+
+
+def stand_in_arch(cfg: dict):
+    """An ``Arch`` holding only the config's main sizes, for a model the analytic path cannot size:
+    the flags need a shape; the simulation builds the real one."""
+    from advisor.arch import Arch
+
+    def first(*keys, default=1):
+        return int(next((cfg[k] for k in keys if cfg.get(k)), default))
+
+    heads = first("num_attention_heads", "n_head")
+    return Arch(first("num_hidden_layers", "n_layer"), first("hidden_size", "d_model"), first("intermediate_size", default=1),
+                heads, first("num_key_value_heads", default=heads), first("vocab_size"), bool(cfg.get("tie_word_embeddings")),
+                family=str(cfg.get("model_type") or "unknown"))  # fmt: skip

@@ -71,7 +71,14 @@ def optimizer_for(params, name: str):
 
     from harness.train import OPTIM
 
-    args = TrainingArguments(output_dir=tempfile.gettempdir(), optim=OPTIM[name], use_cpu=True, report_to=[])
+    from transformers.utils import logging
+
+    level = logging.get_verbosity()
+    logging.set_verbosity_error()  # a fake process group makes TrainingArguments warn about DDP
+    try:
+        args = TrainingArguments(output_dir=tempfile.gettempdir(), optim=OPTIM[name], use_cpu=True, report_to=[])
+    finally:
+        logging.set_verbosity(level)
     cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args)
     return cls(params, **kwargs)
 
@@ -81,11 +88,21 @@ def prepared_model(config: dict, s: StepSpec):
     from advisor.simulate import build
     from harness.methods import get_method
 
-    model = build.meta_model(config, s.weight_dtype, trust_remote_code=s.trust_remote_code)
+    from advisor.errors import AdvisorError
+    from harness.errors import UserError
+
+    try:
+        model = build.meta_model(config, s.weight_dtype, trust_remote_code=s.trust_remote_code)
+    except (ValueError, KeyError, ImportError) as e:
+        raise AdvisorError(f"--simulate: transformers cannot build this config (model_type "
+                           f"'{config.get('model_type')}'): {str(e).splitlines()[0][:200]}") from None  # fmt: skip
     if s.method == "qlora":
         build.quantize_linears(model, s.compute_dtype)
     method, train = harness_specs(s)
-    model = get_method(s.method).prepare(model, method, train)
+    try:
+        model = get_method(s.method).prepare(model, method, train)
+    except (ValueError, UserError) as e:  # what the harness's own run would stop on (peft refusing a target, …)
+        raise AdvisorError(f"--simulate: the harness's {s.method} cannot be set up on this model: {str(e).splitlines()[0][:240]}") from None
     if s.checkpointing != "none":
         from harness.checkpointing import enable
 
@@ -148,6 +165,7 @@ def run(config: dict, s: StepSpec, *, real: bool = False) -> dict:
                     loss = step_loss(model, batch, s)
                     loss.backward()
                     del loss
+                    tracker.collect()
                 opt.step()
                 opt.zero_grad(set_to_none=True)
         head.remove()

@@ -169,16 +169,6 @@ def test_recommend_takes_the_stack_options(run_cli):
     assert b["memory"]["peak_allocated_gb"] < a["memory"]["peak_allocated_gb"] or b["micro_batch"] > a["micro_batch"]
 
 
-def test_simulate_path_still_reads_an_unsized_config_labelled_by_its_architecture():
-    from advisor.catalog import resolve_model
-    from advisor.errors import AdvisorError
-
-    with pytest.raises(AdvisorError, match="nemotron_h"):
-        resolve_model(str(HYBRID / "nemotron_h.json"))
-    m = resolve_model(str(HYBRID / "nemotron_h.json"), analytic=False)
-    assert m.name == "NemotronHForCausalLM" and m.hub_id == str(HYBRID) and m.arch.max_positions == 262144
-
-
 def test_estimator_vs_simulation_grid_covers_what_the_issue_asks():
     import importlib.util
 

@@ -188,8 +188,19 @@ def explain(c: dict, sim: dict, ana: dict, err: float) -> str:
                    f"(~{eye:.1f} GiB in fp32 over the layers); the simulation keeps them through the step (the graph "
                    "that saves them is detached, held by its tracker's hooks), a plain run frees each after its module")
     if "gpt-oss" in c["model"] and not why:
-        why.append("gpt-oss's experts are 3-D parameters (all-linear LoRA leaves them out) and its attention sinks add a "
-                   "softmax copy")
+        why.append("gpt-oss's attention with sinks runs transformers' eager path (S × S scores and their fp32 softmax kept), "
+                   "the analytic model assumes flash/SDPA; its experts are 3-D parameters")
+    moe = c["model"] in ("Mixtral-8x7B", "Qwen3-30B-A3B")
+    if moe and c["method"] == "full" and not why and c["gpus"] == 1:
+        why.append("transformers 5 keeps each MoE layer's experts as one 3-D parameter per projection: CPU AdamW's two "
+                   "per-tensor temporaries are that size (E × 2ff × d), the analytic CPU count takes one expert's matrix")
+    if moe and c["method"] == "lora" and not why:
+        why.append("LoRA on transformers 5's fused experts goes through PEFT's target_parameters (ParamWrapper), which forms "
+                   "the merged 3-D expert weight each forward; the analytic model counts per-expert adapters as on "
+                   "nn.Linear experts (likely; not probed)")
+    if c["gpus"] > 1 and not why:
+        why.append("FSDP2 per rank: the simulated step (FSDPMemTracker) holds more unsharded state than the analytic "
+                   "two-gathered-layers model (not probed further)")
     return "; ".join(why) or "unexplained"
 
 

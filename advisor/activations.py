@@ -31,20 +31,37 @@ def _lora_terms(s, mods, shapes: dict, inputs: dict, dtype: dict, saved: set) ->
     """LoRA/DoRA's own saved tensors for ``mods`` of one block; inputs it shares go into ``saved``."""
     a, ad = s.act_bytes, s.adapter_bytes
     drop = s.lora_dropout > 0
+    mask = ad if s.device == "cpu" else 1  # CUDA's fused dropout keeps a bool mask; CPU's multiplies by a float one
+    # Under autocast (HF Trainer's bf16=True, the harness) lora_A's matmul casts its input to the compute
+    # dtype and saves that copy; the fp32 cast and dropout output themselves are not saved.
+    kept = a if s.autocast else ad
     total = 0.0
     for m in mods:
         if m not in shapes:
             continue
         d_in, d_out = shapes[m]
         cast = ad != dtype[inputs[m]]  # peft casts the input to the adapter dtype: a fresh copy per module
-        if cast or drop:  # the cast copy and/or the dropout output, + the dropout mask (bool on CUDA)
-            total += ad * d_in + ((ad if s.device == "cpu" else 1) * d_in if drop else 0)
+        if cast or drop or (s.autocast and dtype[inputs[m]] != a):  # a fresh copy per module, + the dropout mask
+            total += kept * d_in + (mask * d_in if drop else 0)
         else:
             saved.add(inputs[m])
-        total += ad * s.rank
+        total += kept * s.rank
         if s.method == "dora":  # base result (for the magnitude grad) + the lora result
-            total += (a + ad) * d_out
+            total += (a + kept) * d_out
     return total
+
+
+def first_layer_savings(s) -> float:
+    """Per token, what the first layer does not save when nothing before it trains (adapters without
+    checkpointing: the embedding's output needs no gradient, peft/harness enable input grads only with
+    checkpointing): its first norm's fp32 input and the dropout masks of the modules reading it."""
+    if not s.adapted or s.ckpt != "none":
+        return 0.0
+    d = s.arch.hidden
+    mask = (s.adapter_bytes if s.device == "cpu" else 1) if s.lora_dropout > 0 else 0
+    targeted = sum(1 for m in ("q_proj", "k_proj", "v_proj") if m in s.target_modules)
+    norm = F32 * d if not s.arch.layernorm or s.kbit_prep else s.act_bytes * d
+    return norm + targeted * mask * d
 
 
 def layer_activation_bytes(s) -> float:
@@ -52,10 +69,10 @@ def layer_activation_bytes(s) -> float:
     arch, a = s.arch, s.act_bytes
     d, q, kv, o_in = arch.hidden, arch.q_dim, arch.kv_dim, arch.attn_out_dim
     full = not s.adapted
-    # Inputs of the block's linears are saved when their weight trains (full) and, on QLoRA, always:
-    # bitsandbytes' MatMul4Bit keeps its input A whenever the input needs a gradient
-    # (`ctx.tensors = (A, B)` in bitsandbytes/autograd/_functions.py), though backward needs only B.
-    keep_inputs = full or s.method == "qlora"
+    # Inputs of the block's linears are saved when their weight trains (full). bitsandbytes' MatMul4Bit
+    # keeps only the packed weight B for a frozen 4-bit layer (bitsandbytes >= 0.45), so QLoRA saves no
+    # base input; older releases kept A too (`ctx.tensors = (A, B)`): Setup.bnb_keeps_input.
+    keep_inputs = full or s.bnb_keeps_input
     r = F32 if s.kbit_prep else a  # residual stream / normed outputs
     m = F32 if s.kbit_prep else a  # MLP tensors: bnb returns the 4-bit linear's output in the input dtype
     mods = set(s.target_modules) - {"lm_head"}
@@ -68,6 +85,7 @@ def layer_activation_bytes(s) -> float:
     # attention: q, k, v (expanded to every head unless flash-attn), output
     kv_saved = kv if s.attention == "flash" or arch.mla else q
     total += a * (q + 2 * kv_saved + o_in) if not arch.mla else a * (q + kv + arch.heads * arch.mla[4] + o_in)
+    total += F32 * arch.heads  # flash / memory-efficient attention's fp32 log-sum-exp per head
     if s.attention == "eager" or arch.attn_softcap:  # fp32 softmax output + its bf16 copy, per head per key
         # Gemma 2's tanh soft-capping of the scores has no fused kernel: eager attention, + the saved tanh output
         total += (F32 + a + (a if arch.attn_softcap else 0)) * arch.heads * s.seq_len
@@ -108,8 +126,10 @@ def head_activation_bytes(s) -> float:
 
 
 def logits_bytes_per_element(s) -> float:
-    """Per token per vocabulary entry, live at the start of backward."""
+    """Per token per vocabulary entry, live at the start of backward (fused: the chunk's, see loss_bytes)."""
     a = s.act_bytes
+    if s.loss_kind == "fused":
+        return a  # each chunk's logits are written once, gradient in place
     if s.loss_kind == "chunked":
         if s.compile:  # compiled chunk loss saves only the logits; one chunk's fp32 work in flight
             return a + 12 / CHUNKED_CE_CHUNKS
@@ -122,6 +142,54 @@ def logits_bytes_per_element(s) -> float:
     return (a if s.holds_logits else 0) + 12 + softcap
 
 
+def fused_chunk_tokens(s, tokens: int) -> int:
+    """Liger's fused linear cross-entropy: chunk = next power of 2 of ceil(tokens / ceil(V / d)), so one
+    chunk's logits (chunk × V) are about as large as the hidden states (tokens × d)."""
+    chunks = -(-s.arch.vocab // s.arch.hidden)
+    n = -(-tokens // chunks)
+    return min(tokens, 1 << max(0, (n - 1).bit_length()))
+
+
+def loss_bytes(s, tokens: int) -> float:
+    """The loss's bytes live at the start of backward, for ``tokens`` scored positions.
+
+    Standard losses hold ``tokens × vocab`` logits and their fp32 temporaries (logits_bytes_per_element).
+    Fused linear cross-entropy (Liger's LigerFusedLinearCrossEntropy; Cut Cross-Entropy keeps less)
+    never materializes them: forward computes, chunk by chunk, the logits and their gradient in place
+    (chunk × V in the compute dtype + an fp32 upcast), and keeps only the gradient of the head's input
+    (tokens × d) and, when the head trains, of its weight (V × d) for backward."""
+    if s.loss_kind != "fused":
+        return logits_bytes_per_element(s) * tokens * s.arch.vocab
+    a, d, V = s.act_bytes, s.arch.hidden, s.arch.vocab
+    head_trains = not s.adapted or "lm_head" in s.target_modules
+    return a * tokens * d + fused_chunk_tokens(s, tokens) * V * (a + F32) + (V * d * s.weight_bytes if head_trains else 0)
+
+
+def backward_working_bytes(s) -> float:
+    """Per token: the gradients one layer's backward holds at once, on top of the saved activations.
+
+    Gated MLP: the gradients of act(gate) and of up are formed while the product's gradient and the saved
+    tensors they replace are still held: 2 × ff beyond the layer's saved tensors (plain MLP: 1 × ff);
+    MoE: one expert's routed tokens at a time, + the shared expert. Attention: dq, dk, dv and the
+    flash/memory-efficient kernels' fp32 dq accumulator. Plus the residual gradient in and out (2 × d).
+    Float8 linears add the fp8 casts of the matmul's input and gradient (1 B each)."""
+    arch, a = s.arch, s.act_bytes
+    m = F32 if s.kbit_prep else a
+    extra = 1 if arch.mlp == PLAIN else 2  # grads formed while the saved tensors they replace are still held
+    mlp = extra * m * arch.intermediate
+    if arch.is_moe:  # HF loops over the experts: one expert's routed tokens (k/E of them on average) at a time
+        moe = extra * m * (arch.expert_intermediate * arch.experts_per_tok / arch.experts + arch.shared_intermediate)
+        mlp = max(mlp if arch.dense_layers else 0, moe)
+    kv = arch.kv_dim if s.attention == "flash" or arch.mla else arch.q_dim
+    attn = a * (arch.q_dim + 2 * kv) + F32 * arch.q_dim
+    fp8 = (arch.hidden + max(arch.intermediate, arch.expert_intermediate)) if s.float8 else 0
+    dora = 0
+    if s.method == "dora":  # the magnitude's gradient: the incoming gradient × the base and LoRA results, in fp32
+        outs = [o for m, (_, o) in arch.linears().items() if m in s.target_modules]
+        dora = 2 * F32 * max(outs, default=0)
+    return max(mlp, attn, dora) + 2 * (F32 if s.kbit_prep else a) * arch.hidden + fp8
+
+
 def adapter_temporaries_bytes(s) -> float:
     """Per token per layer: peft's `lora_B(...)` output and its `* scaling` copy, two d_out-wide
     tensors per adapted module, freed at once but leaving heap holes on CPU (see CPU_SLACK_FRAC)."""
@@ -129,3 +197,47 @@ def adapter_temporaries_bytes(s) -> float:
         return 0.0
     shapes = s.arch.linears()
     return 2 * s.adapter_bytes * sum(shapes[m][1] for m in s.target_modules if m in shapes)
+
+
+def selective_layer_bytes(s) -> float:
+    """Per token, what selective (op-level) checkpointing keeps of one layer: the harness's policy
+    (harness/checkpointing.py, torchtitan's "op" mode) saves attention's outputs and every matmul whose
+    inner dimension exceeds 128 (cheaper to keep than to redo) and recomputes the rest (norms, RoPE,
+    activations, products, LoRA's B). So: the layer's input, each base linear's output, lora_A's
+    r-wide output (DoRA: + its second base matmul), attention's output and fp32 log-sum-exp per head;
+    MoE: the router's logits and each routed token's expert outputs."""
+    arch, a = s.arch, s.act_bytes
+    mods = set(s.target_modules) - {"lm_head"}
+
+    def outs(shapes: dict, lora: bool = True) -> float:
+        # bitsandbytes' 4-bit matmul is its own operator, not aten.mm: the policy recomputes it
+        base = 0 if s.method == "qlora" else sum(o for _, o in shapes.values())
+        dora = s.method == "dora"
+        adapted = sum(s.rank + (o if dora else 0) for k, (_, o) in shapes.items() if k in mods) if lora else 0
+        return base + adapted
+
+    # matmul outputs are in the compute dtype (autocast; bitsandbytes' 4-bit matmul too, cast up after)
+    attn = a * outs(arch.attn_linears()) + a * arch.attn_out_dim + F32 * arch.heads
+    dense = a * outs(arch.mlp_linears())
+    total = (F32 if s.kbit_prep else a) * arch.hidden + attn
+    if not arch.is_moe:
+        return total + dense
+    moe = a * arch.experts_per_tok * outs(arch.mlp_linears(arch.expert_intermediate), lora=s.lora_experts) + a * arch.experts
+    if arch.shared_intermediate:
+        moe += a * outs(arch.mlp_linears(arch.shared_intermediate))
+    return total + (arch.dense_layers * dense + arch.moe_layers * moe) / arch.layers
+
+
+def dora_weight_bytes(s) -> float:
+    """Per layer (not per token): peft's DoRA forms each adapted module's merged weight (d_out × d_in, the
+    compute dtype) every forward to take its column norms, and autograd keeps it for the magnitude's
+    gradient. So DoRA's cost grows with the adapted weights, not only with the tokens."""
+    if s.method != "dora":
+        return 0.0
+    arch, mods = s.arch, set(s.target_modules) - {"lm_head"}
+    block = lambda shapes: sum(i * o for m, (i, o) in shapes.items() if m in mods)  # noqa: E731
+    n = arch.layers * block(arch.attn_linears()) + arch.dense_layers * block(arch.mlp_linears())
+    if arch.is_moe:
+        experts = arch.experts * block(arch.mlp_linears(arch.expert_intermediate)) if s.lora_experts else 0
+        n += arch.moe_layers * (experts + (block(arch.mlp_linears(arch.shared_intermediate)) if arch.shared_intermediate else 0))
+    return s.act_bytes * n / arch.layers

@@ -50,6 +50,9 @@ class Arch:
     logit_softcap: bool = False
     # ---- DeepSeek multi-head latent attention: (q_lora_rank or 0, kv_lora_rank, nope, rope, v head dims)
     mla: tuple[int, int, int, int, int] | None = None
+    # ---- context: max_position_embeddings (0: unknown); rope_scaling declared in the config
+    max_positions: int = field(default=0, compare=False)
+    rope_scaled: bool = field(default=False, compare=False)
 
     # ------------------------------------------------------------ shapes
     @property
@@ -208,7 +211,17 @@ _ALIASES = {
 _TIED_DEFAULT = {"falcon": True, "gpt_bigcode": True, "gpt2": True, "gemma": True, "gemma2": True, "gemma3_text": True}
 _PLAIN_MLP = {"phi": (True, 1, True), "gpt_neox": (True, 2, True), "falcon": (True, 1, True), "gpt_bigcode": (False, 2, True),
               "gpt2": (False, 2, True), "stablelm": None}  # (parallel, norms per layer, layernorm)  # fmt: skip
-NOT_DECODERS = ("t5", "bart", "mt5", "bert", "roberta", "whisper", "mamba", "mamba2", "rwkv", "jamba", "clip", "vit")
+NOT_DECODERS = ("t5", "bart", "mt5", "bert", "roberta", "whisper", "clip", "vit")
+# The model_types whose every layer this dataclass describes: attention (MHA/GQA/MQA/MLA) + a dense or
+# mixture-of-experts MLP. Anything else (Mamba/SSM and linear-attention hybrids such as nemotron_h,
+# qwen3_next, granitemoehybrid, jamba, falcon_h1; families with their own parameter layout) would be
+# sized as a Llama and silently wrong: it is refused, and `--simulate` (transformers builds the model
+# and the real step is counted on fake tensors) is the way to size it.
+SIZED = frozenset({
+    "llama", "mistral", "mixtral", "qwen", "qwen2", "qwen2_moe", "qwen3", "qwen3_moe", "gemma", "gemma2",
+    "gemma3_text", "phi", "phi3", "gpt_neox", "falcon", "gpt_bigcode", "gpt2", "stablelm", "llama4_text",
+    "gpt_oss", "deepseek_v2", "deepseek_v3", "olmo", "olmo2", "granite", "smollm3",
+})  # fmt: skip
 
 
 def _get(cfg: dict, field: str, where: str, family: str, default=None):
@@ -237,6 +250,10 @@ def from_hf(cfg: dict, *, where: str = "config") -> Arch:
     mt = str(cfg.get("model_type") or "llama")
     if mt in NOT_DECODERS or cfg.get("is_encoder_decoder"):
         raise AdvisorError(f"{where}: model_type '{mt}' is not a decoder-only transformer the advisor models")
+    if mt not in SIZED:
+        raise AdvisorError(f"{where}: model_type '{mt}' is not an architecture the analytic model can size "
+                           f"(it knows attention + MLP/MoE decoders: {', '.join(sorted(SIZED))}); "
+                           "use `advisor estimate --simulate`, which builds it with transformers and counts the real step")  # fmt: skip
     fam = mt
     L = _int(_get(cfg, "layers", where, fam), "num_hidden_layers", where)
     d = _int(_get(cfg, "hidden", where, fam), "hidden_size", where)
@@ -304,4 +321,7 @@ def from_hf(cfg: dict, *, where: str = "config") -> Arch:
     kw["attn_softcap"] = bool(cfg.get("attn_logit_softcapping"))
     kw["logit_softcap"] = bool(cfg.get("final_logit_softcapping"))
     qkv_bias = bool(cfg.get("attention_bias", False)) or mt in ("qwen", "qwen2", "qwen2_moe")
+    ctx = next((cfg[k] for k in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
+                if isinstance(cfg.get(k), int) and cfg[k] > 0), 0)  # fmt: skip
+    kw.update(max_positions=ctx, rope_scaled=bool(cfg.get("rope_scaling")))
     return Arch(L, d, inter, H, kv, V, tied, head_dim, qkv_bias, **kw)

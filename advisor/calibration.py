@@ -1,7 +1,8 @@
 """Leave-one-source-out calibration: how wrong the memory model is on a stack it was not tuned on.
 
 Each published row belongs to one source (a stack, a script, a measuring habit). For every source S:
-- the one fitted constant (RESERVED_FRAC, reserved rows only) is re-fitted on the other sources;
+- the allocator's one fitted constant (overhead.FRAG) is re-fitted on the other sources' rows that
+  measured reserved memory;
 - S's rows are estimated with it, and their errors make S's MAE;
 - S's range is [estimate × (1 + low), estimate × (1 + high)] where low/high are the smallest and
   largest relative residuals (measured/estimate − 1) on the *other* sources' rows whose estimated
@@ -16,10 +17,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
+from advisor.overhead import FRAG_GRID as FRAC_GRID  # noqa: F401  (the grid FRAG is searched on)
+
 MARGIN = 0.01  # one point beyond the most extreme residual seen: the range is closed at its ends
-# reserved/allocated overhead, 1-15%: reserved is never below allocated, and the caching allocator's
-# rounding (blocks to 2 MiB multiples, small tensors carved from 2 MiB / 20 MiB segments) costs ~1% at least.
-FRAC_GRID = [x / 100 for x in range(1, 16)]
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,8 @@ class SourceScore:
     covered: int  # rows whose measurement is inside the LOSO range
     low: float  # the widest range applied to this source's rows (relative)
     high: float
-    reserved_frac: float  # RESERVED_FRAC re-fitted without this source
+    reserved_frac: float  # overhead.FRAG re-fitted without this source
+    under_high: int = 0  # rows whose measurement is at or under the LOSO range's high end
 
     def to_dict(self) -> dict:
         return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
@@ -46,7 +47,9 @@ def scored(rows) -> list:
 
 
 def best_frac(rows_by_frac: dict[float, list]) -> float:
-    """The RESERVED_FRAC minimising the MAE of the reserved-metric rows (ties: the smaller)."""
+    """The FRAG minimising the MAE of the rows that measured reserved memory (ties: the smaller). nvidia-smi
+    readings are not used: beyond reserved they hold the context and whatever the stack loaded, which
+    FRAG does not describe (they are checked against the verdict's high end instead)."""
     def mae(rs):
         rs = [r for r in rs if r.metric == "reserved"]
         return sum(abs(r.error_pct) for r in rs) / len(rs) if rs else 0.0
@@ -64,16 +67,18 @@ def extremes(rows, phase: str | None = None) -> tuple[float, float]:
     return min(res) - MARGIN, max(res) + MARGIN
 
 
-def loso(rows_by_frac: dict[float, list]) -> tuple[list, list[SourceScore]]:
-    """Rows annotated with their LOSO prediction and range, and one score per source."""
+def loso(rows_by_frac: dict[float, list], device_by_frac: dict[float, list] | None = None) -> tuple[list, list[SourceScore]]:
+    """Rows annotated with their LOSO prediction and range, and one score per source. ``device_by_frac``:
+    nvidia-smi readings of the same runs, used to fit FRAG only (never scored)."""
     any_rows = next(iter(rows_by_frac.values()))
     sources = list(dict.fromkeys(r.source for r in scored(any_rows)))
     out_rows, scores = [], []
     for src in sources:
         others = {f: [r for r in scored(rs) if r.source != src] for f, rs in rows_by_frac.items()}
-        frac = best_frac(others)
+        fit_on = {f: others[f] + [r for r in (device_by_frac or {}).get(f, []) if r.source != src] for f in others}
+        frac = best_frac(fit_on)
         mine = [r for r in scored(rows_by_frac[frac]) if r.source == src]
-        covered = 0
+        covered = under = 0
         low = high = 0.0
         for r in mine:
             lo, hi = extremes(others[frac], r.phase)
@@ -81,10 +86,11 @@ def loso(rows_by_frac: dict[float, list]) -> tuple[list, list[SourceScore]]:
             lo_gb, hi_gb = r.predicted_gb * (1 + lo), r.predicted_gb * (1 + hi)
             inside = lo_gb <= r.measured_gb <= hi_gb
             covered += inside
+            under += r.measured_gb <= hi_gb
             out_rows.append(replace(r, range_gb=(lo_gb, hi_gb), in_range=inside))
         errs = [r.error_pct for r in mine]
         scores.append(SourceScore(src, len(mine), sum(map(abs, errs)) / len(errs), sum(errs) / len(errs),
-                                  covered, low, high, frac))  # fmt: skip
+                                  covered, low, high, frac, under))  # fmt: skip
     return out_rows, scores
 
 

@@ -135,6 +135,20 @@ MODELS: dict[str, Model] = {m.name: m for m in [
     *[_hf(*entry) for entry in _CONFIGS],
 ]}  # fmt: skip
 
+# max_position_embeddings from each config.json on the Hub (what `--seq-len` is checked against).
+MAX_POSITIONS = {
+    "SmolLM2-135M": 8192, "SmolLM2-360M": 8192, "SmolLM2-1.7B": 8192, "Qwen2.5-0.5B": 32768, "Qwen2.5-1.5B": 131072,
+    "Llama-3.2-1B": 131072, "Llama-3.2-3B": 131072, "Phi-3-mini": 4096, "Llama-2-7B": 4096, "Mistral-7B": 32768,
+    "Qwen-7B": 8192, "Qwen2.5-7B": 131072, "Llama-3-8B": 8192, "Llama-3.1-8B": 131072, "Gemma-2-9B": 8192,
+    "Llama-2-13B": 4096, "Qwen2.5-14B": 131072, "Qwen2.5-32B": 131072, "CodeLlama-34B": 16384, "Llama-2-70B": 4096,
+    "Llama-3.1-70B": 131072, "Qwen2.5-72B": 131072, "Llama-3.1-405B": 131072, "Llama-3.3-70B": 131072,
+    "Qwen3-0.6B": 40960, "Qwen3-1.7B": 40960, "Qwen3-4B": 40960, "Qwen3-8B": 40960, "Qwen3-14B": 40960, "Qwen3-32B": 40960,
+    "Qwen3-30B-A3B": 40960, "Qwen3-235B-A22B": 40960, "Gemma-3-1B": 32768, "Gemma-3-4B": 131072, "Gemma-3-12B": 131072,
+    "Gemma-3-27B": 131072, "gpt-oss-20b": 131072, "gpt-oss-120b": 131072, "Phi-4": 16384, "Mistral-Small-24B": 32768,
+    "Mixtral-8x7B": 32768, "DeepSeek-V2-Lite": 163840,
+}  # fmt: skip
+MODELS = {k: replace(m, arch=replace(m.arch, max_positions=MAX_POSITIONS.get(k, 0))) for k, m in MODELS.items()}
+
 # `--model 7B`: the guides' figures are for the Llama-2 generation, so sizes they quote map there.
 SIZE_REPRESENTATIVES = {
     "135M": "SmolLM2-135M", "360M": "SmolLM2-360M", "0.5B": "Qwen2.5-0.5B", "1B": "Llama-3.2-1B",
@@ -215,10 +229,35 @@ def resolve_model(text: str, *, flag: str = "--model") -> Model:
         if not isinstance(cfg, dict):
             raise AdvisorError(f"{flag}: {path} is not a config.json object")
         arch = Arch.from_hf(cfg, where=f"{flag} {path}")
-        label = cfg.get("_name_or_path") or path.parent.name or "local model"
-        return Model(f"{Path(str(label)).name} ({size_label(arch.total_params)})", str(path.parent), arch)
+        return Model(f"{config_label(cfg)} ({size_label(arch.total_params)})", str(path.parent), arch)
     names = [m.name for m in MODELS.values()]
     raise AdvisorError(f"{flag}: unknown model '{text}'{did_you_mean(text, names, key=_key)}; use {MODEL_FORMS}")
+
+
+def config_label(cfg: dict) -> str:
+    """A config.json's own name: ``_name_or_path`` (its hub id's last part), else its architecture
+    class, else its model_type. Never the folder it sits in (``configs/``, a snapshot hash)."""
+    name = cfg.get("_name_or_path") or cfg.get("name_or_path")
+    if isinstance(name, str) and name.strip():
+        return name.strip().rstrip("/").rsplit("/", 1)[-1]
+    archs = cfg.get("architectures")
+    if isinstance(archs, list) and archs and isinstance(archs[0], str):
+        return archs[0]
+    return str(cfg.get("model_type") or "config.json")
+
+
+def check_seq_len(model: Model, seq_len: int, *, long_context: bool = False, flag: str = "--seq-len") -> str | None:
+    """A sequence longer than the model's context (``max_position_embeddings``) is an error: positions
+    past it were never trained and, without RoPE scaling, the model is not the one being sized. With
+    ``long_context`` (training beyond the context with RoPE scaling, e.g. YaRN) it is a warning, returned."""
+    ctx = model.arch.max_positions
+    if not ctx or seq_len <= ctx:
+        return None
+    what = f"{flag}: {seq_len} is longer than {model.name}'s context (max_position_embeddings {ctx})"
+    if not long_context:
+        raise AdvisorError(f"{what}; use --seq-len <= {ctx}, or add --long-context to size training beyond it with RoPE scaling")
+    scaled = "its config declares rope_scaling" if model.arch.rope_scaled else "set rope_scaling (e.g. YaRN) in its config"
+    return f"{what}: long-context training, {scaled}; memory is sized at {seq_len} tokens"
 
 
 def ladder() -> list[Model]:

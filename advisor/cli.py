@@ -38,11 +38,53 @@ def _int(flag: str, text, *, low: int = 0, example: str = "") -> int | None:
     return value
 
 
+def _warn(message: str | None) -> None:
+    if message:
+        print(f"{PROG}: warning: {message}", file=sys.stderr)
+
+
 def _choice(flag: str, text, choices) -> str:
     value = str(text).strip().lower()
     if value not in choices:
         raise bad_choice(flag, text, choices)
     return value
+
+
+def _add_stack(p: argparse.ArgumentParser, *, precision: bool = True) -> None:
+    """The stack options `estimate` and `recommend` share (advisor/setup.py StackOptions; mechanisms in memory.py)."""
+    p.add_argument("--loss", default="standard", help="standard (the stack's cross-entropy over full logits) or fused "
+                   "(fused linear cross-entropy: Liger, Cut Cross-Entropy; never materializes the logits)")
+    p.add_argument("--checkpointing", help="activation checkpointing: none, full or selective (matmul and attention outputs "
+                   "kept, norms and activations recomputed); "
+                   "recommend: chosen for you unless given")
+    p.add_argument("--grad-checkpointing", action=argparse.BooleanOptionalAction, default=None, help="same as --checkpointing full (--no-…: none)")
+    p.add_argument("--offload", default="none", help="CPU offload: none, params, optimizer, both (= params+optimizer), activations, "
+                   "or a '+' combination such as optimizer+activations (default none)")
+    if precision:
+        p.add_argument("--precision", default="bf16", help="bf16 (pure bf16 weights), fp32, or bf16-mixed (fp32 master weights, "
+                       "bf16 compute: autocast, FSDP2 mixed precision, torchtitan; default bf16)")
+    p.add_argument("--float8", action="store_true", help="float8 linears (torchao Float8Linear; fp8 all-gather under FSDP)")
+    p.add_argument("--lora-experts", action=argparse.BooleanOptionalAction, default=False,
+                   help="MoE: adapt every routed expert too (PEFT target_parameters on transformers >= 5's fused experts); "
+                        "default: what all-linear reaches there, attention and shared-expert MLPs")
+    p.add_argument("--long-context", action="store_true", help="--seq-len may exceed the model's max_position_embeddings "
+                   "(training with RoPE scaling): a warning instead of an error")
+
+
+def _stack(args):
+    """StackOptions from the flags; a bad value is one line naming the flag, exit 2."""
+    from advisor.setup import CHECKPOINTING, CLI_LOSSES, PRECISIONS, StackOptions, parse_offload
+
+    loss = CLI_LOSSES[_choice("--loss", args.loss, tuple(CLI_LOSSES))]
+    ckpt = None if args.checkpointing is None else _choice("--checkpointing", args.checkpointing, CHECKPOINTING)
+    if args.grad_checkpointing is not None:
+        alias = "full" if args.grad_checkpointing else "none"
+        if ckpt is not None and ckpt != alias:
+            flag = "--grad-checkpointing" if args.grad_checkpointing else "--no-grad-checkpointing"
+            raise AdvisorError(f"--checkpointing: '{ckpt}' contradicts {flag} (= --checkpointing {alias}); give one")
+        ckpt = alias
+    precision = _choice("--precision", getattr(args, "precision", "bf16"), PRECISIONS)
+    return StackOptions(loss, ckpt, parse_offload(args.offload), precision, bool(args.float8), args.lora_experts)
 
 
 def _add_inputs(p: argparse.ArgumentParser) -> None:
@@ -58,6 +100,7 @@ def _add_inputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preference-pairs", help="number of (chosen, rejected) pairs, for DPO")
     p.add_argument("--results", help="harness results directory to learn from (default results/, if present)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    _add_stack(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -82,22 +125,22 @@ def build_parser() -> argparse.ArgumentParser:
     est.add_argument("--targets", default="all-linear", help=f"{', '.join(TARGETS)} or module names joined by '+' (default all-linear)")
     est.add_argument("--batch-size", help="micro-batch per GPU: sequences (sft), pairs (dpo), completions (grpo; default --num-generations); default 1")
     est.add_argument("--seq-len", default="512", help="padded sequence length; grpo: the prompt (default 512)")
-    est.add_argument("--grad-checkpointing", action=argparse.BooleanOptionalAction, default=False, help="recompute activations in backward")
-    est.add_argument("--precision", default="bf16", help=f"{', '.join(PRECISIONS)} (default bf16)")
+    _add_stack(est)
     est.add_argument("--optimizer", default="adamw", help=f"{', '.join(OPTIMIZERS)} (default adamw)")
     est.add_argument("--gpus", default="1", help="data-parallel GPUs (default 1); see --sharding")
     est.add_argument("--sharding", default="full", help="with --gpus > 1: full (FSDP full shard = ZeRO-3), grad-op (shard-grad-op = ZeRO-2) or ddp (default full)")
-    est.add_argument("--offload", default="none", help="CPU offload: none, params, optimizer or both (default none)")
     est.add_argument("--stack", default="hf", help="training software: hf (Trainer/TRL + peft), torchtune or litgpt (default hf)")
     est.add_argument("--attention", default="sdpa", help="sdpa, eager or flash (flash-attention-2 keeps K/V unexpanded; default sdpa)")
-    est.add_argument("--lora-experts", action=argparse.BooleanOptionalAction, default=True, help="MoE: MLP targets adapt every expert (default) or only attention/shared MLPs")
     est.add_argument("--grad-accum", default="1", help="gradient accumulation steps (default 1; > 1 keeps gradients alive)")
     est.add_argument("--device", default="cuda", help="cuda (allocated/reserved) or cpu (resident set, the harness's CPU runs)")
     est.add_argument("--gpu", help="a GPU (A10G, H100, 24GB): adds the time of one optimizer step")
+    est.add_argument("--simulate", action="store_true", help="run the harness's own step on fake tensors (needs torch; slower, exact about that step)")
+    est.add_argument("--trust-remote-code", action="store_true", help="--simulate: let transformers run a config.json's own modeling code")
     est.add_argument("--json", action="store_true", help="machine-readable output")
     val = sub.add_parser("validate", help="the memory model against published measurements and harness runs")
     val.add_argument("dir", nargs="?", help="harness results directory (default results/, if present)")
     val.add_argument("--fit", action="store_true", help="also grid-search the fitted constants and print them")
+    val.add_argument("--simulate", action="store_true", help="also simulate every SmolLM2 record's step (needs torch; minutes) beside its measured RSS")
     val.add_argument("--json", action="store_true", help="machine-readable output")
     for name, text in (("models", "the model catalog"), ("gpus", "the GPU catalog")):
         p = sub.add_parser(name, help=text)
@@ -106,7 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _inputs(args):
-    from advisor.catalog import parse_gpu, resolve_model
+    from advisor.catalog import check_seq_len, parse_gpu, resolve_model
     from advisor.recipe import AUDITABILITY, CAPABILITIES, DEFAULT_SEQ_LEN, Inputs
 
     gpu = parse_gpu(args.gpu)
@@ -115,13 +158,17 @@ def _inputs(args):
     if examples is None and pairs is None:
         raise AdvisorError("--examples: required (how many labelled examples you have, e.g. --examples 3000; 0 if none)")
     seq = _int("--seq-len", args.seq_len, low=16, example="--seq-len 1024")
-    if seq is not None and seq > 131_072:
-        raise AdvisorError(f"--seq-len: '{args.seq_len}' is above 131072 tokens")
+    if seq is not None and seq > 131_072 and not args.long_context:
+        raise AdvisorError(f"--seq-len: '{args.seq_len}' is above 131072 tokens (add --long-context to plan training beyond that)")
+    stack = _stack(args)
+    model = resolve_model(args.model) if args.model else None
+    if model and seq:
+        _warn(check_seq_len(model, seq, long_context=args.long_context))
     return Inputs(
         gpu=gpu, examples=examples, capability=_choice("--capability", args.capability, CAPABILITIES),
         auditability=_choice("--auditability", args.auditability, AUDITABILITY),
-        model=resolve_model(args.model) if args.model else None, seq_len=seq or DEFAULT_SEQ_LEN,
-        seq_len_given=seq is not None, verifiable_reward=args.verifiable_reward, preference_pairs=pairs,
+        model=model, seq_len=seq or DEFAULT_SEQ_LEN, seq_len_given=seq is not None,
+        verifiable_reward=args.verifiable_reward, preference_pairs=pairs, stack=stack,
     )  # fmt: skip
 
 
@@ -169,11 +216,12 @@ def cmd_explain(args) -> int:
 def cmd_estimate(args) -> int:
     from advisor import render_estimate
     from advisor.catalog import resolve_model
-    from advisor.memory import ATTENTION, DEVICES, METHODS, OFFLOAD, OPTIMIZERS, PRECISIONS, SHARDING, SHARDING_ALIASES, STACKS, Setup, estimate
+    from advisor.catalog import check_seq_len
+    from advisor.memory import ATTENTION, DEVICES, METHODS, OPTIMIZERS, SHARDING, SHARDING_ALIASES, STACKS, Setup, estimate
     from advisor.setups import Objective
 
     # cheap flag checks first: a bad flag is reported before a config.json is read
-    offload = _choice("--offload", args.offload, OFFLOAD)
+    stack_opts = _stack(args)
     sharding = str(args.sharding).strip().lower()
     sharding = _choice("--sharding", SHARDING_ALIASES.get(sharding, sharding), SHARDING)
     stack = _choice("--stack", args.stack, STACKS)
@@ -197,16 +245,26 @@ def cmd_estimate(args) -> int:
         from advisor.catalog import parse_gpu
 
         gpu = parse_gpu(args.gpu)
-    model = resolve_model(args.model)
+    if getattr(args, "simulate", False):  # a config.json the analytic path refuses is simulated still
+        from advisor.simulate.cli import resolve_for_simulation
+
+        model = resolve_for_simulation(args.model)
+    else:
+        model = resolve_model(args.model)
+    seq_len = _int("--seq-len", args.seq_len, low=1, example="--seq-len 1024")
+    _warn(check_seq_len(model, seq_len, long_context=args.long_context))
     setup = Setup(
         arch=model.arch, method=method, rank=_int("--rank", args.rank, low=1, example="--rank 16"),
         targets=args.targets, batch_size=batch,
-        seq_len=_int("--seq-len", args.seq_len, low=1, example="--seq-len 1024"), grad_checkpointing=args.grad_checkpointing,
-        precision=_choice("--precision", args.precision, PRECISIONS), optimizer=_choice("--optimizer", args.optimizer, OPTIMIZERS),
+        seq_len=seq_len, optimizer=_choice("--optimizer", args.optimizer, OPTIMIZERS),
         gpus=_int("--gpus", args.gpus, low=1, example="--gpus 8"), grad_accum=_int("--grad-accum", args.grad_accum, low=1, example="--grad-accum 4"),
-        device=_choice("--device", args.device, DEVICES), sharding=sharding, offload=offload, stack=stack,
-        attention=attention, lora_experts=args.lora_experts,
+        device=_choice("--device", args.device, DEVICES), sharding=sharding, stack=stack, attention=attention,
+        **stack_opts.setup_kwargs(False),
     )  # fmt: skip
+    if getattr(args, "simulate", False):
+        from advisor.simulate.cli import run_simulation
+
+        return run_simulation(args, model, setup, objective)
     if objective.name != "sft":
         from advisor import render_time
         from advisor.setups import estimate_setup
@@ -249,11 +307,20 @@ def cmd_validate(args) -> int:
     from advisor import render_time, validate_time
 
     report["time"] = render_time.time_dict(validate_time.published_time_rows(), validate_time.harness_time_rows(runs))
+    sim_rows = None
+    if getattr(args, "simulate", False):
+        from advisor.simulate.validate_sim import simulated_runs
+
+        sim_rows = report["simulated_runs"] = simulated_runs(runs)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         render_validate.print_validate(report)
         render_time.print_time(report["time"], directory)
+        if sim_rows is not None:
+            from advisor.simulate.validate_sim import print_rows
+
+            print_rows(sim_rows)
     return 0
 
 

@@ -143,7 +143,7 @@ def _switch(rec, method: str) -> bool:
     old = rec.plan
     target_batch = old.micro_batch * old.grad_accum
     new = size(old.model, Option(method, old.option.gpus, old.option.objective, old.option.rank), rec.inputs.gpu,
-               rec.inputs.seq_len, target_batch)  # fmt: skip
+               rec.inputs.seq_len, target_batch, rec.inputs.stack)  # fmt: skip
     if not new.fits:
         return False
     opt = new.option

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from advisor import overhead
 from advisor.catalog import GpuBudget, Model
-from advisor.memory import RESERVED_FRAC, Breakdown, Setup, estimate
+from advisor.memory import Breakdown, Setup, estimate
+from advisor.setup import StackOptions
 from advisor.setups import Objective, SetupEstimate, estimate_setup
 
 # Nothing extra kept free: a plan's peak is already the high end of the estimate's calibration range
@@ -98,27 +100,29 @@ def objective_of(opt: Option, seq_len: int) -> tuple[Objective, int]:
     return Objective(opt.objective), seq_len
 
 
-def _setup(model: Model, opt: Option, micro: int, ckpt: bool, seq_len: int, gpu: GpuBudget, accum: int) -> Setup:
+def _setup(model: Model, opt: Option, micro: int, ckpt: bool, seq_len: int, gpu: GpuBudget, accum: int,
+           stack: StackOptions = StackOptions()) -> Setup:  # fmt: skip
     """micro: sequences (SFT), pairs (DPO: setups.py doubles them), completions (GRPO)."""
     return Setup(
         arch=model.arch, method=opt.method, rank=opt.rank, targets=opt.targets, batch_size=micro,
-        seq_len=seq_len, grad_checkpointing=ckpt, precision="bf16", optimizer="adamw", gpus=opt.gpus,
-        grad_accum=accum,
+        seq_len=seq_len, optimizer="adamw", gpus=opt.gpus, grad_accum=accum, **stack.setup_kwargs(ckpt),
     )  # fmt: skip
 
 
-def size(model: Model, opt: Option, gpu: GpuBudget, seq_len: int, target_batch: int) -> Plan:
+def size(model: Model, opt: Option, gpu: GpuBudget, seq_len: int, target_batch: int, stack: StackOptions = StackOptions()) -> Plan:
     """The fastest configuration of ``opt`` that fits ``gpu`` comfortably, else the fastest that
     fits at all, else (fits=False) the leanest."""
     if opt.objective == "grpo":  # a step trains on one prompt's G completions
         target_batch = GRPO_GENERATIONS
     plans = []
     for ckpt, micro in CONFIGS:
-        if micro > target_batch:
-            continue
+        if micro > target_batch or (stack.checkpointing and not ckpt and (True, micro) in CONFIGS):
+            continue  # a fixed --checkpointing: one config per micro-batch
         accum = max(1, target_batch // micro)
         obj, model_seq = objective_of(opt, seq_len)
-        setup = _setup(model, opt, micro, ckpt, model_seq, gpu, accum)
+        if opt.method == "qlora" and stack.float8:
+            continue  # float8 linears need a bf16 base
+        setup = _setup(model, opt, micro, ckpt, model_seq, gpu, accum, stack)
         whole = None
         if opt.objective == "sft":
             mem, gen = estimate(setup), 0.0
@@ -126,7 +130,7 @@ def size(model: Model, opt: Option, gpu: GpuBudget, seq_len: int, target_batch: 
             whole = estimate_setup(setup, obj)
             mem = whole.training
             g = whole.phase("generation")
-            gen = g.allocated_gb * (1 + RESERVED_FRAC) if g else 0.0
+            gen = overhead.reserved_gb(g.allocated_gb, overhead.churn_gb(g.items)) if g else 0.0
         peak = whole.peak_gb_high if whole else max(mem.peak_gb_high, gen)
         fits = peak <= gpu.per_gpu_gb * (1 - HEADROOM)
         plans.append(Plan(opt, model, setup, mem, gpu.per_gpu_gb, fits, micro, accum, gen, whole=whole, objective=obj))

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from advisor.catalog import GpuBudget, Model
 from advisor.plan import Plan
+from advisor.setup import StackOptions
 
 CAPABILITIES = ("classification", "extraction", "instruction", "style", "domain", "reasoning", "code", "alignment")
 AUDITABILITY = ("low", "standard", "high")
@@ -27,6 +28,7 @@ class Inputs:
     seq_len_given: bool = False
     verifiable_reward: bool = False
     preference_pairs: int | None = None
+    stack: StackOptions = StackOptions()  # --loss, --checkpointing, --offload, --precision, --float8, --lora-experts
 
 
 @dataclass(frozen=True)

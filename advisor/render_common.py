@@ -6,7 +6,7 @@ and as a table, and the console.
 
 from __future__ import annotations
 
-from advisor import memory
+from advisor import overhead
 
 UNITS = "GB = GiB (2^30 bytes), the unit torch.cuda and nvidia-smi report"
 
@@ -46,6 +46,8 @@ def memory_dict(b) -> dict:
         "peak_allocated_gb_range": range_list(b.peak_allocated_gb_range),
         "peak_reserved_gb_range": range_list(b.peak_reserved_gb_range),
         "cuda_context_gb": b.cuda_context_gb or None,
+        "churn_gb": rounded(b.churn_gb, 3) if b.peak_reserved_gb is not None else None,
+        "peak_device_gb_high": rounded(b.peak_gb_high, 3) if b.peak_reserved_gb is not None else None,
         "cpu_offload_gb": rounded(b.cpu_offload_gb, 3) or None,
         "cpu_resident_gb": rounded(b.cpu_resident_gb, 3),
         "peak_phase": b.peak_phase,
@@ -86,8 +88,10 @@ def breakdown_table(b, title: str):
     t.add_row("[bold]peak allocated[/]", f"[bold]{b.peak_allocated_gb:.2f}[/]" + (f"  (range {rng[0]:.2f}–{rng[1]:.2f})" if rng else ""))
     if b.peak_reserved_gb is not None:
         rng = b.peak_reserved_gb_range
-        t.add_row(f"peak reserved (allocator +{memory.RESERVED_FRAC:.0%})", f"{b.peak_reserved_gb:.2f}  (range {rng[0]:.2f}–{rng[1]:.2f})")
-        t.add_row("CUDA context + allocator cache", f"{b.cuda_context_gb:.2f}")
+        t.add_row(f"peak reserved (allocator: +{overhead.FRAG:.0%} of {b.churn_gb:.2f} churned)",
+                  f"{b.peak_reserved_gb:.2f}  (range {rng[0]:.2f}–{rng[1]:.2f})")
+        t.add_row("CUDA context" + (" + NCCL" if b.per_gpu else "") + " (outside the allocator)", f"{b.cuda_context_gb:.2f}")
+        t.add_row("[bold]device total (nvidia-smi), high end[/]", f"[bold]{b.peak_gb_high:.2f}[/]")
     if b.cpu_offload_gb:
         t.add_row("host memory (offloaded)", f"{b.cpu_offload_gb:.2f}")
     if b.cpu_resident_gb is not None:

@@ -15,7 +15,8 @@ def estimate_dict(model, setup, b) -> dict:
             "batch_size": setup.batch_size, "seq_len": setup.seq_len, "grad_checkpointing": setup.grad_checkpointing,
             "precision": setup.precision, "optimizer": setup.optimizer, "gpus": setup.gpus, "grad_accum": setup.grad_accum,
             "device": setup.device, "sharding": setup.sharding if setup.gpus > 1 else None, "offload": setup.offload,
-            "stack": setup.stack,
+            "stack": setup.stack, "checkpointing": setup.ckpt, "loss": "fused" if setup.loss_kind == "fused" else "standard",
+            "float8": setup.float8, "lora_experts": setup.lora_experts if setup.arch.is_moe else None,
         },  # fmt: skip
         "units": UNITS,
     }
@@ -31,9 +32,10 @@ def print_estimate(model, setup, b) -> None:
     where = f"per GPU over {setup.gpus} ({setup.sharding})" if setup.gpus > 1 else ("CPU" if setup.device == "cpu" else "one GPU")
     c.print(f"[bold]advisor estimate[/] — {model.name} ({model.params / 1e9:.2f}B), {setup.method}"
             + (f" r={setup.rank} {setup.targets}" if setup.method != "full" else "")
-            + f", batch {setup.batch_size} × {setup.seq_len} tokens, checkpointing {'on' if setup.grad_checkpointing else 'off'}, "
+            + f", batch {setup.batch_size} × {setup.seq_len} tokens, checkpointing {setup.ckpt}, "
             f"{setup.precision}, {setup.optimizer}, {where}, stack {setup.stack}"
-            + (f", offload {setup.offload}" if setup.offload != "none" else "") + "\n")  # fmt: skip
+            + (f", offload {setup.offload}" if setup.offload != "none" else "")
+            + (", fused linear cross-entropy" if setup.loss_kind == "fused" else "") + (", float8 linears" if setup.float8 else "") + "\n")  # fmt: skip
     c.print(breakdown_table(b, f"Peak training memory ({b.peak_phase}; the other phase: {b.other_phase_gb:.2f} GB)"))
     c.print(f"\n  trainable parameters {b.trainable_params:,} of {b.total_params:,} ({100 * b.trainable_params / b.total_params:.2f}%)")
     if b.paged_optimizer_gb:

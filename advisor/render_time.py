@@ -78,9 +78,10 @@ def phases_table(whole, title: str):
     if whole.setup.device == "cpu":
         t.add_row("CPU resident", *(f"{p.cpu_resident_gb:.2f}" for p in whole.phases))
     else:
-        from advisor.memory import RESERVED_FRAC
+        from advisor import overhead
 
-        t.add_row(f"reserved (+{RESERVED_FRAC:.0%})", *(f"{p.allocated_gb * (1 + RESERVED_FRAC):.2f}" for p in whole.phases))
+        t.add_row(f"reserved (+{overhead.FRAG:.0%} of the churn)",
+                  *(f"{overhead.reserved_gb(p.allocated_gb, overhead.churn_gb(p.items)):.2f}" for p in whole.phases))
     return t
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from advisor import memory
+from advisor import memory, overhead
 from advisor.render_common import console, esc, rounded, range_list
 
 
@@ -31,17 +31,18 @@ def validate_dict(directory, published, harness, warnings, fitted, sources=(), d
                 "mae_pct": rounded(sum(abs(r.error_pct) for r in scored) / n) if n else None,
                 "bias_pct": rounded(sum(r.error_pct for r in scored) / n) if n else None,
                 "in_range_pct": rounded(100 * sum(r.in_range for r in scored) / n) if n else None,
-                "method": "each source's rows estimated with RESERVED_FRAC fitted on the other sources; its range "
+                "under_high_pct": rounded(100 * sum(r.measured_gb <= r.range_gb[1] for r in scored) / n) if n else None,
+                "method": "each source's rows estimated with the allocator's FRAG fitted on the other sources; its range "
                           "from the other sources' residuals in the same peak phase",
             },
             "excluded": [{"id": r.id, "reason": r.excluded} for r in published if r.excluded],
             "units": "published GB (10^9 bytes) converted to GiB",
-            "device_total": {  # nvidia-smi readings vs the verdict's figure (reserved high end + CUDA context)
-                "rows": [{"id": r.id, "nvidia_smi_gb": rounded(r.measured_gb, 3), "high_end_gb": rounded(r.predicted_gb, 3),
-                          "covered": r.in_range, "note": r.note} for r in device],
+            "device_total": {  # nvidia-smi readings vs reserved + CUDA context (+ NCCL), and the verdict's high end
+                "rows": [{"id": r.id, "nvidia_smi_gb": rounded(r.measured_gb, 3), "expected_gb": rounded(r.predicted_gb, 3),
+                          "error_pct": rounded(r.error_pct), "high_end_gb": rounded(r.range_gb[1], 3), "covered": r.in_range}
+                         for r in device],  # fmt: skip
                 "covered": sum(bool(r.in_range) for r in device), "n": len(device),
-                "covered_single_gpu": sum(bool(r.in_range) for r in device if not r.note),
-                "n_single_gpu": sum(1 for r in device if not r.note),
+                "mae_pct": rounded(sum(abs(r.error_pct) for r in device) / len(device)) if device else None,
             },
         },
         "harness": {
@@ -54,8 +55,7 @@ def validate_dict(directory, published, harness, warnings, fitted, sources=(), d
             "excluded": [{"id": r.id, "reason": r.excluded} for r in harness if r.excluded],
         },
         "constants": {
-            "ACT_FACTOR": memory.ACT_FACTOR, "RESERVED_FRAC": memory.RESERVED_FRAC, "CUDA_RUNTIME_GB": memory.CUDA_RUNTIME_GB,
-            "CUDA_CONTEXT_GB": memory.CUDA_CONTEXT_GB, "RANGES": memory.RANGES,
+            **{k: v for k, (v, _) in overhead.constants().items()},
             "CPU_SLACK_FRAC": memory.CPU_SLACK_FRAC, "CPU_RUNTIME_GB": memory.CPU_RUNTIME_GB,
         },  # fmt: skip
         "fit": fitted,
@@ -103,15 +103,16 @@ def _print_loso(c, loso) -> None:
     if not loso["sources"]:
         return
     t = Table(title="Leave-one-source-out (each source against constants and ranges from the others)", title_justify="left", show_edge=False)
-    for col in ("source", "rows", "MAE", "bias", "in range", "range applied", "RESERVED_FRAC"):
+    for col in ("source", "rows", "MAE", "bias", "≤ high end", "in range", "range applied", "FRAG"):
         t.add_column(col, justify="left" if col == "source" else "right")
     for s in loso["sources"]:
-        t.add_row(esc(s["source"]), str(s["n"]), f"{s['mae_pct']:.1f}%", f"{s['bias_pct']:+.1f}%", f"{s['covered']}/{s['n']}",
+        t.add_row(esc(s["source"]), str(s["n"]), f"{s['mae_pct']:.1f}%", f"{s['bias_pct']:+.1f}%",
+                  f"{s['under_high']}/{s['n']}", f"{s['covered']}/{s['n']}",
                   f"{100 * s['low']:+.0f}% … {100 * s['high']:+.0f}%", f"{s['reserved_frac']:.2f}")  # fmt: skip
     c.print()
     c.print(t)
     c.print(f"[bold]leave-one-source-out over {loso['n']} rows: MAE {loso['mae_pct']:.1f}%, bias {loso['bias_pct']:+.1f}%, "
-            f"{loso['in_range_pct']:.0f}% inside the range[/]")  # fmt: skip
+            f"{loso['under_high_pct']:.0f}% at or under the range's high end, {loso['in_range_pct']:.0f}% inside the range[/]")  # fmt: skip
 
 
 def print_validate(report) -> None:
@@ -130,9 +131,8 @@ def print_validate(report) -> None:
     dev = p.get("device_total")
     if dev and dev["n"]:
         under = ", ".join(f"{r['id']} ({r['nvidia_smi_gb']:.1f} > {r['high_end_gb']:.1f})" for r in dev["rows"] if not r["covered"])
-        c.print(f"device total (nvidia-smi) under the verdict's figure (range high end + CUDA context): "
-                f"{dev['covered_single_gpu']}/{dev['n_single_gpu']} single-GPU rows, {dev['covered']}/{dev['n']} in all"
-                + (f"; over it: {under} (multi-GPU: NCCL buffers not modelled)" if under else ""))  # fmt: skip
+        c.print(f"device total (nvidia-smi) vs reserved + CUDA context (+ NCCL): MAE {dev['mae_pct']:.1f}% over {dev['n']} rows; "
+                f"at or under the verdict's high end: {dev['covered']}/{dev['n']}" + (f"; over it: {under}" if under else ""))  # fmt: skip
     c.print()
     if h["rows"]:
         c.print(_rows_table(f"Harness runs in {h['dir']} (CPU resident vs cpu_rss_delta, allocated vs cuda_allocated)", h["rows"]))
@@ -150,8 +150,6 @@ def print_validate(report) -> None:
     for w in report["warnings"]:
         c.print(f"[yellow]warning:[/] {esc(w)}")
     k = report["constants"]
-    c.print(f"\n[dim]constants: ACT_FACTOR {k['ACT_FACTOR']}, RESERVED_FRAC {k['RESERVED_FRAC']}, CUDA_RUNTIME_GB "
-            f"{k['CUDA_RUNTIME_GB']}, CUDA_CONTEXT_GB {k['CUDA_CONTEXT_GB']}, RANGES {k['RANGES']}, "
-            f"CPU_SLACK_FRAC {k['CPU_SLACK_FRAC']}, CPU_RUNTIME_GB {k['CPU_RUNTIME_GB']}[/]")  # fmt: skip
+    c.print("\n[dim]constants: " + ", ".join(f"{name} {value}" for name, value in k.items()) + "[/]")
     if report["fit"]:
         c.print(f"[bold]fit[/] (best on this data): {report['fit']}")

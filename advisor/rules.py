@@ -171,7 +171,7 @@ def _alternatives(rec: Recipe, inp: Inputs, n: int, objective: str, chosen: Plan
     for opt in opts:
         if opt == chosen.option:
             continue
-        plan = tried.get((model.name, opt)) or size(model, opt, gpu, inp.seq_len, chosen.micro_batch * chosen.grad_accum)
+        plan = tried.get((model.name, opt)) or size(model, opt, gpu, inp.seq_len, chosen.micro_batch * chosen.grad_accum, inp.stack)
         why = _why_not(opt, plan, chosen, n)
         out.append(Alternative(opt.label, round(plan.peak_gb, 2), plan.fits, why))
     if objective != "grpo" and inp.capability in ("reasoning", "code"):
@@ -265,7 +265,7 @@ def recommend(inp: Inputs, runs=()) -> Recipe:
         """The first option that fits comfortably; failing that, the first that fits at all."""
         fitting = None
         for opt in options(n, objective, inp.gpu):
-            plan = size(model, opt, inp.gpu, inp.seq_len, target_batch)
+            plan = size(model, opt, inp.gpu, inp.seq_len, target_batch, inp.stack)
             tried[(model.name, opt)] = plan
             if plan.comfortable:
                 return plan
@@ -315,7 +315,7 @@ def recommend(inp: Inputs, runs=()) -> Recipe:
     found = evidence.for_plan(runs, chosen, inp.gpu)
     steps.extend(found.steps)
     if feasible and found.better and objective == "sft" and found.better in SFT_METHODS:
-        swap = size(chosen.model, Option(found.better, chosen.option.gpus, objective, chosen.option.rank), inp.gpu, inp.seq_len, target_batch)
+        swap = size(chosen.model, Option(found.better, chosen.option.gpus, objective, chosen.option.rank), inp.gpu, inp.seq_len, target_batch, inp.stack)
         if swap.fits:
             steps.append(Step("Evidence overrides", f"Switching {chosen.option.label} → {swap.option.label}: measured "
                               f"ahead on this model, and it fits ({swap.peak_gb:.1f} GB)."))  # fmt: skip
@@ -338,7 +338,7 @@ def recommend(inp: Inputs, runs=()) -> Recipe:
             if model.params >= chosen.model.params:
                 continue
             quick = next((p for o in options(n, objective, inp.gpu)
-                          if (p := size(model, o, inp.gpu, inp.seq_len, target_batch)).fits), None)  # fmt: skip
+                          if (p := size(model, o, inp.gpu, inp.seq_len, target_batch, inp.stack)).fits), None)  # fmt: skip
             t = quick and time_per_epoch(quick, n, inp.gpu)[0]
             if quick and t <= 12 * 3600:
                 warnings.append(f"An epoch of {chosen.model.name} takes ~{rec.time_per_epoch_s / 3600:.0f} h here; "
@@ -369,7 +369,7 @@ def _rescue(inp: Inputs, model: Model, n: int, objective: str, target_batch: int
             continue
         more = GpuBudget(k, inp.gpu.per_gpu_gb, inp.gpu.name, inp.gpu.tflops, inp.gpu.tflops_basis, inp.gpu.bf16)
         plan = next((p for m in ("lora", "qlora") if (p := size(model, Option(m, k, objective, _rank(n, objective)),
-                                                             more, inp.seq_len, target_batch)).fits), None)  # fmt: skip
+                                                             more, inp.seq_len, target_batch, inp.stack)).fits), None)  # fmt: skip
         if plan:
             out.append(Alternative(f"{plan.option.label} on {more.label}", round(plan.peak_gb, 2), True,
                                    f"the fewest GPUs of this size that fit {model.name} (R-MEM-FSDP)"))  # fmt: skip
@@ -379,7 +379,7 @@ def _rescue(inp: Inputs, model: Model, n: int, objective: str, target_batch: int
             continue
         one = parse_gpu(g.name)
         plan = next((p for m in ("lora", "qlora") if (p := size(model, Option(m, 1, objective, _rank(n, objective)),
-                                                             one, inp.seq_len, target_batch)).fits), None)  # fmt: skip
+                                                             one, inp.seq_len, target_batch, inp.stack)).fits), None)  # fmt: skip
         if plan:
             out.append(Alternative(f"{plan.option.label} on one {g.name}", round(plan.peak_gb, 2), True,
                                    f"the smallest single GPU that fits {model.name}"))  # fmt: skip
@@ -390,7 +390,7 @@ def _rescue(inp: Inputs, model: Model, n: int, objective: str, target_batch: int
 def _largest_fitting(inp: Inputs, n: int, objective: str, target_batch: int) -> Plan | None:
     for model in reversed(ladder()):
         for opt in options(n, objective, inp.gpu):
-            plan = size(model, opt, inp.gpu, inp.seq_len, target_batch)
+            plan = size(model, opt, inp.gpu, inp.seq_len, target_batch, inp.stack)
             if plan.fits:
                 return plan
     return None

@@ -23,7 +23,9 @@ METHODS = SFT_METHODS  # what trains; fsdp/grpo/dpo wrap one of these
 TARGETS = tuple(TARGET_PRESETS)
 PRECISIONS = ("bf16", "fp32", "bf16-mixed")
 ATTENTION = ("sdpa", "eager", "flash")
-LOSSES = ("auto", "full", "chunked", "lowp")
+LOSSES = ("auto", "full", "chunked", "lowp", "fused")  # fused: Liger / Cut Cross-Entropy, never the whole logits
+CLI_LOSSES = {"standard": "auto", "fused": "fused"}  # `--loss`: the stack's own loss, or fused linear cross-entropy
+CHECKPOINTING = ("none", "full", "selective")  # selective: matmul/attention outputs saved, the rest recomputed (op-level)
 DEVICES = ("cuda", "cpu")
 STACKS = ("hf", "torchtune", "litgpt")
 # Over several GPUs: FSDP FULL_SHARD (= DeepSpeed ZeRO-3) shards params, grads and states;
@@ -31,7 +33,20 @@ STACKS = ("hf", "torchtune", "litgpt")
 SHARDING = ("full", "grad-op", "ddp")
 SHARDING_ALIASES = {"zero3": "full", "full-shard": "full", "full_shard": "full", "zero2": "grad-op",
                     "shard-grad-op": "grad-op", "shard_grad_op": "grad-op"}  # fmt: skip
-OFFLOAD = ("none", "params", "optimizer", "both")
+OFFLOAD = ("none", "params", "optimizer", "both", "activations")  # joined by '+': optimizer+activations
+OFFLOAD_PARTS = {"none": (), "params": ("params",), "optimizer": ("optimizer",), "both": ("params", "optimizer"),
+                 "activations": ("activations",)}  # fmt: skip
+
+
+def parse_offload(text: str) -> str:
+    """'optimizer+activations' → its canonical spelling; a bad part is a one-line error naming the accepted ones."""
+    parts: list[str] = []
+    for p in str(text).strip().lower().split("+"):
+        if p not in OFFLOAD_PARTS:
+            raise bad_choice("--offload", text, OFFLOAD + ("optimizer+activations (any '+' combination)",))
+        parts += OFFLOAD_PARTS[p]
+    parts = [p for p in ("params", "optimizer", "activations") if p in parts]
+    return "+".join(parts) or "none"
 _STACK_LOSS = {"hf": "full", "torchtune": "chunked", "litgpt": "full"}
 
 
@@ -61,17 +76,30 @@ class Setup:
     keep_logits: bool = False  # the loop still holds the model output during backward (HF Trainer drops it)
     stack: str = "hf"
     sharding: str = "full"  # with gpus > 1
-    offload: str = "none"  # CPU offload: params | optimizer | both
+    offload: str = "none"  # CPU offload: params, optimizer, activations joined by '+' (both = params+optimizer)
+    checkpointing: str = ""  # none | full | selective; "" follows grad_checkpointing (True = full)
+    float8: bool = False  # torchao Float8Linear: fp8 matmuls; FSDP all-gathers weights in fp8
+    bnb_saves_input: bool | None = None  # MatMul4Bit keeps its input A (bitsandbytes < 0.45); None: by stack
     prepare_kbit: bool | None = None  # None: QLoRA on the hf stack runs prepare_model_for_kbit_training
     double_quant: bool = True  # NF4 absmax quantized again (bnb_4bit_use_double_quant)
-    lora_experts: bool = True  # MoE: MLP targets adapt every expert too (False: attention/shared only)
+    # MoE: True adapts every routed expert's MLP too (PEFT's target_parameters on transformers >= 5's 3-D
+    # expert weights; per-expert nn.Linear on transformers 4). False: what "all-linear" reaches on
+    # transformers >= 5, whose fused experts are no nn.Linear: attention, dense and shared-expert MLPs.
+    lora_experts: bool = False
 
     def __post_init__(self):
         checks = (("--method", self.method, METHODS), ("--precision", self.precision, PRECISIONS),
                   ("--optimizer", self.optimizer, OPTIMIZERS), ("--attention", self.attention, ATTENTION),
                   ("--loss", self.loss, LOSSES), ("--device", self.device, DEVICES),
                   ("--adapter-dtype", self.adapter_dtype, ("auto", "bf16", "fp32")), ("--stack", self.stack, STACKS),
-                  ("--sharding", self.sharding, SHARDING), ("--offload", self.offload, OFFLOAD))  # fmt: skip
+                  ("--sharding", self.sharding, SHARDING), ("--checkpointing", self.checkpointing or "none", CHECKPOINTING))  # fmt: skip
+        object.__setattr__(self, "offload", parse_offload(self.offload))
+        if self.checkpointing == "full":
+            object.__setattr__(self, "grad_checkpointing", True)
+        if self.float8 and self.method == "qlora":
+            raise AdvisorError("--float8: QLoRA's base weights are 4-bit NF4, not float8-castable linears; use --method lora or full")
+        if self.float8 and self.precision == "fp32":
+            raise AdvisorError("--float8: float8 matmuls run under bf16 compute; use --precision bf16 or bf16-mixed")
         for flag, value, choices in checks:
             if value not in choices:
                 raise bad_choice(flag, value, choices)
@@ -85,6 +113,17 @@ class Setup:
         if self.offload != "none" and self.device == "cpu":
             raise AdvisorError("--offload: CPU offload needs --device cuda")
         self.target_modules  # validates the targets
+
+    @property
+    def ckpt(self) -> str:
+        """Activation checkpointing: none | full | selective."""
+        if self.grad_checkpointing:
+            return "full"
+        return "selective" if self.checkpointing == "selective" else "none"
+
+    @property
+    def offloads(self) -> tuple[str, ...]:
+        return () if self.offload == "none" else tuple(self.offload.split("+"))
 
     @property
     def adapted(self) -> bool:
@@ -128,6 +167,19 @@ class Setup:
         return self.prepare_kbit
 
     @property
+    def bnb_keeps_input(self) -> bool:
+        """bitsandbytes before 0.45 kept a 4-bit matmul's input A for backward (``ctx.tensors = (A, B)``);
+        later releases keep only the packed weight. litgpt's published QLoRA tables (2023) ran the former."""
+        if self.method != "qlora":
+            return False
+        return self.stack == "litgpt" if self.bnb_saves_input is None else self.bnb_saves_input
+
+    @property
+    def autocast(self) -> bool:
+        """bf16 compute by torch.autocast (HF Trainer's bf16=True, the harness): matmuls cast their inputs."""
+        return self.stack == "hf" and self.precision != "fp32"
+
+    @property
     def sharded(self) -> bool:
         """States sharded over the GPUs (FSDP either mode, ZeRO-2/3)."""
         return self.gpus > 1 and self.sharding != "ddp"
@@ -147,3 +199,31 @@ class Setup:
         if self.adapter_dtype == "auto":
             return 4 if self.stack == "hf" else self.act_bytes
         return 2 if self.adapter_dtype == "bf16" else 4
+
+
+@dataclass(frozen=True)
+class StackOptions:
+    """The stack options `estimate` and `recommend` share (`--loss`, `--checkpointing`, `--offload`,
+    `--precision`, `--float8`, `--lora-experts`); ``checkpointing`` None lets `recommend` choose."""
+
+    loss: str = "auto"
+    checkpointing: str | None = None
+    offload: str = "none"
+    precision: str = "bf16"
+    float8: bool = False
+    lora_experts: bool = False
+
+    def setup_kwargs(self, ckpt: bool) -> dict:
+        """Setup keywords; ``ckpt``: recommend's own choice, used when no --checkpointing was given."""
+        mode = self.checkpointing or ("full" if ckpt else "none")
+        return {"loss": self.loss, "checkpointing": mode, "grad_checkpointing": mode == "full", "offload": self.offload,
+                "precision": self.precision, "float8": self.float8, "lora_experts": self.lora_experts}  # fmt: skip
+
+    def describe(self) -> str:
+        parts = [f"--loss {'fused' if self.loss == 'fused' else 'standard'}"] if self.loss != "auto" else []
+        parts += [f"--checkpointing {self.checkpointing}"] if self.checkpointing else []
+        parts += [f"--offload {self.offload}"] if self.offload != "none" else []
+        parts += [f"--precision {self.precision}"] if self.precision != "bf16" else []
+        parts += ["--float8"] if self.float8 else []
+        parts += ["--lora-experts"] if self.lora_experts else []
+        return " ".join(parts)

@@ -26,7 +26,8 @@ from dataclasses import dataclass, field, replace
 
 from advisor.catalog import GIB
 from advisor.errors import AdvisorError
-from advisor.memory import RESERVED_FRAC, Breakdown, Setup, adapter_params, estimate
+from advisor import overhead
+from advisor.memory import Breakdown, Setup, adapter_params, estimate
 
 OBJECTIVES = ("sft", "grpo", "dpo")
 GRPO_DEFAULTS = {"num_generations": 8, "max_completion_len": 256, "beta": 0.04}  # TRL defaults; β is the harness default (TRL: 0.0)
@@ -91,7 +92,9 @@ class SetupEstimate:
 
     @property
     def peak_reserved_gb(self) -> float | None:
-        return None if self.setup.device == "cpu" else self.peak_allocated_gb * (1 + RESERVED_FRAC)
+        if self.setup.device == "cpu":
+            return None
+        return overhead.reserved_gb(self.peak_allocated_gb, overhead.churn_gb(self.peak_phase.items))
 
     @property
     def cpu_resident_gb(self) -> float | None:
@@ -105,12 +108,13 @@ class SetupEstimate:
     @property
     def peak_gb_high(self) -> float:
         """What a budget must hold: reserved at the supervised step's calibration high end + the CUDA
-        context (CPU: resident). The range is the training step's (memory.RANGES), applied to the whole peak."""
+        context, NCCL and the untracked residue (CPU: resident). The range is the training step's (overhead.RANGES),
+        applied to the whole peak."""
         if self.setup.device == "cpu":
             return self.cpu_resident_gb
         b = self.training
         high = b.peak_reserved_gb_range[1] / b.peak_reserved_gb if b.peak_reserved_gb_range and b.peak_reserved_gb else 1.0
-        return self.peak_reserved_gb * high + b.cuda_context_gb
+        return self.peak_reserved_gb * high + b.cuda_context_gb + overhead.UNTRACKED_GB
 
     def phase(self, name: str) -> Phase | None:
         return next((p for p in self.phases if p.name == name), None)

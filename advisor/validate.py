@@ -18,7 +18,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from advisor import calibration
+from advisor import calibration, overhead
 from advisor.catalog import GIB, resolve_model
 from advisor.errors import AdvisorError
 from advisor.evidence import Run, run_from_record, setup_for_run
@@ -83,7 +83,7 @@ def published_setup(r: dict) -> Setup:
         optimizer_in_backward=yes("optimizer_in_bwd"), keep_logits=yes("keep_logits"), compile=yes("compile"),
         fused_optimizer=r["stack"] == "torchtune",  # torchtune's configs use AdamW(fused=True)
         prepare_kbit=yes("kbit_prep") if r["kbit_prep"] else None, double_quant=r["double_quant"] != "no",
-        lora_experts="experts not adapted" not in r["notes"],
+        lora_experts=False,  # the published MoE rows adapt attention only ("experts not adapted")
     )  # fmt: skip
 
 
@@ -106,12 +106,12 @@ def validate_published(**constants) -> list[Row]:
 
 
 SMI = re.compile(r"nvidia-smi (\d+) MiB")
-CONTEXT_FLOOR_GB = 0.5  # a CUDA 12 context with lazy module loading on an A100/H100: ~0.3-0.6 GiB
 
 
-def device_rows(*, context_gb: float | None = None, **constants) -> list[Row]:
-    """Rows whose source also printed nvidia-smi's reading: the device total a budget must hold, against
-    the estimate's high end + the context (what `recommend`'s verdict uses)."""
+def device_rows(**constants) -> list[Row]:
+    """Rows whose source also printed nvidia-smi's reading: the device total (reserved + the CUDA context,
+    + NCCL with several GPUs) against the expected figure; ``in_range``: at or under the high end that
+    `recommend`'s verdict uses."""
     rows = []
     for r in published_rows():
         m = SMI.search(r["notes"])
@@ -119,24 +119,27 @@ def device_rows(*, context_gb: float | None = None, **constants) -> list[Row]:
             continue
         b = estimate(published_setup(r), **constants)
         smi = int(m.group(1)) / 1024  # MiB → GiB
-        high = b.peak_reserved_gb_range[1] + (b.cuda_context_gb if context_gb is None else context_gb)
-        note = "multi-GPU: NCCL's buffers are not modelled" if r["gpus"] != "1" else ""
+        expected = b.peak_reserved_gb + b.cuda_context_gb
         rows.append(Row(r["id"], r["model"].removeprefix("configs/").removesuffix(".json"), r["method"], "nvidia-smi",
-                        smi, high, 100 * (high - smi) / smi, int(r["effective_seq_len"]), note, "", r["src"],
-                        in_range=high >= smi, phase=b.peak_phase))  # fmt: skip
+                        smi, expected, 100 * (expected - smi) / smi, int(r["effective_seq_len"]), "", "", r["src"],
+                        range_gb=(0.0, b.peak_gb_high), in_range=b.peak_gb_high >= smi, phase=b.peak_phase))  # fmt: skip
     return rows
 
 
-def fit_context(**constants) -> float:
-    """Device memory outside the reserved estimate's high end (CUDA context, cuBLAS/flash-attn modules, the
-    allocator's cache beyond RESERVED_FRAC): the least that covers every single-GPU nvidia-smi reading."""
-    gaps = [r.measured_gb - r.predicted_gb for r in device_rows(context_gb=0.0, **constants) if not r.note]
-    return max(CONTEXT_FLOOR_GB, math.ceil(max(gaps) * 10) / 10)
+def fit_untracked(**constants) -> float:
+    """overhead.UNTRACKED_GB: the least (to 0.1 GiB) that lifts the verdict's figure over every single-GPU
+    nvidia-smi reading (multi-GPU readings add NCCL, modelled apart)."""
+    rows = [r for r in published_rows() if SMI.search(r["notes"]) and r["gpus"] == "1"]
+    gaps = []
+    for r in rows:
+        b = estimate(published_setup(r), **constants)
+        gaps.append(int(SMI.search(r["notes"]).group(1)) / 1024 - (b.peak_reserved_gb_range[1] + b.cuda_context_gb))
+    return max(0.0, math.ceil(max(gaps) * 10) / 10)
 
 
 def validate_loso() -> tuple[list[Row], list]:
     """Every published row with its leave-one-source-out estimate and range, and the per-source scores."""
-    by_frac = {f: validate_published(reserved_frac=f) for f in calibration.FRAC_GRID}
+    by_frac = {f: validate_published(frag=f) for f in calibration.FRAC_GRID}
     loso_rows, scores = calibration.loso(by_frac)
     done = {r.id for r in loso_rows}
     rest = [r for r in validate_published() if r.id not in done]  # excluded rows, at the shipped constants
@@ -225,13 +228,13 @@ KNOWN = ("allocated", "reserved")
 
 
 def fit() -> dict:
-    """The CUDA constants from the published rows: RESERVED_FRAC (grid 0-15% on the reserved rows) and
-    the range (the extreme residuals over every scored row at that fraction)."""
-    by_frac = {f: validate_published(reserved_frac=f) for f in calibration.FRAC_GRID}
+    """The fitted CUDA constants from the published rows: FRAG (the grid, on the reserved rows and the
+    nvidia-smi readings) and the range (the extreme residuals over every scored row at that FRAG)."""
+    by_frac = {f: validate_published(frag=f) for f in calibration.FRAC_GRID}
     frac = calibration.best_frac({f: calibration.scored(rs) for f, rs in by_frac.items()})
     ranges = calibration.fit_range(by_frac[frac])
-    context = fit_context(reserved_frac=frac, ranges=ranges)
-    return {"mape_pct": mape(by_frac[frac], metrics=KNOWN), "RESERVED_FRAC": frac, "RANGES": ranges, "CUDA_CONTEXT_GB": context}
+    untracked = fit_untracked(frag=frac, ranges=ranges)
+    return {"mape_pct": mape(by_frac[frac], metrics=KNOWN), "FRAG": frac, "RANGES": ranges, "UNTRACKED_GB": untracked}
 
 
 def fit_cpu(runs: list[Run]) -> dict | None:

@@ -28,6 +28,8 @@ from harness.paths import CONFIG_DIR
 DTYPES = ("auto", "fp32", "bf16", "fp16")
 SAVE_MODES = ("adapter", "merged", "none")
 BATCHING = ("by_length", "shuffled")  # how SFT batches are formed (harness.train.training_batches)
+LOSSES = ("standard", "chunked")  # harness/loss.py (kept here too: config checks import no torch)
+CHECKPOINTING = ("none", "full", "selective")  # harness/checkpointing.py
 # transformers' SchedulerType values that need no extra scheduler arguments
 SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt")
 
@@ -130,6 +132,8 @@ class TrainSpec:
     save: str
     log_every: int
     batching: str  # by_length | shuffled (harness.train.BATCHING)
+    loss: str  # standard | chunked (harness/loss.py)
+    checkpointing: str | None  # none | full | selective (harness/checkpointing.py); null: grad_checkpointing decides
 
     def __post_init__(self):
         if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
@@ -143,20 +147,22 @@ class TrainSpec:
                 raise UserError(f"train.{name} must be >= 1 (got {getattr(self, name)})")
         if not 0 <= self.warmup_ratio < 1:
             raise UserError(f"train.warmup_ratio must be in [0, 1) (got {self.warmup_ratio})")
-        if self.dtype not in DTYPES:
-            raise unknown("train.dtype", self.dtype, DTYPES)
-        if self.optimizer not in OPTIMIZERS:
-            raise unknown("train.optimizer", self.optimizer, OPTIMIZERS)
-        if self.save not in SAVE_MODES:
-            raise unknown("train.save", self.save, SAVE_MODES)
-        if self.scheduler not in SCHEDULERS:
-            raise unknown("train.scheduler", self.scheduler, SCHEDULERS)
         if not (self.weight_decay >= 0 and math.isfinite(self.weight_decay)):
             raise UserError(f"train.weight_decay must be a number >= 0 (got {self.weight_decay!r})")
         _at_least("train.measure_skip_steps", self.measure_skip_steps, 0)
         _at_least("train.log_every", self.log_every, 1)
-        if self.batching not in BATCHING:
-            raise unknown("train.batching", self.batching, BATCHING)
+        for name, value, allowed in (("dtype", self.dtype, DTYPES), ("optimizer", self.optimizer, OPTIMIZERS),
+                                     ("save", self.save, SAVE_MODES), ("scheduler", self.scheduler, SCHEDULERS),
+                                     ("batching", self.batching, BATCHING), ("loss", self.loss, LOSSES),
+                                     ("checkpointing", self.checkpointing or "none", CHECKPOINTING)):  # fmt: skip
+            if value not in allowed:
+                raise unknown(f"train.{name}", value, allowed)
+        if self.checkpointing == "none" and self.grad_checkpointing:
+            raise UserError("train.checkpointing=none contradicts train.grad_checkpointing=true; set one")
+
+    @property
+    def checkpoint_mode(self) -> str:  # none | full | selective
+        return self.checkpointing or ("full" if self.grad_checkpointing else "none")
 
 
 @dataclass(frozen=True)
@@ -213,6 +219,8 @@ class RunSpec:
         identity.pop("results_dir")
         identity.pop("timeout_s")  # a limit on the run, not part of what it measures
         identity["train"].pop("save")
+        for key, default in (("loss", "standard"), ("checkpointing", None)):  # added later: at their default,
+            identity["train"].pop(key) if identity["train"][key] == default else None  # earlier ids stay
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:10]
         return f"{self.method.name}-{self.model.short_name}-{self.task.name}-{digest}"
 
@@ -324,6 +332,10 @@ def spec_from_dict(cfg: Mapping[str, Any], *, complete: bool = False) -> RunSpec
         raise unknown("method.name", method.name, method_names())
     method_options(method.name, method.options)  # every method: an option it does not read is a typo, not a no-op
     inner_of(method.name, method.inner)  # fsdp/grpo/dpo: full | lora; other methods: none
+    stack = {"train.loss": parts["train"].loss != "standard", "train.checkpointing": parts["train"].checkpointing == "selective"}
+    if METHODS[method.name].default_inner and any(stack.values()):  # harness.train.sft sets these up, not wrappers
+        raise UserError(f"{[k for k, v in stack.items() if v][0]}={parts['train'].loss if stack['train.loss'] else 'selective'} "
+                        f"applies to the supervised methods, not to {method.name} (it runs its own training loop)")
     return _build(RunSpec, {**cfg, **parts}, "config")
 
 

@@ -79,8 +79,8 @@ def training_args(spec: RunSpec, device: str, config_cls, **extra):
         warmup_steps=t.warmup_ratio,  # a float < 1 is a ratio of total steps
         weight_decay=t.weight_decay,
         optim=OPTIM[t.optimizer],
-        gradient_checkpointing=t.grad_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if t.grad_checkpointing else None,
+        gradient_checkpointing=t.checkpoint_mode == "full",  # selective: harness.checkpointing, set up by sft()
+        gradient_checkpointing_kwargs={"use_reentrant": False} if t.checkpoint_mode == "full" else None,
         bf16=bf16,
         fp16=t.dtype == "fp16",
         use_cpu=device == "cpu",
@@ -230,8 +230,10 @@ def sft(model: Any, tok: Any, examples: list[Example], spec: RunSpec, clock: Ste
     model. Plain Trainer + the model's loss is the bare loop plus Trainer's bookkeeping.
     """
     from datasets import Dataset
-    from transformers import Trainer, TrainingArguments
+    from transformers import TrainingArguments
 
+    from harness.checkpointing import enable
+    from harness.loss import trainer_class
     from harness.measure import device_of
 
     # Trainer reads the rows in order (no sampler of its own): the batches of ``training_batches``.
@@ -249,7 +251,9 @@ def sft(model: Any, tok: Any, examples: list[Example], spec: RunSpec, clock: Ste
         longest[0] = max(longest[0], batch["input_ids"].shape[1])
         return batch
 
-    trainer = Trainer(
+    if spec.train.checkpoint_mode == "selective":
+        enable(model, "selective")
+    trainer = trainer_class(spec.train.loss)(  # train.loss=chunked: the head and cross-entropy 1024 tokens at a time
         model=model,
         args=args,
         train_dataset=Dataset.from_list(ordered),

@@ -25,6 +25,10 @@ BAD = [
     (["model.trust_remote_code=yes"], "model.trust_remote_code", "'yes'", "true or false"),
     (["eval.probe_limit=0"], "eval.probe_limit", "0", ">= 1"),
     (["method=lora", "+method.options.rank=4"], "method.options.rank", "rank", "accepted"),
+    (["train.loss=fused"], "train.loss", "fused", "chunked"),
+    (["train.checkpointing=some"], "train.checkpointing", "some", "selective"),
+    (["train.checkpointing=none", "train.grad_checkpointing=true"], "train.checkpointing", "none", "set one"),
+    (["method=dpo", "train.loss=chunked"], "train.loss", "chunked", "supervised methods"),
 ]
 
 

@@ -56,7 +56,7 @@ class LoRA(Single):
 
         m = method
         if m.quantize:
-            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=train.grad_checkpointing)
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=train.checkpoint_mode != "none")
         config = LoraConfig(
             r=m.r,
             lora_alpha=m.lora_alpha,  # null in YAML → 2r: the update scale alpha/r stays 2 as r changes
@@ -74,7 +74,7 @@ class LoRA(Single):
                 raise UserError(f"method.targets '{m.targets}': no such modules in this model "
                                 f"(use {', '.join(TARGETS)} or module names joined by '+')") from None
             raise
-        if train.grad_checkpointing:
+        if train.checkpoint_mode != "none":
             model.enable_input_require_grads()  # checkpointed blocks need a grad-requiring input
         return model
 

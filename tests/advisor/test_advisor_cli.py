@@ -164,6 +164,8 @@ from advisor.cli import main
 assert main(["recommend", "--gpu", "24GB", "--examples", "3000", "--json"]) == 0
 assert main(["recommend", "--gpu", "24GB", "--examples", "3000"]) == 0
 assert main(["estimate", "--model", "7B"]) == 0
+assert main(["estimate", "--model", "7B", "--json"]) == 0
+import advisor.simulate  # the --simulate package itself imports torch only when a simulation runs
 heavy = sorted(m for m in ("torch", "transformers", "pandas") if m in sys.modules)
 print("HEAVY", heavy, file=sys.stderr)
 sys.exit(1 if heavy else 0)

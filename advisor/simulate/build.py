@@ -1,0 +1,136 @@
+"""The model the harness would train, built without memory: meta device, then fake tensors.
+
+1. ``AutoConfig.for_model`` + ``AutoModelForCausalLM.from_config`` on the meta device, in the
+   precision's weight dtype (what ``harness.models.load`` asks ``from_pretrained`` for);
+   ``trust_remote_code`` only when the caller passes it.
+2. QLoRA: every ``nn.Linear`` but the LM head becomes bitsandbytes' real ``Linear4bit`` (NF4,
+   double quantization: what ``BitsAndBytesConfig`` in ``harness.models.load`` gives), built on meta.
+3. The harness's own ``prepare`` (``harness.methods``) attaches adapters and freezes the base.
+   PEFT leaves meta adapters on meta.
+4. Every parameter and buffer becomes a fake CPU tensor of the same shape, dtype and
+   ``requires_grad``, one fake per original tensor (tied weights stay tied). A 4-bit weight cannot
+   be a ``Params4bit`` around a fake tensor and ``quantize_4bit`` raises
+   ``DataDependentOutputException`` on one: it becomes a plain frozen uint8 parameter of
+   ``[(out·in + 1) // 2, 1]`` (two NF4 codes per byte) carrying a fake nested quant state —
+   uint8 absmax per 64 weights, fp32 absmax per 256 blocks, the 16-entry NF4 and 256-entry
+   blockwise code tables — so the step runs through bitsandbytes' real autograd function and
+   its registered fake kernels.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+NF4_BLOCK, NESTED_BLOCK = 64, 256  # bitsandbytes' 4-bit blocksize and its double-quant blocksize
+
+
+@dataclass
+class Built:
+    model: nn.Module
+    quant_tensors: list  # the 4-bit layers' quant-state tensors (not parameters: tracked as "other")
+    compute_dtype: torch.dtype
+
+
+def meta_model(config: dict, dtype: torch.dtype, *, trust_remote_code: bool = False) -> nn.Module:
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    cfg = dict(config)
+    model_type = cfg.pop("model_type", "llama")
+    hf = AutoConfig.for_model(model_type, **cfg)
+    hf._attn_implementation = "sdpa" if _sdpa_ok(hf) else "eager"
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(hf, dtype=dtype, trust_remote_code=trust_remote_code)
+    if getattr(model.config, "use_cache", None) is not None:
+        model.config.use_cache = False  # the Trainer turns the KV cache off while training
+    return model
+
+
+def _sdpa_ok(hf) -> bool:
+    from transformers import AutoModelForCausalLM
+
+    cls = AutoModelForCausalLM._model_mapping.get(type(hf), None)
+    return bool(getattr(cls, "_supports_sdpa", True)) if cls is not None else True
+
+
+def quantize_linears(model: nn.Module, compute_dtype: torch.dtype) -> int:
+    """Swap every ``nn.Linear`` but the output head for a meta ``bnb.nn.Linear4bit`` (NF4, double quant)."""
+    import bitsandbytes as bnb
+
+    head = model.get_output_embeddings()
+    swaps = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
+             if isinstance(child, nn.Linear) and child is not head]  # fmt: skip
+    for parent, name, lin in swaps:
+        q = bnb.nn.Linear4bit(lin.in_features, lin.out_features, bias=lin.bias is not None, compute_dtype=compute_dtype,
+                              compress_statistics=True, quant_type="nf4", device="meta")  # fmt: skip
+        q.support_avx512bf16_for_cpu = False  # harness.models.keep_4bit_trainable: the training layout
+        if lin.bias is not None:
+            q.bias = nn.Parameter(torch.empty_like(lin.bias, device="meta"), requires_grad=False)
+        setattr(parent, name, q)
+    model.is_loaded_in_4bit = True  # what peft's prepare_model_for_kbit_training and dispatch read
+    model.quantization_method = "bitsandbytes"
+    return len(swaps)
+
+
+def fake_quant_state(out_f: int, in_f: int, compute_dtype: torch.dtype):
+    from bitsandbytes.functional import QuantState
+
+    n = out_f * in_f
+    blocks = math.ceil(n / NF4_BLOCK)
+    nested = QuantState(absmax=torch.empty(math.ceil(blocks / NESTED_BLOCK), dtype=torch.float32),
+                        code=torch.empty(256, dtype=torch.float32), blocksize=NESTED_BLOCK, dtype=torch.float32)  # fmt: skip
+    return QuantState(absmax=torch.empty(blocks, dtype=torch.uint8), shape=torch.Size([out_f, in_f]),
+                      code=torch.empty(16, dtype=torch.float32), blocksize=NF4_BLOCK, quant_type="nf4",
+                      dtype=compute_dtype, offset=torch.empty((), dtype=torch.float32), state2=nested)  # fmt: skip
+
+
+def fakeify(model: nn.Module, compute_dtype: torch.dtype, *, real: bool = False) -> list:
+    """Replace every meta parameter/buffer with a fake CPU tensor (call under ``FakeTensorMode``);
+    ``real=True``: with real CPU tensors instead (random values, 4-bit weights quantized by
+    bitsandbytes itself), to check the simulation against the same step on real tensors.
+    Returns the quant-state tensors of the 4-bit weights."""
+    memo: dict[int, torch.Tensor] = {}
+    quant: list = []
+    for module in model.modules():
+        for name, p in list(module._parameters.items()):
+            if p is None:
+                continue
+            if id(p) not in memo:
+                memo[id(p)] = (_real_param if real else _fake_param)(module, p, compute_dtype, quant)
+            module._parameters[name] = memo[id(p)]
+        for name, b in list(module._buffers.items()):
+            if b is not None:
+                if id(b) not in memo:
+                    memo[id(b)] = torch.zeros(b.shape, dtype=b.dtype) if real else torch.empty(b.shape, dtype=b.dtype)
+                module._buffers[name] = memo[id(b)]
+    return quant
+
+
+def _fake_param(module: nn.Module, p: nn.Parameter, compute_dtype, quant: list) -> nn.Parameter:
+    if p.__class__.__name__ == "Params4bit":
+        out_f, in_f = module.out_features, module.in_features
+        w = nn.Parameter(torch.empty(((out_f * in_f + 1) // 2, 1), dtype=torch.uint8), requires_grad=False)
+        qs = fake_quant_state(out_f, in_f, compute_dtype)
+        w.quant_state = qs
+        module.quant_state = qs
+        quant += [qs.absmax, qs.code, qs.offset, qs.state2.absmax, qs.state2.code]
+        return w
+    return nn.Parameter(torch.empty(p.shape, dtype=p.dtype), requires_grad=p.requires_grad)
+
+
+def _real_param(module: nn.Module, p: nn.Parameter, compute_dtype, quant: list) -> nn.Parameter:
+    if p.__class__.__name__ == "Params4bit":
+        from bitsandbytes.functional import quantize_4bit
+
+        w = torch.randn(module.out_features, module.in_features, dtype=compute_dtype) * 0.02
+        packed, qs = quantize_4bit(w, blocksize=NF4_BLOCK, compress_statistics=True, quant_type="nf4")
+        param = nn.Parameter(packed, requires_grad=False)
+        param.quant_state = qs
+        module.quant_state = qs
+        quant += [qs.absmax, qs.code, qs.offset, qs.state2.absmax, qs.state2.code]
+        return param
+    data = torch.randn(p.shape, dtype=p.dtype) * 0.02 if p.is_floating_point() else torch.zeros(p.shape, dtype=p.dtype)
+    return nn.Parameter(data, requires_grad=p.requires_grad)

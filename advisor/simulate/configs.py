@@ -1,0 +1,83 @@
+"""The transformers config dict of a model the advisor names (no torch here).
+
+A ``config.json`` path is read as is (multimodal wrappers: their ``text_config``). A catalog model
+built from a config dict (``advisor.catalog._CONFIGS``) uses that dict; one given by shape only
+(``catalog._m``) becomes the Llama-style config its shape describes (``qwen2`` where q/k/v carry
+biases, ``gemma2`` with its soft-capping), which is what its family's modeling code builds.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from advisor.errors import AdvisorError
+
+
+def raw(path: str | Path) -> dict:
+    """The config.json as written (a directory: its config.json); one-line errors."""
+    p = Path(path).expanduser()
+    if p.is_dir():
+        p = p / "config.json"
+    try:
+        cfg = json.loads(p.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise AdvisorError(f"--model: {p} is not a readable config.json ({e.__class__.__name__})") from None
+    if not isinstance(cfg, dict):
+        raise AdvisorError(f"--model: {p} is not a config.json object")
+    return cfg
+
+
+def from_path(path: str | Path) -> dict:
+    """What transformers builds the model from: the decoder's config, loading details dropped."""
+    cfg = raw(path)
+    if isinstance(cfg.get("text_config"), dict):
+        cfg = {**cfg["text_config"], "model_type": cfg["text_config"].get("model_type") or cfg.get("model_type")}
+    return _clean(cfg)
+
+
+def _clean(cfg: dict) -> dict:
+    """Drop what only concerns loading (weights' dtype and quantization, hub bookkeeping)."""
+    drop = ("architectures", "auto_map", "quantization_config", "_name_or_path", "transformers_version", "torch_dtype", "dtype")
+    return {k: v for k, v in cfg.items() if k not in drop}
+
+
+def from_catalog(model) -> dict:
+    """The config dict for a catalog ``advisor.catalog.Model``."""
+    from advisor.catalog import _CONFIGS
+
+    for name, _hub, cfg in _CONFIGS:
+        if name == model.name:
+            return {"model_type": "llama", **cfg}
+    return from_arch(model.arch)
+
+
+def from_arch(a) -> dict:
+    """A Llama-style config from an ``advisor.arch.Arch`` (dense, gated MLP, RMSNorm)."""
+    if a.is_moe or a.mla or a.mlp != "gated":
+        raise AdvisorError(f"--simulate: no config.json for this {a.family} model in the catalog; pass its config.json path")
+    cfg = dict(a.to_record())
+    cfg["model_type"] = "qwen2" if a.qkv_bias and a.family in ("llama", "qwen2") else a.family
+    if a.family == "gemma2":
+        cfg.update(attn_logit_softcapping=50.0, final_logit_softcapping=30.0, query_pre_attn_scalar=a.hd)
+    return cfg
+
+
+def label(cfg: dict) -> str:
+    """The model's name from its config (``_name_or_path``'s last part, else the architecture), never its folder."""
+    name = cfg.get("_name_or_path") or (cfg.get("architectures") or [None])[0] or cfg.get("model_type") or "model"
+    return str(name).rstrip("/").rsplit("/", 1)[-1]
+
+
+def stand_in_arch(cfg: dict):
+    """An ``Arch`` holding only the config's main sizes, for a model the analytic path cannot size:
+    the flags need a shape; the simulation builds the real one."""
+    from advisor.arch import Arch
+
+    def first(*keys, default=1):
+        return int(next((cfg[k] for k in keys if cfg.get(k)), default))
+
+    heads = first("num_attention_heads", "n_head")
+    return Arch(first("num_hidden_layers", "n_layer"), first("hidden_size", "d_model"), first("intermediate_size", default=1),
+                heads, first("num_key_value_heads", default=heads), first("vocab_size"), bool(cfg.get("tie_word_embeddings")),
+                family=str(cfg.get("model_type") or "unknown"))  # fmt: skip

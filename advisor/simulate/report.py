@@ -1,0 +1,65 @@
+"""The simulated step in the analytic estimate's terms: a ``memory.Breakdown`` and its JSON keys.
+
+The tracker's kinds map onto the analytic items: parameters + buffers → weights (less the
+adapters); adapters' parameters, gradients and optimizer states → adapter (LoRA-style methods);
+the 4-bit quant states and the batch → quant_constants and activations; activations +
+temporaries → activations (logits included: the analytic path's ``logits`` item is 0 here, the
+``loss`` phase shows what the head and cross-entropy add).
+"""
+
+from __future__ import annotations
+
+from advisor.catalog import GIB
+from advisor.memory import CUDA_CONTEXT_GB, Breakdown
+from advisor.simulate import overhead
+
+PHASE_ORDER = ("forward", "loss", "backward", "optimizer step")
+
+
+def breakdown(result: dict, *, adapted: bool, per_gpu: bool, notes: tuple = ()) -> Breakdown:
+    peak, phases = result["peak"], result["phases"]
+    g = {k: v / GIB for k, v in peak.items()}
+    quant = result["quant_bytes"] / GIB
+    adapter_params = result["trainable_bytes"] / GIB if adapted else 0.0
+    weights = g["parameters"] + g["buffers"] - adapter_params
+    adapter = adapter_params + g["gradients"] + g["optimizer_states"] if adapted else 0.0
+    name = peak_phase(result)
+    other = max((p["total"] for n, p in phases.items() if n != name), default=0) / GIB
+    res = _reserved(result)
+    return Breakdown(
+        weights=weights, gradients=0.0 if adapted else g["gradients"],
+        optimizer_states=0.0 if adapted else g["optimizer_states"],
+        activations=g["activations"] + g["temporaries"] + g["other"] - quant, adapter=adapter,
+        quant_constants=quant, logits=0.0, runtime_overhead=0.0, peak_allocated_gb=g["total"],
+        peak_reserved_gb=res["reserved_gb"], cpu_resident_gb=None, peak_phase=name, other_phase_gb=other,
+        paged_optimizer_gb=0.0, trainable_params=result["trainable_params"], total_params=result["total_params"],
+        per_gpu=per_gpu, notes=tuple(notes), peak_allocated_gb_range=(g["total"], g["total"]),
+        peak_reserved_gb_range=res["reserved_gb_range"], cuda_context_gb=CUDA_CONTEXT_GB,
+    )  # fmt: skip
+
+
+def peak_phase(result: dict) -> str:
+    return max(result["phases"], key=lambda n: result["phases"][n]["total"])
+
+
+def _reserved(result: dict) -> dict:
+    return overhead.reserved(result["peak"], result["long_lived_bytes"], bnb_dequant_bytes=result.get("bnb_dequant_bytes", 0),
+                             peak_phase=peak_phase(result))  # fmt: skip
+
+
+def extras(result: dict) -> dict:
+    """What only the simulation has: the peak by tracker kind, every phase's peak, the overhead terms."""
+    peak = result["peak"]
+    res = _reserved(result)
+    kinds = {k: round(v / GIB, 4) for k, v in peak.items() if k != "total"}
+    phases = {n: {"allocated_gb": round(p["total"] / GIB, 4), "kinds": {k: round(v / GIB, 4) for k, v in p.items() if k != "total"}}
+              for n, p in sorted(result["phases"].items(), key=lambda kv: PHASE_ORDER.index(kv[0]) if kv[0] in PHASE_ORDER else 9)}  # fmt: skip
+    return {
+        "simulated": True,
+        "kinds": kinds,
+        "phases": phases,
+        "overhead": {"modelled": True, "reserved_gb": round(res["reserved_gb"], 3),
+                     "reserved_gb_range": [round(x, 3) for x in res["reserved_gb_range"]], "terms": res["terms"],
+                     "cuda_context_gb": {"gb": CUDA_CONTEXT_GB, "mechanism": "driver state and loaded kernels, outside torch's count (advisor.memory.CUDA_CONTEXT_GB)"}},
+        "simulation_s": round(result.get("seconds", 0.0), 1),
+    }  # fmt: skip

@@ -48,3 +48,19 @@ def test_qlora_counts_the_packed_weight_its_quant_state_and_the_dequantized_copy
     assert fake["phases"] == real["phases"]
     # backward dequantizes each 4-bit weight to the compute dtype: the largest such copy is a temporary
     assert fake["phases"]["backward"]["temporaries"] >= fake["bnb_dequant_bytes"] == 2048 * 128 * 2
+
+
+def test_float8_linears_build_and_run_on_fake_tensors():
+    """torchao's Float8Linear (tensorwise) saves its bf16 input and weight for backward and casts to
+    fp8 per matmul: the simulated peak is bf16's, the fp8 copies are transient."""
+    pytest.importorskip("torchao")
+    import torch
+
+    from advisor.simulate import build
+    from advisor.simulate.step import StepSpec, run
+
+    cfg = dict(TINY, hidden_size=128, intermediate_size=256)
+    meta = build.meta_model(cfg, torch.bfloat16)
+    assert build.float8_linears(meta) == 7 * cfg["num_hidden_layers"]  # q k v o gate up down, not the head
+    bf16, fp8 = (run(cfg, StepSpec(method="full", batch_size=2, seq_len=32, float8=f)) for f in (False, True))
+    assert fp8["peak"] == bf16["peak"]

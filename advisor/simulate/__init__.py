@@ -40,6 +40,7 @@ def step_spec(setup, **over):
               optimizer="adamw8bit" if setup.optimizer == "paged_adamw8bit" else setup.optimizer,
               loss="chunked" if loss in ("chunked", "fused") else "standard",
               offload_activations="activations" in str(offload), lora_dropout=setup.lora_dropout,
+              float8=bool(getattr(setup, "float8", False)),
               grad_accum=min(setup.grad_accum, 2))  # fmt: skip
     return StepSpec(**{**kw, **over})
 

@@ -33,6 +33,7 @@ class StepSpec:
     loss: str = "standard"  # standard (the model's, full logits) | chunked (harness.loss)
     offload_activations: bool = False  # saved tensors to host (torch.autograd.graph.save_on_cpu)
     lora_dropout: float = 0.05
+    float8: bool = False  # torchao's Float8Linear for every linear but the head (tensorwise scaling)
     grad_accum: int = 1  # 2: the second micro-batch's forward runs with the first one's gradients alive
     steps: int = 2
     trust_remote_code: bool = False
@@ -98,6 +99,8 @@ def prepared_model(config: dict, s: StepSpec):
                            f"'{config.get('model_type')}'): {str(e).splitlines()[0][:200]}") from None  # fmt: skip
     if s.method == "qlora":
         build.quantize_linears(model, s.compute_dtype)
+    if s.float8:
+        build.float8_linears(model)
     method, train = harness_specs(s)
     try:
         model = get_method(s.method).prepare(model, method, train)

@@ -148,7 +148,7 @@ def padded_batch(vocab: int, s: StepSpec) -> dict:
 def run(config: dict, s: StepSpec, *, real: bool = False) -> dict:
     """Simulate ``s.steps`` training steps; returns the tracker's global peak and phase peaks (bytes).
     ``real=True`` runs the same step on real CPU tensors (tests compare the two)."""
-    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch._subclasses.fake_tensor import FakeTensorMode, unset_fake_temporarily
 
     from advisor.simulate import build
 
@@ -157,7 +157,8 @@ def run(config: dict, s: StepSpec, *, real: bool = False) -> dict:
         quant = build.fakeify(model, s.compute_dtype, real=real)
         batch = padded_batch(model.get_input_embeddings().num_embeddings, s)
         trainable = [p for p in model.parameters() if p.requires_grad]
-        opt = optimizer_for(trainable, s.optimizer)
+        with unset_fake_temporarily():  # bitsandbytes' 8-bit optimizers build their quantization map (real values) at init
+            opt = optimizer_for(trainable, s.optimizer)
         tracker = PeakTracker()
         tracker.track_external(model, *quant, *batch.values())
         head = model.get_output_embeddings().register_forward_pre_hook(lambda *a: setattr(tracker, "phase", "loss"))

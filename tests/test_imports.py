@@ -95,6 +95,8 @@ def test_no_import_cycles():
 
 
 def test_the_advisor_imports_nothing_from_the_harness():  # nor torch: see tests/test_layout.py
+    # except advisor.simulate (`advisor estimate --simulate`): it runs the harness's own training step
     graph = import_graph()
-    bad = {m: sorted(d for d in deps if d.startswith("harness")) for m, deps in graph.items() if m.startswith("advisor")}
+    bad = {m: sorted(d for d in deps if d.startswith("harness")) for m, deps in graph.items()
+           if m.startswith("advisor") and not m.startswith("advisor.simulate")}  # fmt: skip
     assert {m: d for m, d in bad.items() if d} == {}

@@ -48,3 +48,52 @@ def test_qlora_counts_the_packed_weight_its_quant_state_and_the_dequantized_copy
     assert fake["phases"] == real["phases"]
     # backward dequantizes each 4-bit weight to the compute dtype: the largest such copy is a temporary
     assert fake["phases"]["backward"]["temporaries"] >= fake["bnb_dequant_bytes"] == 2048 * 128 * 2
+
+
+def test_float8_linears_build_and_run_on_fake_tensors():
+    """torchao's Float8Linear (tensorwise) saves its bf16 input and weight for backward and casts to
+    fp8 per matmul: the simulated peak is bf16's, the fp8 copies are transient."""
+    pytest.importorskip("torchao")
+    import torch
+
+    from advisor.simulate import build
+    from advisor.simulate.step import StepSpec, run
+
+    cfg = dict(TINY, hidden_size=128, intermediate_size=256)
+    meta = build.meta_model(cfg, torch.bfloat16)
+    assert build.float8_linears(meta) == 7 * cfg["num_hidden_layers"]  # q k v o gate up down, not the head
+    bf16, fp8 = (run(cfg, StepSpec(method="full", batch_size=2, seq_len=32, float8=f)) for f in (False, True))
+    assert fp8["peak"]["parameters"] == bf16["peak"]["parameters"]
+    assert bf16["peak"]["total"] <= fp8["peak"]["total"] <= 1.1 * bf16["peak"]["total"]
+
+
+def test_estimate_simulate_answers_in_the_analytic_estimates_keys(tmp_path, capsys):
+    import json
+
+    from advisor.cli import main
+
+    (tmp_path / "config.json").write_text(json.dumps({**TINY, "_name_or_path": "org/tiny-llama"}))
+    args = ["estimate", "--model", str(tmp_path), "--method", "lora", "--rank", "4", "--batch-size", "2", "--seq-len", "32", "--json"]
+    assert main(args) == 0
+    analytic = json.loads(capsys.readouterr().out)
+    assert main([*args, "--simulate"]) == 0
+    sim = json.loads(capsys.readouterr().out)
+    assert set(analytic) <= set(sim) and set(analytic["breakdown"]) == set(sim["breakdown"])
+    assert sim["simulated"] is True and "simulated" not in analytic
+    assert sim["peak_allocated_gb"] == pytest.approx(sum(sim["breakdown"].values()), abs=2e-3)
+    assert sim["peak_allocated_gb"] <= sim["peak_reserved_gb"] <= sim["peak_reserved_gb_range"][1]
+    assert all(term["mechanism"] for term in sim["overhead"]["terms"].values())
+    assert set(sim["phases"]) == {"forward", "loss", "backward", "optimizer step"}
+
+
+def test_estimate_simulate_refuses_what_transformers_cannot_build_in_one_line(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    (tmp_path / "config.json").write_text(json.dumps({**TINY, "model_type": "llama-nonsense"}))
+    res = subprocess.run([sys.executable, "-m", "advisor", "estimate", "--model", str(tmp_path), "--simulate"],
+                         capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert res.returncode == 2
+    lines = [ln for ln in res.stderr.splitlines() if ln.startswith("advisor: error:")]
+    assert len(lines) == 1 and "llama-nonsense" in lines[0] and "Traceback" not in res.stderr, res.stderr[-800:]

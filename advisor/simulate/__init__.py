@@ -17,9 +17,11 @@ Snags met building it (torch 2.13, transformers 5, peft 0.21, bitsandbytes 0.50)
 - ``Params4bit`` cannot wrap a fake tensor → ``build.fakeify`` (a uint8 parameter + fake quant state);
 - the optimizer state exists only after a first step → two steps are simulated.
 
-Modules: ``configs`` (the transformers config of a model), ``build`` (meta → fake model),
-``tracker``, ``step`` (the step itself), ``overhead`` (reserved memory and the range),
-``report`` (the analytic estimate's keys).
+Modules: ``configs`` (the transformers config of a model), ``build`` (meta → fake model; 4-bit
+and float8 linears), ``tracker`` (the trackers' peaks), ``step`` (the step itself, also on real
+tensors for the tests), ``offload`` (activations to host), ``sharded`` (one FSDP2 rank),
+``objectives`` (GRPO / DPO by phase), ``overhead`` (reserved memory and the range, term by term),
+``report`` (the analytic estimate's keys), ``cli`` and ``validate_sim`` (the commands).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ def step_spec(setup, **over):
               optimizer="adamw8bit" if setup.optimizer == "paged_adamw8bit" else setup.optimizer,
               loss="chunked" if loss in ("chunked", "fused") else "standard",
               offload_activations="activations" in str(offload), lora_dropout=setup.lora_dropout,
+              float8=bool(getattr(setup, "float8", False)),
               grad_accum=min(setup.grad_accum, 2))  # fmt: skip
     return StepSpec(**{**kw, **over})
 
@@ -71,7 +74,7 @@ def run(setup, model, *, config: dict | None = None, trust_remote_code: bool = F
     else:
         result = step.run(cfg, spec)
     result["seconds"] = time.time() - t0
-    b = report.breakdown(result, adapted=setup.adapted, per_gpu=setup.gpus > 1, notes=result.get("notes", ()))
+    b = report.breakdown(result, adapted=setup.adapted, per_gpu=setup.gpus > 1, notes=result.get("notes", ()), device=setup.device)
     return b, report.extras(result)
 
 

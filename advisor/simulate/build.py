@@ -75,6 +75,25 @@ def quantize_linears(model: nn.Module, compute_dtype: torch.dtype) -> int:
     return len(swaps)
 
 
+def float8_linears(model: nn.Module) -> int:
+    """torchao's ``convert_to_float8_training`` on every ``nn.Linear`` but the head whose sizes are
+    multiples of 16 (what float8 matmuls need): fp8 casts of weight and input per matmul, bf16
+    weights kept. torchao's ops have fake kernels: the step runs under ``FakeTensorMode`` on CPU."""
+    try:
+        from torchao.float8 import convert_to_float8_training
+    except ImportError:
+        from advisor.errors import AdvisorError
+
+        raise AdvisorError("--float8 --simulate needs torchao: pip install 'torchao>=0.18'") from None
+    head = model.get_output_embeddings()
+
+    def eligible(mod: nn.Module, fqn: str) -> bool:
+        return isinstance(mod, nn.Linear) and mod is not head and mod.in_features % 16 == 0 and mod.out_features % 16 == 0
+
+    convert_to_float8_training(model, module_filter_fn=eligible)
+    return sum(1 for m in model.modules() if type(m).__name__ == "Float8Linear")
+
+
 def fake_quant_state(out_f: int, in_f: int, compute_dtype: torch.dtype):
     from bitsandbytes.functional import QuantState
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 from advisor.catalog import GIB
-from advisor.simulate.tracker import KIND_NAMES
 
 
 def _resident(extras: dict) -> float:
@@ -60,8 +59,9 @@ def _phase(name: str, resident: float, peak: dict, extra: float = 0.0) -> dict:
 
 
 def simulate_objective(setup, model, objective, *, trust_remote_code: bool = False) -> dict:
+    """Every phase of ``objective`` (``advisor.setups.Objective``) on ``setup``: the keys of
+    ``SetupEstimate.to_dict`` plus ``"simulated": true`` and the training step's own extras."""
     from advisor.simulate import config_for, run, step_spec
-    from advisor.setups import Objective  # noqa: F401  (the objective's type)
 
     cfg = config_for(model)
     c = objective.max_completion_len
@@ -95,4 +95,4 @@ def simulate_objective(setup, model, objective, *, trust_remote_code: bool = Fal
     }  # fmt: skip
 
 
-__all__ = ["simulate_objective", "forward_only", "KIND_NAMES"]
+__all__ = ["forward_only", "simulate_objective"]

@@ -10,13 +10,13 @@ temporaries → activations (logits included: the analytic path's ``logits`` ite
 from __future__ import annotations
 
 from advisor.catalog import GIB
-from advisor.memory import CUDA_CONTEXT_GB, Breakdown
+from advisor.memory import CPU_RUNTIME_GB, CPU_SLACK_FRAC, CUDA_CONTEXT_GB, Breakdown
 from advisor.simulate import overhead
 
 PHASE_ORDER = ("forward", "loss", "backward", "optimizer step")
 
 
-def breakdown(result: dict, *, adapted: bool, per_gpu: bool, notes: tuple = ()) -> Breakdown:
+def breakdown(result: dict, *, adapted: bool, per_gpu: bool, notes: tuple = (), device: str = "cuda") -> Breakdown:
     peak, phases = result["peak"], result["phases"]
     g = {k: v / GIB for k, v in peak.items()}
     quant = result["quant_bytes"] / GIB
@@ -26,15 +26,19 @@ def breakdown(result: dict, *, adapted: bool, per_gpu: bool, notes: tuple = ()) 
     name = peak_phase(result)
     other = max((p["total"] for n, p in phases.items() if n != name), default=0) / GIB
     res = _reserved(result)
+    cpu = None
+    if device == "cpu":  # the harness's CPU runs: resident set = tensors + glibc slack on the transient ones + runtime
+        cpu = g["total"] + CPU_SLACK_FRAC * (g["activations"] + g["temporaries"]) + CPU_RUNTIME_GB
     return Breakdown(
         weights=weights, gradients=0.0 if adapted else g["gradients"],
         optimizer_states=0.0 if adapted else g["optimizer_states"],
         activations=g["activations"] + g["temporaries"] + g["other"] - quant, adapter=adapter,
         quant_constants=quant, logits=0.0, runtime_overhead=0.0, peak_allocated_gb=g["total"],
-        peak_reserved_gb=res["reserved_gb"], cpu_resident_gb=None, peak_phase=name, other_phase_gb=other,
+        peak_reserved_gb=None if cpu is not None else res["reserved_gb"], cpu_resident_gb=cpu, peak_phase=name, other_phase_gb=other,
         paged_optimizer_gb=0.0, trainable_params=result["trainable_params"], total_params=result["total_params"],
         per_gpu=per_gpu, notes=tuple(notes), peak_allocated_gb_range=(g["total"], g["total"]),
-        peak_reserved_gb_range=res["reserved_gb_range"], cuda_context_gb=CUDA_CONTEXT_GB,
+        peak_reserved_gb_range=None if cpu is not None else res["reserved_gb_range"],
+        cuda_context_gb=0.0 if cpu is not None else CUDA_CONTEXT_GB,
     )  # fmt: skip
 
 

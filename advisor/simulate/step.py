@@ -33,6 +33,7 @@ class StepSpec:
     loss: str = "standard"  # standard (the model's, full logits) | chunked (harness.loss)
     offload_activations: bool = False  # saved tensors to host (torch.autograd.graph.save_on_cpu)
     lora_dropout: float = 0.05
+    float8: bool = False  # torchao's Float8Linear for every linear but the head (tensorwise scaling)
     grad_accum: int = 1  # 2: the second micro-batch's forward runs with the first one's gradients alive
     steps: int = 2
     trust_remote_code: bool = False
@@ -98,6 +99,8 @@ def prepared_model(config: dict, s: StepSpec):
                            f"'{config.get('model_type')}'): {str(e).splitlines()[0][:200]}") from None  # fmt: skip
     if s.method == "qlora":
         build.quantize_linears(model, s.compute_dtype)
+    if s.float8:
+        build.float8_linears(model)
     method, train = harness_specs(s)
     try:
         model = get_method(s.method).prepare(model, method, train)
@@ -145,7 +148,7 @@ def padded_batch(vocab: int, s: StepSpec) -> dict:
 def run(config: dict, s: StepSpec, *, real: bool = False) -> dict:
     """Simulate ``s.steps`` training steps; returns the tracker's global peak and phase peaks (bytes).
     ``real=True`` runs the same step on real CPU tensors (tests compare the two)."""
-    from torch._subclasses.fake_tensor import FakeTensorMode
+    from torch._subclasses.fake_tensor import FakeTensorMode, unset_fake_temporarily
 
     from advisor.simulate import build
 
@@ -154,7 +157,8 @@ def run(config: dict, s: StepSpec, *, real: bool = False) -> dict:
         quant = build.fakeify(model, s.compute_dtype, real=real)
         batch = padded_batch(model.get_input_embeddings().num_embeddings, s)
         trainable = [p for p in model.parameters() if p.requires_grad]
-        opt = optimizer_for(trainable, s.optimizer)
+        with unset_fake_temporarily():  # bitsandbytes' 8-bit optimizers build their quantization map (real values) at init
+            opt = optimizer_for(trainable, s.optimizer)
         tracker = PeakTracker()
         tracker.track_external(model, *quant, *batch.values())
         head = model.get_output_embeddings().register_forward_pre_hook(lambda *a: setattr(tracker, "phase", "loss"))

@@ -92,3 +92,11 @@ def test_forgetting_of_another_family_or_task_kind_is_not_evidence(run_cli, tmp_
     assert d["method"] == "lora" and d["forgetting"] is None
     # same family, another size: SmolLM2-135M's records speak for SmolLM2-360M
     assert family("SmolLM2-360M") == family("smollm2-135m") == "smollm2" and family("Qwen2.5-7B-Instruct") == "qwen2.5"
+
+
+def test_when_both_methods_forget_nothing_is_switched_or_contradicted(run_cli, tmp_path):
+    both = [_run(i, "lora", 2e-4, forgets=True, score=0.80) for i in range(3)] + [_run(i, "full", 1e-4, forgets=True, score=0.82) for i in range(3)]
+    d = _advise(run_cli, tmp_path, both)
+    assert (d["method"], d["learning_rate"]) == ("lora", 2e-4)
+    assert d["forgetting"]["rules_contradicted"] == []
+    assert all(c["probes"]["general_ppl"]["forgot"] for c in d["forgetting"]["configs"])

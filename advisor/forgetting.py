@@ -20,7 +20,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from advisor.evidence import _num
+from advisor.evidence import number, same_model
 
 SIGNIFICANT = 2.0  # standard errors: a drop beyond it is forgetting; a score lead beyond it is a win
 ADAPTERS = ("lora", "qlora", "dora")  # one family: the same adapters, the base's precision differs
@@ -164,8 +164,6 @@ class Forgetting:
 
 def read(runs, model_name: str, arch, capability: str) -> Forgetting | None:
     """The forgetting measured by matching ok runs, grouped by (method, rank, lr); None if there is none."""
-    from advisor.evidence import _same_model
-
     groups: dict[tuple, dict] = {}
     for r in runs:
         probes = r.metrics.get("forgetting")
@@ -173,7 +171,7 @@ def read(runs, model_name: str, arch, capability: str) -> Forgetting | None:
             continue
         if TASK_KIND.get(r.task) != capability:
             continue
-        if family(r.model_name) != family(model_name) and not _same_model(r, arch):
+        if family(r.model_name) != family(model_name) and not same_model(r, arch):
             continue
         key = (r.method, r.rank if r.method != "full" else None, r.lr)
         g = groups.setdefault(key, {"probes": {}, "scores": []})
@@ -181,7 +179,7 @@ def read(runs, model_name: str, arch, capability: str) -> Forgetting | None:
             p = _probe(r.run_id, f)
             if p is not None:
                 g["probes"].setdefault(name, []).append(p)
-        score, se = _num(r.metrics.get("task_score")), _num(r.metrics.get("task_score_stderr"))
+        score, se = number(r.metrics.get("task_score")), number(r.metrics.get("task_score_stderr"))
         if score is not None:
             g["scores"].append((r.n_train or 0, score, se or 0.0))
     configs = tuple(Config(m, rank, lr, {k: tuple(v) for k, v in g["probes"].items()}, tuple(g["scores"]))
@@ -196,7 +194,7 @@ def read(runs, model_name: str, arch, capability: str) -> Forgetting | None:
 def _probe(run_id: str, f) -> Probe | None:
     if not isinstance(f, dict):
         return None
-    vals = [_num(f.get(k)) for k in ("base", "tuned", "drop", "stderr")]
+    vals = [number(f.get(k)) for k in ("base", "tuned", "drop", "stderr")]
     if any(v is None for v in vals):
         return None
     return Probe(run_id, *vals, bool(f.get("higher_is_better", True)))

@@ -22,7 +22,7 @@ import math
 from dataclasses import dataclass
 
 from advisor import evidence, forgetting
-from advisor.evidence import _num, _same_model
+from advisor.evidence import number, same_model
 from advisor.forgetting import ADAPTERS, SIGNIFICANT
 from advisor.forgetting import lr_text as _lr
 from advisor.hyper import hyper
@@ -55,9 +55,9 @@ def points(runs, arch) -> list[Point]:
     """The ok, scored lr_rank / data_scaling runs of the model with ``arch``."""
     out = []
     for r in runs:
-        score = _num(r.metrics.get("task_score"))
-        if r.sweep in SWEEPS and r.status == "ok" and score is not None and _same_model(r, arch):
-            se = _num(r.metrics.get("task_score_stderr")) or 0.0
+        score = number(r.metrics.get("task_score"))
+        if r.sweep in SWEEPS and r.status == "ok" and score is not None and same_model(r, arch):
+            se = number(r.metrics.get("task_score_stderr")) or 0.0
             out.append(Point(r.run_id, r.sweep, r.method, r.rank if r.method != "full" else None, r.lr, r.n_train, score, se))
     return out
 

@@ -344,8 +344,8 @@ def _memory_steps(chosen: Plan, inp: Inputs, n: int, feasible: bool, tried: dict
 
 def _infeasible(rec: Recipe, inp: Inputs, n: int, objective: str, rank: int, target_batch: int, slow: bool) -> None:
     chosen, opt = rec.plan, rec.plan.option
-    if slow:
-        point, high = run_hours(chosen, n, inp.gpu)
+    if slow:  # the recipe's own time figures (a measured speed, if any, replaced the model's)
+        point, high = rec.time_per_epoch_s * (rec.epochs or 1) / 3600, rec.hours_high
         rec.advice = (f"not feasible in {inp.hours:g} h on {inp.gpu.label}: {chosen.model.name} as {opt.label} takes "
                       f"~{hours_text(point)} (up to {hours_text(high)})")  # fmt: skip
     else:

@@ -143,7 +143,8 @@ def _forgetting(rec, runs, fits) -> None:
                                   + " and ".join(mine.says(p) for p in lost) + f"; {keeper.label()} "
                                   + " and ".join(keeper.says(p) for p in lost)
                                   + f", at a task score not significantly lower ({_score_text(keeper, mine, n)} against {_score_text(mine, keeper, n)})."))  # fmt: skip
-            text += f". Your recipe's lr {_lr(lr)} is where {old} forgot: switched to {keeper.label()}"
+            text += (f". Your recipe's lr {_lr(lr)} is where {old} forgot: switched to {keeper.label()} (its measured lr, "
+                     "in place of the guide's)")  # fmt: skip
     elif mine is None and rec.lr and rec.plan.option.method in ADAPTERS + ("full",):
         text += f". The recipe's own lr ({_lr(rec.lr)}) was not measured here: score the probes before and after"
     rec.steps.append(Step("Measured forgetting", text + "."))
@@ -169,6 +170,7 @@ def _annotate(rec, pts) -> None:
         if row is None:
             rec.evidence.append(row := _row(p))
         row.update(sweep=p.sweep, lr=p.lr, n_train=p.n_train, task_score=p.score, task_score_stderr=p.stderr)
+
 
 def _scaling_text(size: int, n: int, by_method: dict[str, Point], mine: str) -> str:
     where = f"at {size:,} examples" + ("" if size == n else f" (the data_scaling size nearest your {n:,})")

@@ -101,6 +101,24 @@ def _add_inputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--results", help="harness results directory to learn from (default results/, if present)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
     _add_stack(p)
+    _add_hours(p)
+
+
+def _add_hours(p: argparse.ArgumentParser) -> None:
+    from advisor.feasible import HOURS
+
+    p.add_argument("--hours", default=str(HOURS), help=f"time budget for the whole run, judged at the estimate's high end (default {HOURS:g})")
+
+
+def _hours(text) -> float:
+    """--hours: a positive, finite number of hours."""
+    try:
+        value = float(str(text).strip())
+    except ValueError:
+        value = float("nan")
+    if not (0 < value < float("inf")):
+        raise AdvisorError(f"--hours: '{text}' must be a positive number of hours, e.g. --hours 24")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -168,7 +186,7 @@ def _inputs(args):
         gpu=gpu, examples=examples, capability=_choice("--capability", args.capability, CAPABILITIES),
         auditability=_choice("--auditability", args.auditability, AUDITABILITY),
         model=model, seq_len=seq or DEFAULT_SEQ_LEN, seq_len_given=seq is not None,
-        verifiable_reward=args.verifiable_reward, preference_pairs=pairs, stack=stack,
+        verifiable_reward=args.verifiable_reward, preference_pairs=pairs, stack=stack, hours=_hours(args.hours),
     )  # fmt: skip
 
 
@@ -178,10 +196,7 @@ def _recipe(args):
 
     inp = _inputs(args)
     runs, warnings = evidence.load_runs(args.results or "results", must_exist=args.results is not None)
-    rec = recommend(inp, runs)
-    from advisor.measured import correct
-
-    correct(rec, runs)  # the user's lr_rank / data_scaling records, if any, correct method, rank and lr
+    rec = recommend(inp, runs)  # the rules, then one pass over the records' evidence (advisor.measured)
     rec.warnings.extend(warnings)
     return rec
 

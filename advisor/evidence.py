@@ -66,25 +66,25 @@ class Run:
 
     @property
     def peak_memory_gb(self) -> float | None:
-        return _num(self.metrics.get("peak_memory_gb"))
+        return number(self.metrics.get("peak_memory_gb"))
 
     @property
     def tokens_per_s(self) -> float | None:
-        return _num(self.metrics.get("tokens_per_s"))
+        return number(self.metrics.get("tokens_per_s"))
 
     @property
     def task_gain(self) -> float | None:
-        s, b = _num(self.metrics.get("task_score")), _num(self.metrics.get("task_score_base"))
+        s, b = number(self.metrics.get("task_score")), number(self.metrics.get("task_score_base"))
         return None if s is None or b is None else s - b
 
     @property
     def peak_seq_len(self) -> tuple[int, str]:
         """Padded length of the longest batch, and how it was obtained."""
-        stated = _num(self.metrics.get("max_batch_seq_len"))
+        stated = number(self.metrics.get("max_batch_seq_len"))
         if stated:
             return int(stated), "recorded"
-        mean = _num(self.metrics.get("mean_seq_len"))
-        steps = _num(self.metrics.get("steps"))
+        mean = number(self.metrics.get("mean_seq_len"))
+        steps = number(self.metrics.get("steps"))
         if mean and steps:
             seen = max(1.0, steps * self.batch_size * self.grad_accum)
             ratio = 1 + PEAK_LEN_SPREAD * math.log(seen)
@@ -92,7 +92,7 @@ class Run:
         return self.max_seq_len, "max_seq_len (no mean length recorded)"
 
 
-def _num(v) -> float | None:
+def number(v) -> float | None:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) else None
 
 
@@ -121,10 +121,10 @@ def run_from_record(d: dict, path: str = "") -> Run:
         max_seq_len=int(train["max_seq_len"]), grad_checkpointing=bool(train.get("grad_checkpointing")),
         dtype=str(train.get("dtype") or "auto"), optimizer=str(train.get("optimizer") or "adamw"),
         world_size=int(method.get("world_size") or 1), task=str((cfg.get("task") or {}).get("name")),
-        device=str(hw.get("device") or "?"), device_name=str(hw.get("device_name") or ""), budget_gb=_num(cfg.get("budget_gb")),
+        device=str(hw.get("device") or "?"), device_name=str(hw.get("device_name") or ""), budget_gb=number(cfg.get("budget_gb")),
         metrics=d.get("metrics") or {}, options=dict(method.get("options") or {}), hardware=dict(hw),
         sweep=_sweep_name(d.get("sweep")),
-        lr=_num(train.get("lr")) or _num(method.get("default_lr")), n_train=_int_or_none((cfg.get("task") or {}).get("n_train")),
+        lr=number(train.get("lr")) or number(method.get("default_lr")), n_train=_int_or_none((cfg.get("task") or {}).get("n_train")),
     )  # fmt: skip
 
 
@@ -215,7 +215,7 @@ class Found:
     better: str | None = None  # a method measured significantly ahead of the plan's on this model
 
 
-def _same_model(run: Run, arch: Arch) -> bool:
+def same_model(run: Run, arch: Arch) -> bool:
     return run.arch is not None and (run.arch.layers, run.arch.hidden, run.arch.intermediate, run.arch.vocab) == (
         arch.layers, arch.hidden, arch.intermediate, arch.vocab)  # fmt: skip
 
@@ -225,7 +225,7 @@ def for_plan(runs, plan, gpu) -> Found:
     found = Found()
     if not runs:
         return found
-    same = [r for r in runs if _same_model(r, plan.model.arch)]
+    same = [r for r in runs if same_model(r, plan.model.arch)]
     if not same:
         found.steps.append(Step("Evidence", f"{len(runs)} harness run(s) in the results, none of {plan.model.name}: the "
                                 "recipe rests on the guide and the memory model alone."))  # fmt: skip
@@ -256,7 +256,7 @@ def for_plan(runs, plan, gpu) -> Found:
         found.tokens_per_s = sorted(fast)[len(fast) // 2]
     gains: dict[str, list[tuple[float, float]]] = {}  # method → [(gain, stderr)]
     for r in same:
-        se = _num(r.metrics.get("task_score_stderr"))
+        se = number(r.metrics.get("task_score_stderr"))
         if r.status == "ok" and r.task_gain is not None:
             gains.setdefault(r.method, []).append((r.task_gain, se or 0.0))
     text = f"{len(same)} harness run(s) of this model ({sum(r.status == 'ok' for r in same)} ok)."

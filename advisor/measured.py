@@ -1,4 +1,4 @@
-"""Measured answers from the harness's own sweeps correct the rules: which method, rank and learning rate.
+"""The one pass over measured evidence, after the rules: which method, rank and learning rate, and what forgets.
 
 ``sweep=lr_rank`` records (learning rate × rank for LoRA, learning rates for full fine-tuning)
 and ``sweep=data_scaling`` records (task score against ``task.n_train`` per method) of the
@@ -6,6 +6,14 @@ recommended model are the user's own measurements. The rules' choice stands unle
 alternative beats it by more than two standard errors (a 4-way classifier scored on 100
 answers has a stderr of ~0.03-0.05, so rank or lr differences under ~0.1 are noise there).
 Without such records nothing changes: the rules and the guide decide, as before.
+
+``apply`` is the whole pass, in order: the method (a data_scaling point at the nearest size, else
+the mean task gain of every run of the model, ``evidence.for_plan``), then rank and lr
+(``lr_rank``), then forgetting (``advisor.forgetting``): when the recipe's own configuration was
+measured to forget a probe that the other family kept at a task score not significantly lower,
+the recipe switches to that configuration. One significance rule throughout: a lead of more than
+``SIGNIFICANT`` standard errors. The pass edits the recipe's typed fields only; the one-line
+advice is written from them afterwards (``rules.recommend``).
 """
 
 from __future__ import annotations
@@ -13,11 +21,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from advisor.evidence import _num, _same_model
+from advisor import evidence, forgetting
+from advisor.evidence import number, same_model
+from advisor.forgetting import ADAPTERS, SIGNIFICANT
+from advisor.forgetting import lr_text as _lr
+from advisor.hyper import hyper
+from advisor.plan import Option, size
+from advisor.recipe import Step
 
 SWEEPS = ("lr_rank", "data_scaling")
-ADAPTERS = ("lora", "qlora", "dora")  # one rank/lr family: same adapters, base precision differs
-SIGNIFICANT = 2.0  # standard errors a measured alternative must lead by to override a rule
 
 
 @dataclass(frozen=True)
@@ -43,15 +55,11 @@ def points(runs, arch) -> list[Point]:
     """The ok, scored lr_rank / data_scaling runs of the model with ``arch``."""
     out = []
     for r in runs:
-        score = _num(r.metrics.get("task_score"))
-        if r.sweep in SWEEPS and r.status == "ok" and score is not None and _same_model(r, arch):
-            se = _num(r.metrics.get("task_score_stderr")) or 0.0
+        score = number(r.metrics.get("task_score"))
+        if r.sweep in SWEEPS and r.status == "ok" and score is not None and same_model(r, arch):
+            se = number(r.metrics.get("task_score_stderr")) or 0.0
             out.append(Point(r.run_id, r.sweep, r.method, r.rank if r.method != "full" else None, r.lr, r.n_train, score, se))
     return out
-
-
-def _lr(lr: float | None) -> str:
-    return "?" if lr is None else f"{lr:.0e}".replace("e-0", "e-")  # 3e-3, 1e-4
 
 
 def _family(method: str) -> tuple[str, ...]:
@@ -77,36 +85,91 @@ def at_size(pts: list[Point], n: int) -> tuple[int | None, dict[str, Point]]:
     return size, best
 
 
-def correct(rec, runs) -> None:
-    """Apply measured corrections to a recipe in place: method, then rank and lr; say so in its steps."""
-    from advisor.rules import Step
-
-    if not rec.feasible or rec.plan is None or rec.plan.option.objective != "sft":
-        return
-    pts = points(runs, rec.plan.model.arch)
-    if not pts:
-        return
+def apply(rec, runs, found, fits):
+    """The measured-evidence pass over a feasible recipe, in place (typed fields only); returns the
+    run evidence (``evidence.Found``) of the final plan. ``fits(plan)`` says whether a re-sized plan
+    fits the budgets (memory and time)."""
+    if not rec.feasible or rec.plan is None:
+        return found
+    sft = rec.plan.option.objective == "sft"
+    pts = points(runs, rec.plan.model.arch) if sft else []
     said: list[str] = []
     n = rec.inputs.examples or 0
-    size, by_method = at_size(pts, n)
+    size_n, by_method = at_size(pts, n)
     mine = rec.plan.option.method
-    if size and by_method:
-        said.append(_scaling_text(size, n, by_method, mine))
+    if size_n and by_method:
+        said.append(_scaling_text(size_n, n, by_method, mine))
         rival = max(by_method.values(), key=lambda p: p.score)
-        if rival.method != mine and mine in by_method and rival.beats(by_method[mine]) and _switch(rec, rival.method):
+        if rival.method != mine and mine in by_method and rival.beats(by_method[mine]) and _switch(rec, rival.method, fits):
             said.append(f"switched {mine} → {rival.method}: {rival.score:.2f} ± {rival.stderr:.2f} against "
                         f"{by_method[mine].score:.2f} ± {by_method[mine].stderr:.2f} (> {SIGNIFICANT:g} SE)")
+        elif found.better and found.better != mine:
+            said.append(f"the data_scaling points at this size decide over the gain pooled across all runs ({found.better} ahead)")
+    elif sft and found.better and found.better != mine and _switch(rec, found.better, fits):
+        rec.steps.append(Step("Evidence overrides", f"Switching {mine} → {found.better}: measured ahead on this model "
+                              f"(> {SIGNIFICANT:g} SE), and it fits ({rec.plan.peak_gb:.1f} GB)."))  # fmt: skip
     best, tried = best_lr_rank(pts, rec.plan.option.method)
     if best is not None:
         said.append(_lr_rank_text(rec, best, tried))
     if said:
         rec.steps.append(Step("Measured", "measured on your data: " + "; ".join(said) + "."))
-        listed = {row.get("run_id"): row for row in rec.evidence}
-        for p in pts:  # evidence entries of these runs carry their sweep and what it measured
-            row = listed.get(p.run_id)
-            if row is None:
-                rec.evidence.append(row := _row(p))
-            row.update(sweep=p.sweep, lr=p.lr, n_train=p.n_train, task_score=p.score, task_score_stderr=p.stderr)
+    if sft:
+        _forgetting(rec, runs, fits)
+    if rec.plan.option.method != mine:
+        found = evidence.for_plan(runs, rec.plan, rec.inputs.gpu)
+    rec.evidence = found.rows
+    _annotate(rec, pts)
+    return found
+
+
+def _forgetting(rec, runs, fits) -> None:
+    """Read forgetting from matching records; switch away from a configuration measured to forget."""
+    measured = forgetting.read(runs, rec.plan.model.name, rec.plan.model.arch, rec.inputs.capability)
+    rec.forgetting = measured
+    if measured is None:
+        return
+    text = "measured on your records (general probes, base → tuned): " + measured.text()
+    mine = measured.at(rec.plan.option.method, rec.lr)
+    keeper = mine and measured.keeper(mine)
+    n = rec.inputs.examples or 0
+    if mine and keeper and not _worse(keeper, mine, n):
+        old, lr = mine.label(), rec.lr
+        if _switch(rec, keeper.method, fits, keeper.rank):
+            rec.lr = keeper.lr or rec.lr
+            if keeper.rank and rec.rank:
+                rec.rank, rec.alpha = keeper.rank, 2 * keeper.rank
+            lost = [p for p in mine.probes if mine.forgot(p)]
+            rec.steps.append(Step("Evidence overrides", f"Switching to {keeper.label()}: measured, {old} "
+                                  + " and ".join(mine.says(p) for p in lost) + f"; {keeper.label()} "
+                                  + " and ".join(keeper.says(p) for p in lost)
+                                  + f", at a task score not significantly lower ({_score_text(keeper, mine, n)} against {_score_text(mine, keeper, n)})."))  # fmt: skip
+            text += (f". Your recipe's lr {_lr(lr)} is where {old} forgot: switched to {keeper.label()} (its measured lr, "
+                     "in place of the guide's)")  # fmt: skip
+    elif mine is None and rec.lr and rec.plan.option.method in ADAPTERS + ("full",):
+        text += f". The recipe's own lr ({_lr(rec.lr)}) was not measured here: score the probes before and after"
+    rec.steps.append(Step("Measured forgetting", text + "."))
+
+
+def _worse(a, b, n: int) -> bool:
+    """a's task score significantly below b's, at the size both measured nearest ``n`` (unknown: not worse)."""
+    common = a.sizes() & b.sizes()
+    sa, sb = a.score(n, common), b.score(n, common)
+    return bool(sa and sb and sb[0] - sa[0] > SIGNIFICANT * math.hypot(sa[1], sb[1]))
+
+
+def _score_text(c, other, n: int) -> str:
+    s = c.score(n, c.sizes() & other.sizes())
+    return "unscored" if s is None else f"{s[0]:.2f} ± {s[1]:.2f}"
+
+
+def _annotate(rec, pts) -> None:
+    """Evidence entries of the sweep runs carry their sweep and what it measured."""
+    listed = {row.get("run_id"): row for row in rec.evidence}
+    for p in pts:
+        row = listed.get(p.run_id)
+        if row is None:
+            rec.evidence.append(row := _row(p))
+        row.update(sweep=p.sweep, lr=p.lr, n_train=p.n_train, task_score=p.score, task_score_stderr=p.stderr)
 
 
 def _scaling_text(size: int, n: int, by_method: dict[str, Point], mine: str) -> str:
@@ -131,30 +194,22 @@ def _lr_rank_text(rec, best: Point, tried: list[Point]) -> str:
     if best.rank and rec.rank:
         rec.rank, rec.alpha = best.rank, 2 * best.rank  # the sweeps keep alpha = 2r
     rec.lr = best.lr
-    rec.advice = rec.advice.split(", r=")[0] + (f", r={rec.rank}" if rec.rank else "")
     return text + f", ahead of {near.label()} ({near.score:.2f} ± {near.stderr:.2f}): using {best.label()} instead of the rules' {rule}"
 
 
-def _switch(rec, method: str) -> bool:
-    """Re-size the recipe for ``method``; False (and no change) when it does not fit the budget."""
-    from advisor.plan import Option, size, time_per_epoch
-    from advisor.rules import _hyper
-
+def _switch(rec, method: str, fits, rank: int | None = None) -> bool:
+    """Re-size the recipe for ``method`` (its hyperparameters from the guide); False, and no change,
+    when it does not fit the budgets."""
     old = rec.plan
-    target_batch = old.micro_batch * old.grad_accum
-    new = size(old.model, Option(method, old.option.gpus, old.option.objective, old.option.rank), rec.inputs.gpu,
-               rec.inputs.seq_len, target_batch, rec.inputs.stack)  # fmt: skip
-    if not new.fits:
+    opt = Option(method, old.option.gpus, old.option.objective, rank or old.option.rank)
+    new = size(old.model, opt, rec.inputs.gpu, rec.inputs.seq_len, old.micro_batch * old.grad_accum, rec.inputs.stack)
+    if not new.fits or not fits(new):
         return False
     opt = new.option
     rec.plan, rec.method = new, opt.top_method
     rec.inner = None if opt.top_method == opt.method else opt.method
-    rec.rank = rec.alpha = None
-    rec.steps.append(_hyper(rec, rec.inputs.examples or 0, opt.objective, opt.method))
-    rec.time_per_epoch_s, rec.time_basis = time_per_epoch(new, rec.inputs.examples or 0, rec.inputs.gpu)
-    rec.advice = f"{opt.label} on {new.model.name}" + (f", r={rec.rank}" if rec.rank else "")
+    rec.steps.append(hyper(rec, rec.inputs.examples or 0, opt.objective, opt.method))
     return True
-
 
 def _row(p: Point) -> dict:
     """An evidence entry shaped like advisor.evidence's (for a run it did not list)."""

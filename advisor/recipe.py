@@ -29,6 +29,7 @@ class Inputs:
     verifiable_reward: bool = False
     preference_pairs: int | None = None
     stack: StackOptions = StackOptions()  # --loss, --checkpointing, --offload, --precision, --float8, --lora-experts
+    hours: float = 24.0  # time budget: the whole run, judged at the time estimate's high end
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,8 @@ class Recipe:
     alternatives: list[Alternative] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     evidence: list[dict] = field(default_factory=list)
+    forgetting: object | None = None  # advisor.forgetting.Forgetting measured in matching records
+    hours_high: float | None = None  # the whole run's time at the estimate's high end, hours
 
     @property
     def rules(self) -> list[str]:

@@ -83,20 +83,30 @@ def recipe_dict(rec) -> dict:
         "total_time_s_range": ([rounded(x * rec.epochs, 0) for x in rec.time_per_epoch_range_s]
                                if rec.time_per_epoch_range_s and rec.epochs else None),
         "time_basis": rec.time_basis or None,
+        "time_budget_h": inp.hours,
+        "total_time_h_high": rounded(rec.hours_high, 2) if rec.hours_high is not None else None,
         "setup_phases": plan.whole.to_dict() if plan and plan.whole else None,
         "alternatives": [{"option": a.option, "estimated_peak_gb": a.peak_gb, "fits": a.fits, "why_not": a.why_not} for a in rec.alternatives],
         "rules": [{"id": r, "section": RULES[r].section, "quote": RULES[r].quote} for r in rec.rules],
         "steps": [{"title": st.title, "text": st.text, "rules": list(st.rules)} for st in rec.steps],
         "evidence": rec.evidence,
+        "forgetting": _forgetting_dict(rec.forgetting),
         "warnings": rec.warnings,
         "harness_command": harness_command(rec),
         "inputs": {
             "gpu": inp.gpu.to_dict(), "examples": inp.examples, "capability": inp.capability,
             "auditability": inp.auditability, "model": inp.model.name if inp.model else None, "seq_len": inp.seq_len,
-            "verifiable_reward": inp.verifiable_reward, "preference_pairs": inp.preference_pairs,
+            "verifiable_reward": inp.verifiable_reward, "preference_pairs": inp.preference_pairs, "hours": inp.hours,
         },  # fmt: skip
         "units": UNITS,
     }
+
+
+def _forgetting_dict(f) -> dict | None:
+    """Forgetting measured in matching records, per (method, rank, lr), and the guide rules it contradicts."""
+    if f is None:
+        return None
+    return {"summary": f.text(), "rules_contradicted": list(f.contradicts), "configs": [c.row() for c in f.configs]}
 
 
 def print_recipe(rec) -> None:
@@ -107,7 +117,7 @@ def print_recipe(rec) -> None:
     what = f"{inp.examples:,} {inp.capability} examples" if inp.examples else f"{inp.capability}"
     if inp.preference_pairs:
         what += f", {inp.preference_pairs:,} preference pairs"
-    c.print(f"[bold]advisor recommend[/] — {inp.gpu.label}, {what}, auditability {inp.auditability}")
+    c.print(f"[bold]advisor recommend[/] — {inp.gpu.label}, {what}, auditability {inp.auditability}, time budget {inp.hours:g} h")
     ok = "[green]feasible[/]" if rec.feasible else "[red]not feasible[/]"
     c.print(f"[bold]{esc(rec.advice)}[/]  ({ok})\n")
     if rec.plan is None:
@@ -146,7 +156,8 @@ def print_recipe(rec) -> None:
     t.add_row("time per epoch", f"~{duration(rec.time_per_epoch_s)}{span}  [dim]({esc(rec.time_basis)})[/]")
     if rec.time_per_epoch_s and rec.epochs:
         total = f" ({duration(rng[0] * rec.epochs)}–{duration(rng[1] * rec.epochs)})" if span else ""
-        t.add_row("total time", f"~{duration(rec.time_per_epoch_s * rec.epochs)}{total} for {rec.epochs:g} epoch(s)")
+        t.add_row("total time", f"~{duration(rec.time_per_epoch_s * rec.epochs)}{total} for {rec.epochs:g} epoch(s); "
+                  f"budget {inp.hours:g} h at the high end")  # fmt: skip
     c.print(t)
     c.print()
     if plan.whole is not None:  # GRPO / DPO: every phase of the setup
@@ -164,6 +175,9 @@ def print_recipe(rec) -> None:
     _print_rules(c, rec)
     if rec.evidence:
         _print_evidence(c, rec)
+    if rec.forgetting is not None:
+        c.print("[bold]Forgetting measured in matching records[/]")
+        c.print(f"  {esc(rec.forgetting.text())}.\n")
     if rec.warnings:
         c.print("[bold yellow]Warnings[/]")
         for w in rec.warnings:

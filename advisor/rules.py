@@ -17,11 +17,12 @@ Where the guides disagree the procedure takes one side and says why in the step 
 
 from __future__ import annotations
 
-from advisor import evidence
+from advisor import evidence, measured
 from advisor.budget_table import compare_with_table
 from advisor.catalog import GpuBudget, Model, ladder
-from advisor.facts import SFT_METHODS
-from advisor.plan import COMFORT, GRPO_GENERATIONS, Option, Plan, epoch_time, size, time_per_epoch
+from advisor.feasible import hours_text, largest_fitting, on_time, rescue, run_hours
+from advisor.hyper import hyper
+from advisor.plan import COMFORT, GRPO_GENERATIONS, Option, Plan, epoch_time, size
 from advisor.recipe import AUDITABILITY, CAPABILITIES, DEFAULT_SEQ_LEN, Alternative, Inputs, Recipe, Step  # noqa: F401  (re-exported)
 
 # R-DATA-BY-TASK, as a floor below which the advisor warns (classification assumes 2 classes).
@@ -131,35 +132,6 @@ def _objective(inp: Inputs, steps: list[Step], warnings: list[str]) -> tuple[str
     return "sft", n
 
 
-def _hyper(rec: Recipe, n: int, objective: str, method: str) -> Step:
-    full = method == "full"
-    if objective == "dpo":
-        rec.lr, rec.epochs = 5e-6, 1
-        lr_note = "DPO lr 5e-6, 1 epoch (not in the guide: the alignment-handbook's QLoRA DPO recipe)"
-    elif objective == "grpo":
-        rec.lr, rec.epochs = 1e-5, 1
-        lr_note = "GRPO lr 1e-5, 1 pass over the prompts (not in the guide: TRL's LoRA GRPO examples)"
-    elif full:
-        rec.lr, rec.epochs = 2e-5, (1 if n >= 50_000 else 2)
-        lr_note = f"full fine-tuning lr 2e-5 (\"safe\"), {rec.epochs} epoch{'s' if rec.epochs > 1 else ''} (the guide: 1–3)"
-    else:
-        rec.lr = 2e-4
-        rec.epochs = 2 if n < 1000 else 3 if n < 10_000 else 2
-        lr_note = f"adapter lr 2e-4 (\"safe\"), {rec.epochs} epochs ({'1–3 under 1K' if n < 1000 else '2–5'} in the guide)"
-    rec.weight_decay = 0.01 if full else 0.0
-    rules = ["R-HP-LR", "R-HP-EPOCHS", "R-HP-SCHEDULE", "R-HP-WD"]
-    text = lr_note + "; cosine schedule with 10% warmup; weight decay " + ("0.01" if full else "0.0")
-    if not full:
-        rank = rec.plan.option.rank
-        rec.rank, rec.alpha = rank, 2 * rank
-        rec.dropout = 0.15 if n < 500 else 0.1 if n < 1000 else 0.05
-        text += f"; r={rank}, alpha={2 * rank} (2×r), dropout {rec.dropout}, all linear layers (as the QLoRA paper)"
-        rules += ["R-HP-ALPHA", "R-HP-DROPOUT"]
-        if n < 500:
-            rules.append("R-DATA-LT500")
-    return Step("Hyperparameters", text + ".", tuple(rules))
-
-
 def _alternatives(rec: Recipe, inp: Inputs, n: int, objective: str, chosen: Plan, tried: dict) -> list[Alternative]:
     out: list[Alternative] = []
     gpu, model = inp.gpu, chosen.model
@@ -172,7 +144,7 @@ def _alternatives(rec: Recipe, inp: Inputs, n: int, objective: str, chosen: Plan
         if opt == chosen.option:
             continue
         plan = tried.get((model.name, opt)) or size(model, opt, gpu, inp.seq_len, chosen.micro_batch * chosen.grad_accum, inp.stack)
-        why = _why_not(opt, plan, chosen, n)
+        why = _why_not(opt, plan, chosen, n, bool(rec.forgetting and "R-FORGET" in rec.forgetting.contradicts))
         out.append(Alternative(opt.label, round(plan.peak_gb, 2), plan.fits, why))
     if objective != "grpo" and inp.capability in ("reasoning", "code"):
         why = ("no verifiable reward to score rollouts (R-CAP-GRPO)" if not inp.verifiable_reward
@@ -188,7 +160,7 @@ def _alternatives(rec: Recipe, inp: Inputs, n: int, objective: str, chosen: Plan
     return out
 
 
-def _why_not(opt: Option, plan: Plan, chosen: Plan, n: int) -> str:
+def _why_not(opt: Option, plan: Plan, chosen: Plan, n: int, contradicted: bool = False) -> str:
     if not plan.fits:
         return f"needs {plan.peak_gb:.1f} GB (the estimate's high end) > {plan.usable_gb:.1f} GB per GPU"
     c = chosen.option
@@ -200,6 +172,9 @@ def _why_not(opt: Option, plan: Plan, chosen: Plan, n: int) -> str:
     if opt.gpus > 1 and c.gpus == 1:
         return "fits, but one GPU already does; FSDP pays off above 13B in fp16, 30B in 4-bit or 500K examples (R-FSDP-BREAKEVEN)"
     if opt.method == "full" and c.method != "full":
+        if n < 10_000 and contradicted:
+            return (f"fits, but {n:,} examples is LoRA's range (R-DATA-500-10K); the guide's \"full fine-tuning forgets more\" "
+                    "(R-FORGET) is dropped: your records measured the opposite (see the forgetting measured)")  # fmt: skip
         if n < 10_000:
             return f"fits, but {n:,} examples is LoRA's range: full fine-tuning overfits and forgets more (R-DATA-500-10K, R-FORGET)"
         return "fits; below 50K examples the guide prefers LoRA/QLoRA unless quality needs more — benchmark both (R-DATA-10K-500K, R-CAP-STRUCT)"
@@ -208,6 +183,8 @@ def _why_not(opt: Option, plan: Plan, chosen: Plan, n: int) -> str:
     if opt.method == "qlora" and c.method in ("lora", "full"):
         return "fits, but 25–40% slower (dequantising every matmul) and adds quantisation error; the choice when bf16 LoRA does not fit (R-MEM-CKPT)"
     if opt.method == "lora" and c.method == "full":
+        if contradicted:
+            return "fits; measured to forget more than full fine-tuning on your records (see the forgetting measured)"
         return "fits; the fallback if full fine-tuning forgets too much (> 50K examples: full SFT or high-rank LoRA, R-DATA-10K-500K)"
     return "fits, ranked lower by the rules above"
 
@@ -218,8 +195,13 @@ def _warnings(rec: Recipe, inp: Inputs, n: int, objective: str, warnings: list[s
     if objective == "sft" and n < floor:
         warnings.append(f"Too few examples for {cap}: the guide sizes it at {sized} (you have {n:,}); expect a noisy result (R-DATA-BY-TASK).")
     if objective == "sft" and n < 500:
-        warnings.append(f"SFT overfits below ~500 examples: dropout {rec.dropout}, {rec.epochs} epochs, keep a held-out set and stop early (R-DATA-LT500).")
-    if rec.plan and rec.plan.option.method == "full":
+        drop = f"dropout {rec.dropout}, " if rec.dropout else ""
+        warnings.append(f"SFT overfits below ~500 examples: {drop}{rec.epochs} epochs, keep a held-out set and stop early (R-DATA-LT500).")
+    if rec.forgetting is not None and rec.forgetting.contradicts:
+        warnings.append(f"Forgetting: your records contradict the guide's \"LoRA forgets less\" (R-FORGET): {rec.forgetting.brief()} "
+                        "(more than 2 SE, in most runs). Score the probes before and after "
+                        "this recipe too (harness: eval.probes=[general_mc,general_ppl]); lower the lr or train fewer steps if they drop.")  # fmt: skip
+    elif rec.plan and rec.plan.option.method == "full":
         warnings.append("Forgetting risk is highest with full fine-tuning: mix 5–10% general data and check a general benchmark before and after; a drop > 2–3 points is a warning (R-FORGET).")
     else:
         warnings.append("Forgetting: score a general benchmark before and after (harness: eval.probes=[general_mc,general_ppl]); a drop > 2–3 points is a warning, mitigate with 5–10% general data or fewer epochs (R-FORGET).")
@@ -258,52 +240,100 @@ def recommend(inp: Inputs, runs=()) -> Recipe:
     steps.append(Step("Methods", f"{n:,} training items: try {order}; the first that fits with 15% to spare wins (else the first that fits at all); rank {rank}.",
                       (size_rule, "R-MEM-LORA-PARAMS") + (("R-FSDP-BREAKEVEN", "R-MEM-FSDP") if inp.gpu.count > 1 else ())))  # fmt: skip
     target_batch = 8 if n < 1000 else 16
-
     tried: dict = {}
+    chosen, slow = _choose_model(inp, n, objective, target_batch, tried, steps)
+    feasible = chosen is not None
+    if not feasible:  # nothing fits: the fastest plan that fits memory (too slow), else the leanest
+        model = inp.model or ladder()[0]
+        mine = [p for (name, _), p in tried.items() if name == model.name]
+        chosen = min((p for p in mine if p.fits), key=lambda p: run_hours(p, n, inp.gpu)[1], default=None) or min(mine, key=lambda p: p.peak_gb)
+    _memory_steps(chosen, inp, n, feasible, tried, steps)
+
+    found = evidence.for_plan(runs, chosen, inp.gpu)
+    steps.extend(found.steps)
+    opt = chosen.option
+    rec = Recipe(opt.top_method, "", inp, plan=chosen, inner=None if opt.top_method == opt.method else opt.method,
+                 feasible=feasible, steps=steps, precision="bf16" if inp.gpu.bf16 else "fp16")  # fmt: skip
+    steps.append(hyper(rec, n, objective, opt.method))
+    rec.evidence = found.rows
+    # Measured evidence, one pass: method, rank and lr, forgetting; a switch must fit both budgets.
+    found = measured.apply(rec, runs, found, lambda p: on_time(p, n, inp.gpu, inp.hours))
+    chosen, opt = rec.plan, rec.plan.option
+    warnings.extend(found.warnings)
+    et = epoch_time(chosen, n, inp.gpu, found.tokens_per_s)
+    rec.time_per_epoch_s, rec.time_per_epoch_range_s, rec.time_basis = et.seconds, (et.low, et.high), et.basis
+    rec.hours_high = et.high * (rec.epochs or 1) / 3600
+    if rec.feasible and rec.hours_high > inp.hours:  # a measured speed can be slower than the model's range
+        rec.feasible, slow = False, True
+    rec.alternatives = _alternatives(rec, inp, n, objective, chosen, tried)
+    rec.warnings = _warnings(rec, inp, n, objective, warnings)
+    if rec.feasible:
+        rec.advice = f"{opt.label} on {chosen.model.name}" + (f", r={rec.rank}" if rec.rank else "")
+        return rec
+    _infeasible(rec, inp, n, objective, rank, target_batch, slow)
+    return rec
+
+
+def _choose_model(inp: Inputs, n: int, objective: str, target_batch: int, tried: dict, steps: list[Step]) -> tuple[Plan | None, bool]:
+    """The plan that fits memory and time (given model, or the largest such); and whether something
+    fitted memory but not the clock."""
+    slow: dict[str, Plan] = {}
 
     def first_fit(model: Model) -> Plan | None:
-        """The first option that fits comfortably; failing that, the first that fits at all."""
+        """The first option that fits both budgets comfortably; failing that, the first that fits them at all."""
         fitting = None
         for opt in options(n, objective, inp.gpu):
             plan = size(model, opt, inp.gpu, inp.seq_len, target_batch, inp.stack)
             tried[(model.name, opt)] = plan
+            if plan.fits and not on_time(plan, n, inp.gpu, inp.hours):
+                slow.setdefault(model.name, plan)
+                continue
             if plan.comfortable:
                 return plan
             fitting = fitting or (plan if plan.fits else None)
         return fitting
 
-    chosen: Plan | None = None
+    budget = f"{inp.hours:g} h"
     if inp.model:
         chosen = first_fit(inp.model)
         steps.append(Step("Model", f"{inp.model.name} ({inp.model.size_label}) as given.", ("R-MEM-WEIGHTS",)))
-    else:
-        bigger = None
-        for model in reversed(ladder()):  # largest first
-            chosen = first_fit(model)
-            if chosen:
-                break
-            bigger = model
-        text = "No --model: the largest base model that fits"
+        return chosen, bool(slow)
+    chosen, bigger = None, None
+    for model in reversed(ladder()):  # largest first
+        chosen = first_fit(model)
         if chosen:
-            text += f" is {chosen.model.name} ({chosen.model.size_label})"
-        if chosen and bigger:
-            lean = min((p for (name, _), p in tried.items() if name == bigger.name), key=lambda p: p.peak_gb)
-            text += f"; the next size up, {bigger.name}, needs {lean.peak_gb:.1f} GB even as {lean.option.label}"
-        on_24 = inp.gpu.count == 1 and 20 <= inp.gpu.per_gpu_gb < 30
-        if on_24 and chosen and chosen.model.params < 20e9:
-            text += (". The guide's \"QLoRA up to 13B\" agrees; its \"33B fits 24 GB\" (the QLoRA paper) was LLaMA-33B "
-                     "with a 32K vocabulary and paged optimizer states, while current ~32B models carry 150K-token "
-                     "vocabularies whose logits alone take ~1 GB per 512-token sequence")  # fmt: skip
-        steps.append(Step("Model", text + ".", ("R-MEM-WEIGHTS",) + (("R-GPU-24-MAX", "R-MEM-QLORA") if on_24 else ())))
-    feasible = chosen is not None
-    if not feasible:  # nothing fits: report the leanest plan for the requested (or smallest) model
-        model = inp.model or ladder()[0]
-        chosen = min((p for (name, _), p in tried.items() if name == model.name), key=lambda p: p.peak_gb)
+            break
+        bigger = model
+    text = f"No --model: the largest base model that fits memory and whose whole run fits {budget} (at the estimate's high end)"
+    text += f" is {chosen.model.name} ({chosen.model.size_label})" if chosen else ": none does"
+    if chosen and bigger and bigger.name in slow:
+        p = slow[bigger.name]
+        text += f"; the next size up, {bigger.name}, fits memory as {p.option.label} but takes up to {hours_text(run_hours(p, n, inp.gpu)[1])}"
+    elif chosen and bigger:
+        lean = min((p for (name, _), p in tried.items() if name == bigger.name), key=lambda p: p.peak_gb)
+        text += f"; the next size up, {bigger.name}, needs {lean.peak_gb:.1f} GB even as {lean.option.label}"
+    if slow:
+        text += (". A smaller model on all the data before a larger one on part of it: task score grows steeply with "
+                 "examples (tunebench's data_scaling sweep), so the clock shrinks the model first")  # fmt: skip
+    on_24 = inp.gpu.count == 1 and 20 <= inp.gpu.per_gpu_gb < 30
+    if on_24 and chosen and chosen.model.params < 20e9 and not slow:
+        text += (". The guide's \"QLoRA up to 13B\" agrees; its \"33B fits 24 GB\" (the QLoRA paper) was LLaMA-33B "
+                 "with a 32K vocabulary and paged optimizer states, while current ~32B models carry 150K-token "
+                 "vocabularies whose logits alone take ~1 GB per 512-token sequence")  # fmt: skip
+    steps.append(Step("Model", text + ".", ("R-MEM-WEIGHTS", "R-HP-EPOCHS") + (("R-GPU-24-MAX", "R-MEM-QLORA") if on_24 else ())))
+    return chosen, bool(slow) and chosen is None
+
+
+def _memory_steps(chosen: Plan, inp: Inputs, n: int, feasible: bool, tried: dict, steps: list[Step]) -> None:
     fit_text = (f"{chosen.option.label}: micro-batch {chosen.micro_batch} × accumulation {chosen.grad_accum}, "
                 f"gradient checkpointing {'on' if chosen.setup.grad_checkpointing else 'off'} → estimated peak "
                 f"{chosen.peak_gb:.1f} GB of {chosen.budget_gb:g} GB per GPU ({chosen.memory.peak_phase}).")  # fmt: skip
-    if not feasible:
+    if not feasible and not chosen.fits:
         fit_text = f"Nothing fits: even the leanest option, {fit_text[:-1]}, exceeds {chosen.usable_gb:.1f} GB usable."
+    elif not feasible:
+        point, high = run_hours(chosen, n, inp.gpu)
+        fit_text = (f"Fits memory but not the clock: the fastest option, {fit_text[:-1]}, takes ~{hours_text(point)} "
+                    f"(up to {hours_text(high)}) for the whole run, over the {inp.hours:g} h budget.")  # fmt: skip
     mem_rules = {"full": ("R-MEM-FULL",), "lora": ("R-MEM-LORA",), "dora": ("R-MEM-LORA",), "qlora": ("R-MEM-QLORA", "R-MEM-WEIGHTS")}
     ckpt = ("R-MEM-CKPT",) if chosen.setup.grad_checkpointing else ()
     steps.append(Step("Memory", fit_text, mem_rules[chosen.option.method] + ckpt))
@@ -311,86 +341,19 @@ def recommend(inp: Inputs, runs=()) -> Recipe:
     if table:
         steps.append(table)
 
-    # Measured evidence: reported always; a method measured significantly ahead (and fitting) wins.
-    found = evidence.for_plan(runs, chosen, inp.gpu)
-    steps.extend(found.steps)
-    if feasible and found.better and objective == "sft" and found.better in SFT_METHODS:
-        swap = size(chosen.model, Option(found.better, chosen.option.gpus, objective, chosen.option.rank), inp.gpu, inp.seq_len, target_batch, inp.stack)
-        if swap.fits:
-            steps.append(Step("Evidence overrides", f"Switching {chosen.option.label} → {swap.option.label}: measured "
-                              f"ahead on this model, and it fits ({swap.peak_gb:.1f} GB)."))  # fmt: skip
-            chosen = swap
-            found = evidence.for_plan(runs, chosen, inp.gpu)
 
-    opt = chosen.option
-    inner = None if opt.top_method == opt.method else opt.method
-    rec = Recipe(opt.top_method, "", inp, plan=chosen, inner=inner, feasible=feasible, steps=steps,
-                 precision="bf16" if inp.gpu.bf16 else "fp16")  # fmt: skip
-    steps.append(_hyper(rec, n, objective, opt.method))
-    rec.evidence = found.rows
-    warnings.extend(found.warnings)
-    et = epoch_time(chosen, n, inp.gpu, found.tokens_per_s)
-    rec.time_per_epoch_s, rec.time_per_epoch_range_s, rec.time_basis = et.seconds, (et.low, et.high), et.basis
-
-    if feasible and not inp.model and rec.time_per_epoch_s and rec.time_per_epoch_s > 24 * 3600:
-        # "the largest that fits" can be slow: name the largest model with an epoch under ~12 h
-        for model in reversed(ladder()):
-            if model.params >= chosen.model.params:
-                continue
-            quick = next((p for o in options(n, objective, inp.gpu)
-                          if (p := size(model, o, inp.gpu, inp.seq_len, target_batch, inp.stack)).fits), None)  # fmt: skip
-            t = quick and time_per_epoch(quick, n, inp.gpu)[0]
-            if quick and t <= 12 * 3600:
-                warnings.append(f"An epoch of {chosen.model.name} takes ~{rec.time_per_epoch_s / 3600:.0f} h here; "
-                                f"--model {model.name} ({quick.option.label}) would take ~{t / 3600:.1f} h.")  # fmt: skip
-                break
-    rec.alternatives = _alternatives(rec, inp, n, objective, chosen, tried)
-    rec.warnings = _warnings(rec, inp, n, objective, warnings)
-    if feasible:
-        rec.advice = f"{opt.label} on {chosen.model.name}" + (f", r={rec.rank}" if rec.rank else "")
+def _infeasible(rec: Recipe, inp: Inputs, n: int, objective: str, rank: int, target_batch: int, slow: bool) -> None:
+    chosen, opt = rec.plan, rec.plan.option
+    if slow:  # the recipe's own time figures (a measured speed, if any, replaced the model's)
+        point, high = rec.time_per_epoch_s * (rec.epochs or 1) / 3600, rec.hours_high
+        rec.advice = (f"not feasible in {inp.hours:g} h on {inp.gpu.label}: {chosen.model.name} as {opt.label} takes "
+                      f"~{hours_text(point)} (up to {hours_text(high)})")  # fmt: skip
     else:
         rec.advice = f"not feasible on {inp.gpu.label}: {chosen.model.name} needs {chosen.peak_gb:.1f} GB even as {opt.label}"
-        rec.alternatives[:0] = _rescue(inp, chosen.model, n, objective, target_batch)
-        smaller = None if not inp.model else _largest_fitting(inp, n, objective, target_batch)
-        if smaller:
-            rec.alternatives.insert(0, Alternative(f"{smaller.option.label} on {smaller.model.name}", round(smaller.peak_gb, 2), True,
-                                                   "the largest model that fits this budget"))  # fmt: skip
-            rec.advice += f"; largest that fits: {smaller.model.name} ({smaller.option.label})"
-    return rec
-
-
-def _rescue(inp: Inputs, model: Model, n: int, objective: str, target_batch: int) -> list[Alternative]:
-    """When nothing fits: the fewest GPUs of this size, or one bigger GPU, that would."""
-    from advisor.catalog import GPUS, parse_gpu
-
-    out = []
-    for k in (2, 4, 8):
-        if k <= inp.gpu.count:
-            continue
-        more = GpuBudget(k, inp.gpu.per_gpu_gb, inp.gpu.name, inp.gpu.tflops, inp.gpu.tflops_basis, inp.gpu.bf16)
-        plan = next((p for m in ("lora", "qlora") if (p := size(model, Option(m, k, objective, _rank(n, objective)),
-                                                             more, inp.seq_len, target_batch, inp.stack)).fits), None)  # fmt: skip
-        if plan:
-            out.append(Alternative(f"{plan.option.label} on {more.label}", round(plan.peak_gb, 2), True,
-                                   f"the fewest GPUs of this size that fit {model.name} (R-MEM-FSDP)"))  # fmt: skip
-            break
-    for g in sorted(GPUS.values(), key=lambda g: g.usable_gb):
-        if g.usable_gb <= inp.gpu.per_gpu_gb:
-            continue
-        one = parse_gpu(g.name)
-        plan = next((p for m in ("lora", "qlora") if (p := size(model, Option(m, 1, objective, _rank(n, objective)),
-                                                             one, inp.seq_len, target_batch, inp.stack)).fits), None)  # fmt: skip
-        if plan:
-            out.append(Alternative(f"{plan.option.label} on one {g.name}", round(plan.peak_gb, 2), True,
-                                   f"the smallest single GPU that fits {model.name}"))  # fmt: skip
-            break
-    return out
-
-
-def _largest_fitting(inp: Inputs, n: int, objective: str, target_batch: int) -> Plan | None:
-    for model in reversed(ladder()):
-        for opt in options(n, objective, inp.gpu):
-            plan = size(model, opt, inp.gpu, inp.seq_len, target_batch, inp.stack)
-            if plan.fits:
-                return plan
-    return None
+    rec.alternatives[:0] = rescue(inp, chosen, n, objective, rank, target_batch, slow)
+    smaller = None if not inp.model else largest_fitting(inp, options(n, objective, inp.gpu), n, target_batch)
+    if smaller and not any(a.option.endswith(f"on {smaller.model.name}") for a in rec.alternatives):
+        rec.alternatives.insert(0, Alternative(f"{smaller.option.label} on {smaller.model.name}", round(smaller.peak_gb, 2), True,
+                                               f"the largest model that fits this budget and {inp.hours:g} h"))  # fmt: skip
+    if smaller:
+        rec.advice += f"; largest that fits: {smaller.model.name} ({smaller.option.label})"

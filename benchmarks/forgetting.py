@@ -1,17 +1,20 @@
-""""LoRA learns less and forgets less" (Biderman et al., 2024), measured on tunebench's own task.
+""""LoRA learns less and forgets less" (Biderman et al., 2024), at matched task score, on tunebench's task.
 
-An aggressive full fine-tune (lr 1e-3 = 50× the usual 2e-5, 3 epochs) and LoRA r=8 at its usual lr (2e-4) train on
-`tickets` for the same 48 steps on SmolLM2-135M; both are scored on the task and on the forgetting
-probes (general_mc, general_ppl) before and after. Expected: both learn the task; the full
-fine-tune loses more on the probes (accuracy down / perplexity up).
+LoRA (r=64, lr 1e-3) and full fine-tuning (lr 1e-4), each at its own best learning rate from
+`sweep=lr_rank`, train on the same 256 `tickets` examples of SmolLM2-135M for a few step counts.
+The benchmark then picks, per method, the step counts whose task scores lie within one standard
+error of each other (|Δ| ≤ se of the difference) and reports forgetting per probe (general_mc,
+general_ppl), base → tuned ± stderr, for that matched pair. It also compares the two at equal
+steps ("learns less": the lower task score for the same compute).
 
-    python benchmarks/forgetting.py            # SmolLM2-135M, est. ~15 min on 2 idle CPU cores
-    python benchmarks/forgetting.py --quick    # tiny random model, ~1 min: checks the plumbing
-    python benchmarks/forgetting.py --steps 100 --probe-limit 0   # longer, every probe document
+    python benchmarks/forgetting.py                       # SmolLM2-135M, 3 runs, ~25 CPU-min on one thread
+    python benchmarks/forgetting.py --quick               # tiny random model, ~1 min: plumbing only
+    python benchmarks/forgetting.py --full-steps 16,32 --lora-steps 32,48,64   # more points; finished runs are reused
 
-Each run is `python -m harness …` in its own process and writes its record to --out; a run
-whose record exists is not run again, so an interrupted benchmark resumes. The base model's task
-score and probes are computed by the first run and read from the cache by the second.
+Each run is `python -m harness …` in its own process and writes its record to --out; a run whose
+record exists is not run again, so an interrupted benchmark resumes and extra step counts reuse the
+finished ones. The base model's scores are computed once and read from the cache afterwards.
+Measured: docs/forgetting.md.
 """
 
 from __future__ import annotations
@@ -27,36 +30,26 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 PROBES = ("general_mc", "general_ppl")
-# Same data, same steps, same batch for both; only the method and its learning rate differ.
-# CPU cost on SmolLM2-135M (fp32, ~90-token tickets), in CPU-seconds measured on this 2-core
-# machine while 5 other jobs shared it (so upper bounds; idle wall ≈ CPU-s / 2): a full-FT step
-# of 8 ≈ 29 CPU-s (a LoRA step should cost ~2/3 of it: no weight gradients, but the contended
-# measurement could not confirm it); general_mc ≈ 0.9 CPU-s per question (4 choices scored);
-# general_ppl (46 paragraphs) ≈ 66 CPU-s. The base is evaluated once (cached), then per method.
-# 64 tickets × 3 epochs = 48 steps of 4, chosen so that LoRA learns the labels. Measured here:
-# full FT at lr 1e-4 (5× usual) learned the task without forgetting (general_mc 0.705 → 0.705,
-# general_ppl 44.1 → 44.8), so the aggressive default is lr 1e-3 (--full-lr). ≈ 15 min on
-# 2 idle cores; --steps / --probe-limit trade time for statistical power.
-DEFAULTS = {"steps": 48, "batch": 4, "n_train": 64, "limit": 80, "probe_limit": 112}
-FULL_LR = 1e-3
+# Each method at its own best lr (sweep=lr_rank, docs/methods.md): the methods' shipped defaults.
+METHODS = {
+    "full": ["method=full", "train.lr=1e-4"],
+    "lora": ["method=lora", "method.r=64", "method.alpha=null", "train.lr=1e-3"],
+}
+# results/data_scaling (2 epochs, batch 8): full 0.48 at 16 steps, 0.79 at 32, 0.92 at 64; LoRA 0.57 at
+# 32, 0.84 at 64. Measured here (docs/forgetting.md): full at 32 steps scored 0.76 ± 0.04, more than
+# one stderr below LoRA's 0.84 ± 0.04 at 64, so full also runs 48 steps; the likely pair runs first.
+STEPS = {"full": (32, 48), "lora": (64,)}
+DEFAULTS = {"batch": 8, "n_train": 256, "limit": 100, "probe_limit": None}
+QUICK = {"batch": 4, "n_train": 32, "limit": 8, "probe_limit": 8}
+QUICK_STEPS = {"full": (4, 2), "lora": (4, 2)}
 
 
-def runs(full_lr: float) -> dict[str, list[str]]:
-    """The two runs compared: first the aggressive full fine-tune, then LoRA at its usual lr."""
-    return {
-        f"full lr={full_lr:g}": ["method=full", f"train.lr={full_lr:g}"],
-        "lora r=8 lr=2e-4": ["method=lora", "method.r=8", "train.lr=2e-4"],
-    }
-QUICK = {"steps": 4, "batch": 4, "n_train": 32, "limit": 8, "probe_limit": 8}
-
-
-def common(model: str, steps: int, batch: int, n_train: int, limit: int, probe_limit: int | None) -> list[str]:
+def common(model: str, batch: int, n_train: int, limit: int, probe_limit: int | None) -> list[str]:
     return [
         f"model={model}", "task=tickets", f"task.n_train={n_train}", "task.n_test=200",
-        f"train.max_steps={steps}", f"train.batch_size={batch}", "train.save=none",
-        f"eval.limit={limit}",                   # task score: 80 tickets → stderr ≈ 0.05 at p = 0.5
-        f"eval.probe_limit={probe_limit if probe_limit else 'null'}",  # 112 = 16 MC questions per domain (se ≈ 0.043); all 46 paragraphs
-        "eval.batch_size=16",
+        f"train.batch_size={batch}", "train.save=none", "train.epochs=1",
+        f"eval.limit={limit}", "eval.batch_size=16",
+        f"eval.probe_limit={probe_limit if probe_limit else 'null'}",
         f"eval.probes=[{','.join(PROBES)}]",
     ]
 
@@ -68,7 +61,7 @@ def run_point(name: str, overrides: list[str], out: Path) -> dict:
     spec = load_spec(overrides)
     path = record_path(out, spec.run_id)
     if path.exists():
-        print(f"[{name}] record exists, skipped: {path}", file=sys.stderr)
+        print(f"[{name}] record exists, skipped: {path.name}", file=sys.stderr)
         return read_record(path)
     print(f"[{name}] python -m harness {' '.join(overrides)}", file=sys.stderr)
     t = time.perf_counter()
@@ -82,38 +75,25 @@ def run_point(name: str, overrides: list[str], out: Path) -> dict:
 def _pm(value, se, spec=".3f") -> str:
     if value is None:
         return "–"
-    return f"{value:{spec}}" + (f"±{se:{spec}}" if isinstance(se, (int, float)) else "")
+    return f"{value:{spec}}" + (f" ± {se:{spec}}" if isinstance(se, (int, float)) else "")
 
 
-def table(records: dict[str, dict]) -> str:
-    lines = []
-    head = f"{'method':<18} {'task score base → tuned':<26}"
-    for p in PROBES:
-        head += f" {p + ' base → tuned (Δ, sig)':<44}"
-    lines.append(head + f" {'train s':>8}")
-    for name, rec in records.items():
-        m = rec["metrics"]
-        if rec["status"] != "ok":
-            lines.append(f"{name:<18} {rec['status']}: {(rec.get('error') or {}).get('message', '')[:100]}")
-            continue
-        row = f"{name:<18} {_pm(m.get('task_score_base'), m.get('task_score_base_stderr'), '.2f')} → {_pm(m.get('task_score'), m.get('task_score_stderr'), '.2f'):<11}"
-        for p in PROBES:
-            f = m["forgetting"][p]
-            fmt = ".3f" if f["higher_is_better"] else ".2f"
-            cell = f"{_pm(f['base'], f['base_stderr'], fmt)} → {_pm(f['tuned'], f['tuned_stderr'], fmt)} (Δ {f['delta']:+{fmt}}{', sig' if f['significant'] else ''})"
-            row += f" {cell:<44}"
-        lines.append(row + f" {m.get('train_s', m.get('wall_s', 0)):>8.0f}")
-    lines.append("")
-    lines.append("eval seconds per probe (base → tuned):")
-    for name, rec in records.items():
-        if rec["status"] != "ok":
-            continue
-        m = rec["metrics"]
-        parts = [f"task {m.get('task_eval_s', 0):.0f}"]
-        parts += [f"{p} {m['forgetting'][p]['base_seconds']:.0f} → {m['forgetting'][p]['seconds']:.0f}" for p in PROBES]
-        cached = m.get("base_probes_cached", {})
-        lines.append(f"  {name:<18} " + " · ".join(parts) + ("  (base from cache)" if all(cached.values()) else ""))
-    return "\n".join(lines)
+def _score(rec: dict) -> tuple[float, float]:
+    m = rec["metrics"]
+    return m["task_score"], m["task_score_stderr"]
+
+
+def matched(records: dict[tuple[str, int], dict]) -> tuple[tuple[str, int], tuple[str, int]] | None:
+    """The (full, lora) pair whose task scores differ least, if within one stderr of the difference."""
+    ok = {k: r for k, r in records.items() if r["status"] == "ok"}
+    pairs = []
+    for f in (k for k in ok if k[0] == "full"):
+        for lo in (k for k in ok if k[0] == "lora"):
+            (a, sa), (b, sb) = _score(ok[f]), _score(ok[lo])
+            gap = abs(a - b)
+            if gap <= (sa * sa + sb * sb) ** 0.5:
+                pairs.append((gap, f, lo))
+    return min(pairs)[1:] if pairs else None
 
 
 def worse_by(f: dict) -> float:
@@ -121,49 +101,89 @@ def worse_by(f: dict) -> float:
     return f["delta"] if f["higher_is_better"] else -f["delta"]
 
 
-def verdict(records: dict[str, dict]) -> list[str]:
-    full, lora = records.values()
-    if full["status"] != "ok" or lora["status"] != "ok":
-        return ["verdict: a run failed; nothing to compare"]
-    out = []
-    for name, rec in (("full", full), ("lora", lora)):
-        m = rec["metrics"]
-        learned = m["task_score"] - m["task_score_base"] > 2 * (m["task_score_stderr"] ** 2 + m["task_score_base_stderr"] ** 2) ** 0.5
-        out.append(f"{name} learned the task: {'yes' if learned else 'NO'} ({m['task_score_base']:.2f} → {m['task_score']:.2f})")
+def row(name: str, rec: dict) -> str:
+    m = rec["metrics"]
+    if rec["status"] != "ok":
+        return f"| {name} | {rec['status']}: {(rec.get('error') or {}).get('message', '')[:80]} | | | |"
+    cells = [f"{_pm(m['task_score_base'], m['task_score_base_stderr'], '.2f')} → {_pm(*_score(rec), '.2f')}"]
     for p in PROBES:
-        fw, lw = worse_by(full["metrics"]["forgetting"][p]), worse_by(lora["metrics"]["forgetting"][p])
-        unit = "acc points" if full["metrics"]["forgetting"][p]["higher_is_better"] else "ppl"
-        out.append(f"{p}: full forgets {fw:+.3f} {unit}, lora {lw:+.3f} → full forgets more: {'yes' if fw > lw else 'NO'}")
+        f = m["forgetting"][p]
+        fmt = ".3f" if f["higher_is_better"] else ".1f"
+        cells.append(f"{_pm(f['base'], f['base_stderr'], fmt)} → {_pm(f['tuned'], f['tuned_stderr'], fmt)}"
+                     f"{' (significant)' if f['significant'] else ''}")
+    cells.append(f"{m['train_s']:.0f}")
+    return f"| {name} | " + " | ".join(cells) + " |"
+
+
+def table(records: dict[tuple[str, int], dict]) -> str:
+    head = "| run | task score base → tuned | " + " | ".join(f"{p} base → tuned" for p in PROBES) + " | train s |"
+    lines = [head, "|" + "---|" * (len(PROBES) + 3)]
+    for (method, steps), rec in sorted(records.items()):
+        lines.append(row(f"{method} lr {rec['config']['train']['lr']:g}, {steps} steps", rec))
+    return "\n".join(lines)
+
+
+def verdict(records: dict[tuple[str, int], dict]) -> list[str]:
+    out = []
+    for steps in sorted({s for _, s in records}):
+        full, lora = records.get(("full", steps)), records.get(("lora", steps))
+        if full and lora and full["status"] == lora["status"] == "ok":
+            (a, sa), (b, sb) = _score(full), _score(lora)
+            less = a - b > (sa * sa + sb * sb) ** 0.5
+            out.append(f"equal steps ({steps}): full {a:.2f} ± {sa:.2f}, lora {b:.2f} ± {sb:.2f} → "
+                       f"LoRA learns less: {'yes' if less else 'not beyond 1 stderr'}")
+    pair = matched(records)
+    if pair is None:
+        return out + ["matched score: no full/LoRA pair within 1 stderr; add step counts (--full-steps, --lora-steps)"]
+    full, lora = records[pair[0]], records[pair[1]]
+    out.append(f"matched score: full at {pair[0][1]} steps ({_score(full)[0]:.2f}), lora at {pair[1][1]} steps ({_score(lora)[0]:.2f})")
+    for p in PROBES:
+        ff, lf = full["metrics"]["forgetting"][p], lora["metrics"]["forgetting"][p]
+        fw, lw = worse_by(ff), worse_by(lf)
+        se = (ff["tuned_stderr"] ** 2 + lf["tuned_stderr"] ** 2) ** 0.5
+        who = "LoRA forgets less" if fw - lw > se else "full forgets less" if lw - fw > se else "no difference beyond 1 stderr"
+        out.append(f"{p}: full worse by {fw:+.3f}{' (significant)' if ff['significant'] else ''}, "
+                   f"lora by {lw:+.3f}{' (significant)' if lf['significant'] else ''} (se of the gap {se:.3f}) → {who}")
     return out
+
+
+def _steps(text: str) -> tuple[int, ...]:
+    try:
+        steps = tuple(int(s) for s in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of step counts: {text!r}") from None
+    if not steps or min(steps) < 1:
+        raise argparse.ArgumentTypeError(f"step counts must be ≥ 1: {text!r}")
+    return steps
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="tiny model and a handful of steps: checks the script, measures nothing")
     ap.add_argument("--out", default="results/forgetting", help="where the run records go")
-    ap.add_argument("--steps", type=int, help=f"optimizer steps per method (default {DEFAULTS['steps']})")
-    ap.add_argument("--probe-limit", type=int, help=f"documents per probe, 0 = all (default {DEFAULTS['probe_limit']})")
-    ap.add_argument("--full-lr", type=float, default=FULL_LR, help=f"the full fine-tune's learning rate (default {FULL_LR:g})")
-    ap.add_argument("overrides", nargs="*", help="extra harness overrides for both runs, e.g. train.batch_size=8")
+    ap.add_argument("--full-steps", type=_steps, help=f"full fine-tuning's step counts (default {','.join(map(str, STEPS['full']))})")
+    ap.add_argument("--lora-steps", type=_steps, help=f"LoRA's step counts (default {','.join(map(str, STEPS['lora']))})")
+    ap.add_argument("overrides", nargs="*", help="extra harness overrides for every run, e.g. eval.probe_limit=112")
     args = ap.parse_args(argv)
-    size = dict(QUICK if args.quick else DEFAULTS)
-    if args.steps:
-        size["steps"] = args.steps
-    if args.probe_limit is not None:
-        size["probe_limit"] = args.probe_limit or None
+    steps = dict(QUICK_STEPS if args.quick else STEPS)
+    steps["full"] = args.full_steps or steps["full"]
+    steps["lora"] = args.lora_steps or steps["lora"]
     out = Path(args.out).resolve()
-    base = common("tiny" if args.quick else "smollm2-135m", **size)
+    base = common("tiny" if args.quick else "smollm2-135m", **(QUICK if args.quick else DEFAULTS))
+    order = [(m, s) for i in range(max(map(len, steps.values()))) for m in METHODS if i < len(steps[m]) for s in [steps[m][i]]]
     records = {}
     t = time.perf_counter()
-    for name, extra in runs(args.full_lr).items():
-        records[name] = run_point(name, [*base, *extra, *args.overrides, f"results_dir={out}"], out)
+    for method, n in order:
+        over = [*base, *METHODS[method], f"train.max_steps={n}", *args.overrides, f"results_dir={out}"]
+        records[(method, n)] = run_point(f"{method} {n} steps", over, out)
     text = table(records) + "\n\n" + "\n".join(verdict(records)) + f"\n\ntotal {time.perf_counter() - t:.0f} s"
     print(text)
-    (out / "forgetting_table.txt").write_text(text + "\n")
+    (out / "forgetting_table.md").write_text(text + "\n")
     (out / "forgetting_summary.json").write_text(json.dumps(
-        {name: {"run_id": r["run_id"], "status": r["status"], "task_score_base": r["metrics"].get("task_score_base"),
-                "task_score": r["metrics"].get("task_score"), "forgetting": r["metrics"].get("forgetting")}
-         for name, r in records.items()}, indent=2))
+        {f"{m} {n}": {"run_id": r["run_id"], "status": r["status"], "lr": r["config"]["train"]["lr"],
+                      "task_score": r["metrics"].get("task_score"), "task_score_stderr": r["metrics"].get("task_score_stderr"),
+                      "forgetting": r["metrics"].get("forgetting")}
+         for (m, n), r in sorted(records.items())}, indent=2))
     return 0
 
 

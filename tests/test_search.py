@@ -152,27 +152,40 @@ def test_an_oom_is_an_infeasible_trial_an_error_a_failed_one_and_a_peak_over_bud
     assert not sv.trials[2].front
 
 
-def test_a_fixed_seed_reproduces_the_proposals_and_another_seed_does_not():
-    search = smoke_spec(n_trials=14)
+def _propose(study, s: SearchSpec, n: int) -> list[dict]:
+    from harness.search.study import ask
 
-    def proposals(seed: int) -> list[dict]:
+    out = []
+    for _ in range(n):
+        trial = ask(study, s)
+        values = s.suggest(trial)
+        out.append(values)
+        study.tell(trial, [values["train.lr"] * 100, values["train.max_steps"] + (values.get("method.r") or 0)])
+    return out
+
+
+def test_a_fixed_seed_reproduces_the_proposals_and_a_resumed_study_does_not_replay_them():
+    def fresh(seed: int) -> list[dict]:
         s = smoke_spec(seed=seed)
-        study = optuna.create_study(directions=s.directions, sampler=make_sampler(s))
-        out = []
-        for _ in range(14):  # past NSGA-II's and TPE's random start
-            trial = study.ask()
-            values = s.suggest(trial)
-            out.append(values)
-            study.tell(trial, [values["train.lr"] * 100, values["train.max_steps"] + (values.get("method.r") or 0)])
-        return out
+        return _propose(optuna.create_study(directions=s.directions, sampler=make_sampler(s, s.seed)), s, 14)  # past the random start
 
+    search = smoke_spec()
     assert search.sampler == "auto" and type(make_sampler(search)).__name__ == "NSGAIISampler"
     assert type(make_sampler(smoke_spec(objectives=["wall_s"]))).__name__ == "TPESampler"
-    first = proposals(0)
-    assert first == proposals(0)
-    assert first != proposals(1)
+    first = fresh(0)
+    assert first == fresh(0)
+    assert first != fresh(1)
     assert all(("method.r" in p) == (p["method"] == "lora") for p in first)  # the conditional parameter
     assert any(p["method"] == "full" for p in first) and any(p["method"] == "lora" for p in first)
+
+    # A re-run is a new process with a new sampler on the same storage: it must go on, not start over.
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(storage=storage, study_name="s", directions=search.directions, sampler=make_sampler(search, 0))
+    before = _propose(study, search, 2)
+    again = optuna.load_study(study_name="s", storage=storage, sampler=make_sampler(search, 0))
+    after = _propose(again, search, 2)
+    assert not [p for p in after if p in before], (before, after)
+    assert before + after == first[:4]  # and the resumed study proposes what an uninterrupted one would
 
 
 # ---------------------------------------------------------------- end to end

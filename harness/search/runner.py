@@ -15,7 +15,7 @@ from pathlib import Path
 
 from harness.errors import UserError
 from harness.search.space import SearchSpec, check_objectives, tell_args
-from harness.search.study import CONSTRAINT_ATTR, counts, is_surplus
+from harness.search.study import CONSTRAINT_ATTR, ask, counts, is_surplus
 from harness.sweep.plan import Outcome, Point, existing, override, passthrough
 from harness.sweep.point import Child
 
@@ -117,7 +117,7 @@ class LocalSearch:
         """Start one trial if the study wants one; False when it does not (or this one stood down)."""
         from optuna.trial import TrialState
 
-        trial = self.study.ask()
+        trial = ask(self.study, self.base.search)
         self.storage.record_heartbeat(trial._trial_id)
         if is_surplus(self.study.get_trials(deepcopy=False), trial.number, self.base.search.n_trials):
             trial.set_user_attr("surplus", True)

@@ -69,24 +69,39 @@ def constraints(trial) -> list[float]:
     return [float(trial.user_attrs.get(CONSTRAINT_ATTR, 0.0))]
 
 
-def make_sampler(search: SearchSpec):
+def make_sampler(search: SearchSpec, seed: int | None = None):
     import optuna
 
     kind = search.sampler
     if kind == "auto":
         kind = "tpe" if len(search.objectives) == 1 else "nsga2"
     if kind == "tpe":
-        return optuna.samplers.TPESampler(seed=search.seed, constraints_func=constraints)
+        return optuna.samplers.TPESampler(seed=seed, constraints_func=constraints)
     if kind == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=search.seed, constraints_func=constraints)
-    return optuna.samplers.RandomSampler(seed=search.seed)
+        return optuna.samplers.NSGAIISampler(seed=seed, constraints_func=constraints)
+    return optuna.samplers.RandomSampler(seed=seed)
+
+
+def ask(study, search: SearchSpec):
+    """A new trial, its sampler seeded with ``search.seed + trial number``.
+
+    A sampler seeded once per process would replay its first proposals in every re-run (the same
+    parameters, hence the same run_id) and give two workers started together the same ones. The
+    samplers keep nothing but their random state (the trials are in the database), and Optuna
+    samples a trial's parameters at its first ``suggest_*``, so reseeding right after ``ask``
+    makes each proposal a function of the seed, the trial number and the study's history:
+    reproducible from a fresh study, new in a resumed one, distinct between workers.
+    """
+    trial = study.ask()
+    study.sampler = make_sampler(search, None if search.seed is None else search.seed + trial.number)
+    return trial
 
 
 def open_study(search: SearchSpec, storage):
     """The preset's study, created on first use; a study of that name with other objectives is refused."""
     import optuna
 
-    study = optuna.create_study(storage=storage, study_name=search.name, sampler=make_sampler(search),
+    study = optuna.create_study(storage=storage, study_name=search.name, sampler=make_sampler(search, search.seed),
                                 directions=search.directions, load_if_exists=True)
     have = [d.name.lower() for d in study.directions]
     if have != search.directions:

@@ -54,7 +54,7 @@ def make_base(search: SearchSpec, user_overrides: list[str], results_dir: Path) 
         if key in keys:
             raise UserError(f"{key} is searched by search={search.name}; drop '{o}' or remove it from search.space")
     probe = Base(search, user, results_dir, None)
-    specs = [probe.point(-1, values).spec for values in search.corner_points()]
+    specs = [probe.point(-1, values).spec for values in [*search.corner_points(), *search.baselines]]
     for spec in specs:
         check_objectives(search.objectives, spec)
     return Base(search, user, results_dir, specs[0].budget_gb)

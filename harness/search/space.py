@@ -17,6 +17,7 @@ record becomes the objective values Optuna is told.
         train.max_steps: {low: 8, high: 32, step: 8}  # integers
         method.r: {choices: [4, 16], when: {method: [lora, dora]}}  # only when method is lora or dora
       objectives: [task_score, "forgetting:general_ppl", peak_memory_gb]
+      baselines: [{method: lora, train.lr: 1.0e-3, …}]  # enqueued first: known recipes measured in the same study
       overrides: [train.save=none]  # every trial, before the command line's own overrides
 
 Objectives (the direction is declared here, once, as lm-eval declares a metric's):
@@ -113,6 +114,7 @@ class SearchSpec:
     space: tuple[Param, ...]
     objectives: tuple[str, ...]
     overrides: tuple[str, ...]
+    baselines: tuple[Mapping[str, Any], ...] = ()
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SearchSpec":
@@ -152,11 +154,19 @@ class SearchSpec:
         workers = data.get("workers")
         if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
             raise UserError(f"search.workers must be a positive integer or null (got {workers!r})")
+        baselines = data.get("baselines") or ()
+        if not isinstance(baselines, (list, tuple)) or not all(isinstance(b, Mapping) for b in baselines):
+            raise UserError(f"search {name}: search.baselines must be a list of {{key: value}} dicts")
+        for b in baselines:
+            extra = set(b) - set(keys)
+            if extra:
+                bad = sorted(extra)[0]
+                raise UserError(f"search {name}: baseline key '{bad}' is not a parameter of search.space{did_you_mean(bad, keys)}")
         seed = data.get("seed")
         return cls(name=name, about=str(data.get("about") or ""), n_trials=data["n_trials"], seed=seed, sampler=sampler,
                    storage=data.get("storage") or None, heartbeat_s=data["heartbeat_s"], grace_s=data["grace_s"],
                    workers=workers, space=space, objectives=objectives,
-                   overrides=tuple(str(o) for o in data.get("overrides") or ()))
+                   overrides=tuple(str(o) for o in data.get("overrides") or ()), baselines=tuple(dict(b) for b in baselines))
 
     @property
     def directions(self) -> list[str]:

@@ -108,8 +108,10 @@ def open_study(search: SearchSpec, storage):
         raise UserError(f"study '{search.name}' in this storage has directions {have}, the preset {search.directions}: "
                         f"use another search.name or storage for other objectives")
     stored = study.user_attrs.get("objectives")
-    if stored is None:
+    if stored is None:  # a new study: its known recipes go first, measured like any other trial
         study.set_user_attr("objectives", list(search.objectives))
+        for b in search.baselines:
+            study.enqueue_trial(dict(b), user_attrs={"baseline": True}, skip_if_exists=True)
     elif list(stored) != list(search.objectives):
         raise UserError(f"study '{search.name}' was run with objectives {stored}, the preset says {list(search.objectives)}")
     return study

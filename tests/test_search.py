@@ -188,6 +188,46 @@ def test_a_fixed_seed_reproduces_the_proposals_and_a_resumed_study_does_not_repl
     assert before + after == first[:4]  # and the resumed study proposes what an uninterrupted one would
 
 
+def test_baselines_are_the_first_trials_of_a_new_study_and_never_enqueued_twice():
+    from harness.search.study import ask, open_study
+
+    search = smoke_spec(baselines=[{"method": "lora", "method.r": 4, "train.lr": 1e-3, "train.max_steps": 3},
+                                   {"method": "full", "train.lr": 2e-4, "train.max_steps": 2}])
+    storage = optuna.storages.InMemoryStorage()
+    study = open_study(search, storage)
+    got = []
+    for _ in range(3):
+        trial = ask(study, search)
+        got.append(search.suggest(trial))
+        study.tell(trial, [1.0, 1.0])
+    assert got[:2] == [dict(b) for b in search.baselines] and got[2] not in got[:2]
+    again = open_study(search, storage)  # a re-run opens the study again: nothing more is queued
+    assert len(again.get_trials()) == 3 and not [t for t in again.get_trials() if t.state.name == "WAITING"]
+    with pytest.raises(UserError, match="baseline key 'train.steps'"):
+        smoke_spec(baselines=[{"method": "full", "train.steps": 3}])
+
+
+def test_slurm_launcher_writes_an_array_of_workers_on_the_shared_storage(tmp_path, capsys):
+    import shlex
+
+    from harness.cli import dispatch
+    from harness.sweep import override
+
+    code = dispatch(["search=smoke", f"results_dir={tmp_path}", "launcher=slurm", "launcher.submit=false",
+                     "search.workers=3", "train.batch_size=1", "search.n_trials=7"])
+    assert code == 0, capsys.readouterr().err
+    (script,) = tmp_path.glob("slurm/search-smoke-*/workers.sbatch")
+    lines = script.read_text().splitlines()
+    assert "#SBATCH --array=0-2%3" in lines
+    argv = shlex.split(lines[-1].removeprefix("exec "))
+    assert argv[1:4] == ["-m", "harness", "search=smoke"]
+    assert {"launcher=local", "launcher.parallel=1", "train.batch_size=1", "search.n_trials=7",
+            f"results_dir={tmp_path}", override("search.storage", f"sqlite:///{tmp_path / 'search.db'}")} <= set(argv)
+    assert not [a for a in argv if a.startswith(("launcher=slurm", "launcher.submit"))]
+    assert "SQLite storage" in capsys.readouterr().err  # the warning about SQLite on a cluster's file system
+    assert optuna.load_study(study_name="smoke", storage=f"sqlite:///{tmp_path / 'search.db'}").get_trials() == []
+
+
 # ---------------------------------------------------------------- end to end
 
 

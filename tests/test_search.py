@@ -228,6 +228,32 @@ def test_slurm_launcher_writes_an_array_of_workers_on_the_shared_storage(tmp_pat
     assert optuna.load_study(study_name="smoke", storage=f"sqlite:///{tmp_path / 'search.db'}").get_trials() == []
 
 
+def test_the_search_section_escapes_what_came_from_the_study_and_its_records(tmp_path):
+    from harness.render import Report, to_html, to_markdown
+    from harness.search.report import search_section
+
+    evil = "<script>alert(1)</script>"
+    storage = f"sqlite:///{tmp_path / 'search.db'}"
+    study = optuna.create_study(storage=storage, study_name=f"s{evil}", directions=["minimize", "minimize"])
+    study.set_user_attr("objectives", ["peak_memory_gb", "wall_s"])
+    for i, (a, b) in enumerate([(1.0, 3.0), (2.0, 1.0), (3.0, 3.0), (0.5, 9.0)]):
+        trial = study.ask()
+        trial.suggest_categorical("method", [f"m{evil}", "full"])
+        trial.suggest_float("train.lr", 1e-4, 1e-2, log=True)
+        trial.set_user_attr("run_id", f"run{i}{evil}")
+        study.tell(trial, [a, b])
+    rec = {"run_id": f"run1{evil}", "status": "ok", "search": {"study": "x", "trial": 1},
+           "metrics": {"peak_memory_gb": 2.0, "wall_s": 1.0}, "config": {}}
+    (tmp_path / "run1.json").write_text(json.dumps(rec))
+    blocks, figures = search_section(tmp_path, tmp_path / "report")
+    page = to_html(Report("t", "s", blocks)) + to_markdown(Report("t", "s", blocks))
+    assert "<script>" not in page and "&lt;script&gt;" in page and "\\<script\\>" in page
+    assert all("/" not in f.name and "<" not in f.name for f in figures)  # plot files stay inside plots/
+    front = [row for b in blocks if b[0] == "table" and "record" in b[1] for row in b[2]]
+    assert {row[0] for row in front[:3]} == {"0", "1", "3"}  # the front: trial 2 is dominated by 0 and 1
+    assert any(hasattr(row[-1], "href") and row[-1].href == "../run1.json" for row in front)
+
+
 # ---------------------------------------------------------------- end to end
 
 

@@ -80,6 +80,16 @@ BREAKS = (
           "harness/regress.py", "        data_changed = _data_changed(both.loc[b.index], both.loc[c.index])",
           "        data_changed = ''",
           ("tests/test_regress.py -k other_examples",)),
+    Break("search-sampler-seeded-once", "the search sampler is seeded once per process (a re-run replays its proposals)",
+          "harness/search/study.py",
+          "    study.sampler = make_sampler(search, None if search.seed is None else search.seed + trial.number)\n",
+          "", ("tests/test_search.py -k seed",)),
+    Break("search-oom-is-a-failure", "an OOM trial is told as FAIL instead of infeasible",
+          "harness/search/space.py", 'INFEASIBLE = ("oom", "timeout")', 'INFEASIBLE = ("timeout",)',
+          ("tests/test_search.py -k oom",)),
+    Break("search-no-retry", "a trial whose runner was killed is not queued again with its parameters",
+          "harness/search/study.py", "heartbeat_stale_trial_callback=RetryFailedTrialCallback())",
+          "heartbeat_stale_trial_callback=None)", ("tests/test_search.py -k killed",)),
 )
 
 

@@ -82,7 +82,7 @@ def print_trials(sv, rows, probes: list[str]) -> None:
           + " | peak GB | wall s | front |")
     print("|---|---|---|---|" + "---|" * len(probes) + "---|---|---|")
     for t, rec in rows:
-        cells = [str(t.number) + (" (baseline)" if t.number < 2 and rec.get("search") and _baseline(sv, t) else ""),
+        cells = [str(t.number) + (" (baseline)" if _baseline(sv, t) else ""),
                  params(rec), rec["status"]]
         if rec["status"] == "ok":
             s, se = score(rec)
@@ -118,16 +118,16 @@ def compare_compute(rows, grid: list[dict], grid_order: list[str]) -> None:
     grid_flops = sum(flops(r) for r in grid)
     gbest = max(grid, key=lambda r: score(r)[0])
     print("## equal training compute (Σ tokens_trained × flops_per_token)\n")
-    print("| source | runs | training PFLOP | best task score | best recipe |")
+    print("| source | runs | training TFLOP | best task score | best recipe |")
     print("|---|---|---|---|---|")
-    print(f"| study | {len(rows)} | {study_flops / 1e15:.2f} | {score(best)[0]:.2f} ± {score(best)[1]:.2f} | {params(best)} |")
+    print(f"| study | {len(rows)} | {study_flops / 1e12:.1f} | {score(best)[0]:.2f} ± {score(best)[1]:.2f} | {params(best)} |")
     if prefix:
         pbest = max(prefix, key=lambda r: score(r)[0])
-        print(f"| grid, first points within the study's compute | {len(prefix)} | {used / 1e15:.2f} | "
+        print(f"| grid, first points within the study's compute | {len(prefix)} | {used / 1e12:.1f} | "
               f"{score(pbest)[0]:.2f} ± {score(pbest)[1]:.2f} | {params(pbest)} |")
     else:
-        print(f"| grid, first points within the study's compute | 0 | 0 | – | its first point alone needs {flops(grid[0]) / 1e15:.2f} |")
-    print(f"| grid, all points | {len(grid)} | {grid_flops / 1e15:.2f} | {score(gbest)[0]:.2f} ± {score(gbest)[1]:.2f} | {params(gbest)} |")
+        print(f"| grid, first points within the study's compute | 0 | 0 | – | its first point alone needs {flops(grid[0]) / 1e12:.1f} |")
+    print(f"| grid, all points | {len(grid)} | {grid_flops / 1e12:.1f} | {score(gbest)[0]:.2f} ± {score(gbest)[1]:.2f} | {params(gbest)} |")
     print(f"\nthe study used {study_flops / grid_flops:.2f}× the grid's training compute\n")
 
 

@@ -14,7 +14,7 @@ import os
 from pathlib import Path
 
 from harness.render import Link
-from harness.search.space import OBJECTIVES, value_of
+from harness.search.space import describe, value_of
 from harness.search.trials import StudyView, TrialRow, importances, load_studies
 
 ARROW = {"maximize": "↑", "minimize": "↓"}
@@ -83,7 +83,7 @@ def study_blocks(sv: StudyView, out_dir: Path | None) -> list:
     b: list = [("h2", f"Search: {sv.name}")]
     b.append(("p", f"{len(sv.trials)} trials ({', '.join(f'{n} {k}' for k, n in sorted(counts.items()))}) in {sv.storage}; "
                    f"objectives: {', '.join(heads)}. "
-                   + "; ".join(f"{o}: {OBJECTIVES.get(o.partition(':')[0], ('', o))[1]}" for o in sv.objectives)
+                   + "; ".join(f"{o}: {describe(o)}" for o in sv.objectives)
                    + ". Infeasible: out of memory (budget_gb), past timeout_s, or a recorded peak above budget_gb."))
     front = sorted(sv.front, key=lambda t: t.number)
     b.append(("p", f"Pareto front: {len(front)} of the feasible trials, none of which another beats on every objective "

@@ -194,6 +194,14 @@ class SearchSpec:
         return out
 
 
+def describe(objective: str) -> str:
+    """What an objective measures, for people."""
+    base, _, probe = objective.partition(":")
+    if probe:
+        return f"{probe}'s drop (tuned worse than base, in its unit; > 0 = forgot)"
+    return OBJECTIVES[base][1] if base in OBJECTIVES else objective
+
+
 def direction(objective: str) -> str:
     base, _, probe = objective.partition(":")
     if base not in OBJECTIVES or (probe and base != "forgetting"):

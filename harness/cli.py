@@ -18,6 +18,7 @@ COMMANDS = {
 
 USAGE = """usage: harness [key=value …]            one measured run (Hydra overrides)
        harness sweep=<name> [key=value …]   a sweep: every point in its own process
+       harness search=<name> [key=value …]  an Optuna study: every trial a sweep point (docs/search.md)
        harness <command> [--help]           results | report | regress | eval | export
 
 examples:
@@ -57,6 +58,14 @@ def run_from_overrides(overrides: list[str]) -> int:
 
     quiet_libraries()
     cfg = compose(overrides)
+    if cfg.get("search"):
+        from harness.errors import UserError
+        from harness.search import run_search
+
+        if cfg.get("sweep"):
+            raise UserError("give either sweep=<name> (a grid) or search=<name> (a study), not both")
+        check_writable(str(cfg.results_dir))
+        return run_search(cfg, overrides)
     if cfg.get("sweep"):
         from harness.sweep.launcher import run_sweep
 

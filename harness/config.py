@@ -312,6 +312,7 @@ def spec_from_dict(cfg: Mapping[str, Any], *, complete: bool = False) -> RunSpec
     """
     cfg = completed(cfg) if complete else dict(cfg)
     cfg.pop("sweep", None)
+    cfg.pop("search", None)
     cfg.pop("debug", None)
     cfg.pop("hydra", None)
     cfg.pop("launcher", None)  # sweep-runner settings: not part of a run

@@ -165,10 +165,11 @@ def record_path(results_dir: str | Path, run_id: str) -> Path:
 
 
 def build_record(spec: "RunSpec", device: str, *, sweep: str | None = None, started_at: str | None = None,
-                 execution: dict | None = None, tracker: dict | None = None) -> Record:
+                 execution: dict | None = None, tracker: dict | None = None, search: dict | None = None) -> Record:
     """The record of a run about to start: status ``error`` until someone says otherwise.
     ``execution``: how a sweep ran the point (its slot, concurrency; harness/sweep/slots.py);
-    ``tracker``: its run in an experiment tracker (harness/trackers/)."""
+    ``tracker``: its run in an experiment tracker (harness/trackers/);
+    ``search``: the study and trial it was for (harness/search/)."""
     from harness.measure import hardware
 
     record: Record = {
@@ -188,6 +189,8 @@ def build_record(spec: "RunSpec", device: str, *, sweep: str | None = None, star
         record["execution"] = execution
     if tracker:
         record["tracker"] = tracker
+    if search:
+        record["search"] = search
     return record
 
 

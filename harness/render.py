@@ -15,6 +15,7 @@ import html
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import quote
 
 from harness import plots
 
@@ -26,6 +27,14 @@ class Cfg:
     config: str
     anchor: str
     flag: str = ""  # "⚠ collapsed general_mc": shown after the name
+
+
+@dataclass(frozen=True)
+class Link:
+    """A link to a file (a run's record), by its path relative to the report; escaped and
+    percent-encoded, so a path cannot become markup or a ``javascript:`` URL."""
+    label: str
+    href: str
 
 
 @dataclass
@@ -53,6 +62,8 @@ def _html_cell(cell) -> str:
     e = html.escape
     if isinstance(cell, list):
         return "".join(_html_cell(c) for c in cell)
+    if isinstance(cell, Link):
+        return f'<a href="{e(quote(cell.href))}">{e(cell.label)}</a>'
     if isinstance(cell, Cfg):
         flag = f' <span class="flag">{e(cell.flag)}</span>' if cell.flag else ""
         return f'<a class="cfg" href="#{e(cell.anchor)}" title="{e(cell.config)}">{e(cell.label)}</a>{flag}'
@@ -107,6 +118,8 @@ def _md_cell(cell) -> str:
         return "".join(_md_cell(c) for c in cell)
     if isinstance(cell, Cfg):
         return md_escape(cell.label) + (" " + md_escape(cell.flag) if cell.flag else "")
+    if isinstance(cell, Link):
+        return f"[{md_escape(cell.label)}]({quote(cell.href)})"
     return md_escape(cell)
 
 

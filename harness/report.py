@@ -247,7 +247,7 @@ def _regress_blocks(result: dict) -> list:
     return blocks
 
 
-def build(results_dir: Path, regress: dict | None = None) -> tuple[Report, list[plots.Plot]]:
+def build(results_dir: Path, regress: dict | None = None, out_dir: Path | None = None) -> tuple[Report, list[plots.Plot]]:
     frame = load_frame(results_dir)
     if frame.empty:
         raise UserError(f"no run records in or below {results_dir} (expected <run_id>.json files written by `harness` or a sweep)")
@@ -302,6 +302,11 @@ def build(results_dir: Path, regress: dict | None = None) -> tuple[Report, list[
             b.append(("p", f"About: {about} (sweeps/sweep/{sweep}.yaml)"))
         b.append(("table", *_point_table(sub, cfg)))
 
+    from harness.search.report import search_section  # a study database under results_dir: its Pareto front, trials, importances
+
+    search_blocks, search_figures = search_section(results_dir, out_dir)
+    b.extend(search_blocks)
+
     group_order = [c.group for c in claims]
     figures = [plots.throughput(runs, group_order), plots.memory_vs_score(points, {c.group: c.front for c in claims}),
                plots.score_vs_forgetting(points, probes), plots.memory_vs_rank(runs), plots.oom_boundary(runs),
@@ -310,6 +315,7 @@ def build(results_dir: Path, regress: dict | None = None) -> tuple[Report, list[
         figures.insert(3, plots.learning_curves(curves, reach))
     b.append(("h2", "Plots"))
     b.extend(("plot", p) for p in figures)
+    figures += search_figures  # shown in their section above; written beside report.md like the others
 
     failed = runs[runs["status"] != "ok"]
     b.append(("h2", "Failed runs"))
@@ -351,7 +357,7 @@ def main(argv: list[str]) -> int:
         regress_path = Path(args.regress) if args.regress else results_dir / REGRESS_FILE
         regress = read_regress(regress_path) if args.regress or regress_path.exists() else None
         out_dir = Path(args.out) if args.out else Path("results/reports") / results_dir.resolve().name
-        report, figures = build(results_dir, regress)
+        report, figures = build(results_dir, regress, out_dir)
         html_path, md_path = write(report, figures, out_dir)
         print(f"wrote {html_path} and {md_path} ({len(figures)} plots in {out_dir / 'plots'})")
         return 0

@@ -48,7 +48,9 @@ def execute(spec: RunSpec, progress: Any = None, tracker: dict | None = None) ->
     device = device_of()
     # A sweep point: its sweep, its slot and how many points shared the machine (harness/sweep/slots.py).
     execution = json.loads(os.environ["TUNEBENCH_EXECUTION"]) if os.environ.get("TUNEBENCH_EXECUTION") else None
-    record = build_record(spec, device, sweep=os.environ.get("TUNEBENCH_SWEEP"), execution=execution, tracker=tracker)
+    search = json.loads(os.environ["TUNEBENCH_SEARCH"]) if os.environ.get("TUNEBENCH_SEARCH") else None  # a search trial
+    record = build_record(spec, device, sweep=os.environ.get("TUNEBENCH_SWEEP"), execution=execution, tracker=tracker,
+                          search=search)
     metrics = record["metrics"]
     t_start = time.perf_counter()
     import psutil

@@ -104,6 +104,17 @@ BREAKS = (
           "    return [' '.join([m] + [f'{k}={v[i]}' for k, v in columns.items() if v[i] is not None]) for i, m in enumerate(methods)]\n"
           "    for least, bare in ((False, False), (True, False), (True, True)):",
           ("tests/test_report_fit.py",)),
+    # issue 25: search
+    Break("search-sampler-seeded-once", "the search sampler is seeded once per process (a re-run replays its proposals)",
+          "harness/search/study.py",
+          "    study.sampler = make_sampler(search, None if search.seed is None else search.seed + trial.number)\n",
+          "", ("tests/test_search.py -k seed",)),
+    Break("search-oom-is-a-failure", "an OOM trial is told as FAIL instead of infeasible",
+          "harness/search/space.py", 'INFEASIBLE = ("oom", "timeout")', 'INFEASIBLE = ("timeout",)',
+          ("tests/test_search.py -k oom",)),
+    Break("search-no-retry", "a trial whose runner was killed is not queued again with its parameters",
+          "harness/search/study.py", "heartbeat_stale_trial_callback=RetryFailedTrialCallback())",
+          "heartbeat_stale_trial_callback=None)", ("tests/test_search.py -k killed",)),
 )
 
 

@@ -32,3 +32,12 @@ def test_ci_script_sets_ci_and_installs_chromium():
     setup = (REPO / "scripts" / "setup.sh").read_text()
     assert "export CI=" in run and "setup.sh --test" in run
     assert "install -y -qq chromium" in setup
+
+
+def test_optuna_is_installed_in_ci():
+    """tests/test_search.py skips without Optuna (the `search` extra); CI installs it with `test`."""
+    if not IN_CI:
+        pytest.skip("not in CI (CI unset): the search tests may skip here")
+    import importlib.util
+
+    assert importlib.util.find_spec("optuna"), "CI is set but optuna is missing: the `test` extra must include it"

@@ -25,7 +25,7 @@ from harness.record import read_record, record_path
 
 STRAY_TMP_AGE_S = 600  # another writer's temp file older than this is debris (a record write takes ms)
 # Command-line keys that steer the runner, not a run: never passed on to a point.
-RUNNER_KEYS = ("sweep", "launcher", "retry_failed", "results_dir", "repeat")
+RUNNER_KEYS = ("sweep", "search", "launcher", "retry_failed", "results_dir", "repeat")
 
 
 @dataclass(frozen=True)

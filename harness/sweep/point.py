@@ -57,7 +57,7 @@ def _classify(returncode: int, timed_out: float | None, tail: str) -> tuple[str,
 
 
 def record_for_dead_child(point: Point, sweep_name: str, status: str, err_type: str, message: str, tail: str,
-                          started: float, seconds: float, execution: dict | None = None) -> dict:
+                          started: float, seconds: float, execution: dict | None = None, search: dict | None = None) -> dict:
     """The record of a point whose child left none, from what the parent saw (harness/record.py builds it)."""
     import datetime as dt
 
@@ -65,7 +65,7 @@ def record_for_dead_child(point: Point, sweep_name: str, status: str, err_type: 
     from harness.record import build_record, error_info, finished
 
     started_at = dt.datetime.fromtimestamp(started, dt.timezone.utc).isoformat(timespec="seconds")
-    record = build_record(point.spec, device_of(), sweep=sweep_name, started_at=started_at, execution=execution)
+    record = build_record(point.spec, device_of(), sweep=sweep_name, started_at=started_at, execution=execution, search=search)
     record = finished(record, status, error=error_info(type=err_type, message=message, tail=tail),
                       metrics={"wall_s": seconds}, recorded_by="sweep")  # the child left nothing: the parent's figures
     write_record(point.spec.results_dir, record)
@@ -76,19 +76,24 @@ class Child:
     """A point's process, polled without blocking so that several can run at once.
 
     ``env`` adds to the environment (the local launcher's slot: ``CUDA_VISIBLE_DEVICES``, thread
-    counts, ``TUNEBENCH_EXECUTION``); ``execution`` is that slot as recorded. The point's own
+    counts, ``TUNEBENCH_EXECUTION``); ``execution`` is that slot as recorded; ``search`` the study
+    and trial the point is for (``harness/search/``), given to the child as ``TUNEBENCH_SEARCH``. The point's own
     ``timeout_s`` (else ``timeout_s`` here) ends a child that runs too long → ``timeout``.
     """
 
     def __init__(self, point: Point, sweep_name: str, *, env: dict | None = None, execution: dict | None = None,
-                 timeout_s: float | None = None):
-        self.point, self.sweep_name, self.execution = point, sweep_name, execution
+                 timeout_s: float | None = None, search: dict | None = None):
+        self.point, self.sweep_name, self.execution, self.search = point, sweep_name, execution, search
         self.limit = point.spec.timeout_s or timeout_s
         results_dir = Path(point.spec.results_dir)
         self.log = results_dir / "logs" / f"{point.run_id}.log"
         self.log.parent.mkdir(parents=True, exist_ok=True)
         full_env = {**os.environ, "TUNEBENCH_SWEEP": sweep_name, "PYTHONUNBUFFERED": "1",
                     "TUNEBENCH_PARENT_PID": str(os.getpid()), **(env or {})}
+        if search:
+            import json
+
+            full_env["TUNEBENCH_SEARCH"] = json.dumps(search)
         self.started = time.time()
         self.timed_out: float | None = None
         self._term_at: float | None = None
@@ -148,7 +153,7 @@ class Child:
         tail = _tail(self.log)
         status, err_type, message = _classify(returncode, self.timed_out, tail)
         return Outcome(record_for_dead_child(point, self.sweep_name, status, err_type, message, tail,
-                                             self.started, seconds, self.execution), seconds)
+                                             self.started, seconds, self.execution, self.search), seconds)
 
 
 def run_point(point: Point, sweep_name: str, on_poll=None, timeout_s: float | None = None) -> Outcome | None:

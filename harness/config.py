@@ -11,19 +11,18 @@ import json
 import math
 import os
 import tempfile
-import types
-import typing
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from advisor.facts import OPTIMIZERS, TARGET_PRESETS  # shared with the advisor's memory model
-from harness.errors import UserError, did_you_mean, unknown
+from harness.errors import UserError, unknown
 from harness.methods import METHODS, method_names  # the method table: data only, imports nothing heavy
 from harness.methods import inner_of
 from harness.methods import options as method_options
 from harness.model_names import short_name
 from harness.paths import CONFIG_DIR
+from harness.typecheck import build, tupled
 
 DTYPES = ("auto", "fp32", "bf16", "fp16")
 SAVE_MODES = ("adapter", "merged", "none")
@@ -230,79 +229,6 @@ def _at_least(key: str, value: int, low: int) -> None:
         raise UserError(f"{key} must be an integer >= {low} (got {value!r})")
 
 
-_KINDS = {int: "an integer", float: "a number", str: "a string", bool: "true or false"}
-
-
-def _type_ok(value: Any, hint: Any) -> bool:
-    """Does ``value`` fit the annotation? Covers the shapes the specs use: scalars, X | None,
-    Mapping[str, Any] and tuple[str, ...]. bool is not an int here (``r=true`` is a typo)."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        return any(_type_ok(value, h) for h in typing.get_args(hint))
-    if hint is type(None):
-        return value is None
-    if hint is Any:
-        return True
-    if hint is bool:
-        return isinstance(value, bool)
-    if hint is int:
-        return isinstance(value, int) and not isinstance(value, bool)
-    if hint is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
-    if hint is str:
-        return isinstance(value, str)
-    if origin in (Mapping, dict) or hint in (Mapping, dict):
-        return isinstance(value, Mapping)
-    if origin is tuple:
-        item = typing.get_args(hint)[0]
-        return isinstance(value, (tuple, list)) and all(_type_ok(v, item) for v in value)
-    return True  # a nested spec: built and checked by its own class
-
-
-def _describe(hint: Any) -> str:
-    """'an integer or null', 'a list of names', … for the message that names what is accepted."""
-    origin = typing.get_origin(hint)
-    if origin in (typing.Union, types.UnionType):
-        parts = [_describe(h) for h in typing.get_args(hint) if h is not type(None)]
-        return " or ".join(parts) + (" or null" if type(None) in typing.get_args(hint) else "")
-    if origin is tuple:
-        return "a list (or a comma-separated string) of names"
-    if origin in (Mapping, dict) or hint in (Mapping, dict):
-        return "a mapping of key: value"
-    return _KINDS.get(hint, str(hint))
-
-
-def _check_types(cls, data: Mapping[str, Any], prefix: str) -> None:
-    hints = typing.get_type_hints(cls)
-    for key, value in data.items():
-        if not _type_ok(value, hints[key]):
-            name = f"{prefix}.{key}" if prefix != "config" else key
-            raise UserError(f"{name} must be {_describe(hints[key])} (got {value!r})")
-
-
-def _build(cls, data: Mapping[str, Any], prefix: str):
-    known = {f.name for f in fields(cls)}
-    extra = set(data) - known
-    if extra:
-        key = sorted(extra)[0]
-        name = f"{prefix}.{key}" if prefix != "config" else key
-        raise UserError(f"unknown setting '{name}'{did_you_mean(key, known)}")
-    missing = [f.name for f in fields(cls) if f.name not in data]
-    if missing:  # every field is required: the YAML under sweeps/ sets each one
-        name = f"{prefix}.{missing[0]}" if prefix != "config" else missing[0]
-        raise UserError(f"missing setting '{name}' (every setting has its default in sweeps/*.yaml)")
-    _check_types(cls, data, prefix)
-    return cls(**data)
-
-
-def _tupled(value):
-    if value is None:
-        return ()
-    if isinstance(value, str):
-        return tuple(p for p in value.split(",") if p)
-    return tuple(value) if isinstance(value, (list, tuple)) else value  # anything else: the type check names it
-
-
 def spec_from_dict(cfg: Mapping[str, Any], *, complete: bool = False) -> RunSpec:
     """Turn a resolved config (plain dict) into a RunSpec, checking every value.
 
@@ -320,13 +246,13 @@ def spec_from_dict(cfg: Mapping[str, Any], *, complete: bool = False) -> RunSpec
     cfg.pop("log", None)  # where progress and tracking go (output_settings): not part of a run
     cfg.pop("logger", None)
     ev = dict(cfg.pop("eval", {}) or {})
-    ev["probes"] = _tupled(ev.get("probes"))
+    ev["probes"] = tupled(ev.get("probes"))
     parts = {
-        "model": _build(ModelSpec, cfg.pop("model"), "model"),
-        "method": _build(MethodSpec, cfg.pop("method"), "method"),
-        "task": _build(TaskSpec, cfg.pop("task"), "task"),
-        "train": _build(TrainSpec, cfg.pop("train"), "train"),
-        "eval": _build(EvalSpec, ev, "eval"),
+        "model": build(ModelSpec, cfg.pop("model"), "model"),
+        "method": build(MethodSpec, cfg.pop("method"), "method"),
+        "task": build(TaskSpec, cfg.pop("task"), "task"),
+        "train": build(TrainSpec, cfg.pop("train"), "train"),
+        "eval": build(EvalSpec, ev, "eval"),
     }
     method = parts["method"]
     if method.name not in METHODS:
@@ -337,7 +263,7 @@ def spec_from_dict(cfg: Mapping[str, Any], *, complete: bool = False) -> RunSpec
     if METHODS[method.name].default_inner and any(stack.values()):  # harness.train.sft sets these up, not wrappers
         raise UserError(f"{[k for k, v in stack.items() if v][0]}={parts['train'].loss if stack['train.loss'] else 'selective'} "
                         f"applies to the supervised methods, not to {method.name} (it runs its own training loop)")
-    return _build(RunSpec, {**cfg, **parts}, "config")
+    return build(RunSpec, {**cfg, **parts}, "config")
 
 
 def completed(cfg: Mapping[str, Any]) -> dict:

@@ -158,6 +158,10 @@ def test_each_tracker_keeps_params_steps_final_figures_and_the_record(name, meas
     if importlib.util.find_spec(name) is None:  # not imported here: trackio reads TRACKIO_DIR when first imported
         pytest.skip(f"{name} is not installed (pip install -e '.[test]')")
     monkeypatch.delenv("TRACKIO_DIR", raising=False)
+    # trl's trainers import trackio, so an earlier in-process test (DPO, GRPO) loaded it with its
+    # default TRACKIO_DIR; a run is a fresh process whose tracker imports it first, so do that here.
+    for mod in [m for m in sys.modules if m == "trackio" or m.startswith("trackio.")]:
+        monkeypatch.delitem(sys.modules, mod)
     src = tmp_path / "runs"
     src.mkdir()
     (src / f"{measured['run_id']}.json").write_text(json.dumps(measured))

@@ -70,6 +70,7 @@ class Board:
         self.every = every
         self.plain = plain_wanted(every) or not console.is_terminal  # a log, a pipe, CI: a line per N steps of each point
         self.lines: dict[int, object] = {}  # index → PlainProgress of a running point
+        self.phases_done: dict[int, set] = {}  # index → start times of the phases it left that were shown to their end
         self.live = None if self.plain else Live(console=console, refresh_per_second=REFRESH_PER_S, get_renderable=self.render)
 
     def __enter__(self):
@@ -97,7 +98,10 @@ class Board:
             state = read_progress(self.running[index][3])
             if not state.get("task"):
                 continue
-            fields = {k: v for k, v in state.items() if k not in ("task", "total", "completed")}
+            shown = self.phases_done.setdefault(index, set())
+            for phase in state.get("ended", []):
+                _show(lines, phase, shown)
+            fields = {k: v for k, v in state.items() if k not in ("task", "total", "completed", "ended")}
             if state["task"] != lines.phase or state.get("since") != lines.fields.get("since"):
                 lines.add_task(state["task"], total=state.get("total"), **fields)
             lines.update(completed=state.get("completed") or 0, total=state.get("total"), **fields)
@@ -106,6 +110,7 @@ class Board:
     def ended(self, point: Point, outcome: Outcome | None) -> None:
         self.running.pop(point.index, None)
         self.lines.pop(point.index, None)
+        self.phases_done.pop(point.index, None)
         if outcome is None:
             self.console.print(f"[yellow]interrupted[/] {escape(point.label)}: no record; re-run the sweep to resume it")
             return
@@ -164,3 +169,15 @@ def print_summary(name: str, points: list[Point], outcomes: dict[int, Outcome]) 
     console = make_console()
     console.print(table)
     console.print(" · ".join(f"{n} {k}" for k, n in counts.items()))
+
+
+def _show(lines, phase: dict, shown: set) -> None:
+    """A phase the point has left, shown to its end once: its last line if the runner was showing it,
+    its first and last if the runner's reads missed it whole. ``shown``: the phases (by start time) done."""
+    if phase.get("since") in shown:
+        return
+    shown.add(phase.get("since"))
+    fields = {k: v for k, v in phase.items() if k not in ("task", "total", "completed")}
+    if phase.get("task") != lines.phase or phase.get("since") != lines.fields.get("since"):
+        lines.add_task(phase["task"], total=phase.get("total"), **fields)
+    lines.update(completed=phase.get("completed") or 0, total=phase.get("total"), **fields)

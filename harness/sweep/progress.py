@@ -14,6 +14,7 @@ import os
 import time
 from pathlib import Path
 
+ENDED_KEPT = 8  # phases of a point whose ends a runner can still show: base/tuned eval, train, probes
 MIN_INTERVAL_S = 0.5  # a tiny model takes ~10 ms a step: one write per step would be all the child does
 
 
@@ -30,8 +31,13 @@ class ProgressFile:
         self._written = 0.0
 
     def add_task(self, description: str, total: float | None = None, **fields) -> int:
-        # since: when the phase began (the runner's plain lines count elapsed time and ETA from it)
-        self.state = {"task": description, "total": total, "completed": 0, "since": time.time(), **fields}
+        # since: when the phase began (the runner's plain lines count elapsed time and ETA from it);
+        # ended: how the last phases ended, for a runner whose reads missed them (a tiny model's
+        # phase can begin and end between two reads)
+        ended = self.state.get("ended", [])
+        if self.state.get("task"):
+            ended = [*ended, {k: v for k, v in self.state.items() if k != "ended"}][-ENDED_KEPT:]
+        self.state = {"task": description, "total": total, "completed": 0, "since": time.time(), **fields, "ended": ended}
         self._write(force=True)
         return 0
 

@@ -12,16 +12,13 @@ from __future__ import annotations
 
 import os
 import shlex
-import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from harness.errors import UserError
 from harness.search.space import SearchSpec
 from harness.sweep.plan import override
-from harness.sweep.slurm import _check, _sbatch_lines
+from harness.sweep.slurm import _check, _sbatch_lines, sbatch
 
 
 def worker_command(search: SearchSpec, overrides: list[str], results_dir: Path, url: str, python: str) -> str:
@@ -57,14 +54,8 @@ def submit_workers(search: SearchSpec, overrides: list[str], results_dir: Path, 
         print(f"search {search.name}: warning: SQLite storage ({url}) shared by Slurm workers needs a file system "
               f"with working locks; prefer search.storage=postgresql://…", file=sys.stderr)
     script = write_workers(search, overrides, results_dir, url, opts)
-    if not opts.get("submit", True):
-        print(f"wrote {script}\nsubmit with: sbatch {script}", file=sys.stderr)
-        return 0
-    if shutil.which("sbatch") is None:
-        raise UserError(f"sbatch not found on PATH: run this on the cluster's login node, or submit {script} there yourself")
-    res = subprocess.run(["sbatch", "--parsable", str(script)], capture_output=True, text=True)
-    if res.returncode != 0:
-        raise UserError(f"sbatch failed: {(res.stderr or res.stdout).strip().splitlines()[-1:]}")
-    print(f"submitted {res.stdout.strip()}: workers of search {search.name}; records land in {results_dir}; "
-          f"follow with: harness report {results_dir}", file=sys.stderr)
+    job = sbatch(script, opts)
+    if job is not None:
+        print(f"submitted {job}: workers of search {search.name}; records land in {results_dir}; "
+              f"follow with: harness report {results_dir}", file=sys.stderr)
     return 0

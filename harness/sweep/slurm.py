@@ -99,17 +99,24 @@ def submit(sweep, points, results_dir: Path, opts: dict, *, retry_failed: bool) 
     if not todo:
         return 0
     plan, script = write_array(sweep.name, todo, results_dir, opts)
+    job = sbatch(script, opts)
+    if job is not None:
+        print(f"submitted job array {job} ({len(todo)} tasks); records land in {results_dir}; "
+              f"follow with: harness results {results_dir} --where sweep={sweep.name}", file=sys.stderr)
+    return 0
+
+
+def sbatch(script: Path, opts: dict) -> str | None:
+    """Submit ``script`` and return its job id; None when ``launcher.submit=false`` (the script is only written)."""
     if not opts.get("submit", True):
         print(f"wrote {script}\nsubmit with: sbatch {script}", file=sys.stderr)
-        return 0
+        return None
     if shutil.which("sbatch") is None:
         raise UserError(f"sbatch not found on PATH: run this on the cluster's login node, or submit {script} there yourself")
     res = subprocess.run(["sbatch", "--parsable", str(script)], capture_output=True, text=True)
     if res.returncode != 0:
         raise UserError(f"sbatch failed: {(res.stderr or res.stdout).strip().splitlines()[-1:]}")
-    print(f"submitted job array {res.stdout.strip()} ({len(todo)} tasks); records land in {results_dir}; "
-          f"follow with: harness results {results_dir} --where sweep={sweep.name}", file=sys.stderr)
-    return 0
+    return res.stdout.strip()
 
 
 def array_task(plan_path: Path) -> int:

@@ -76,6 +76,7 @@ class Breakdown:
     cuda_context_gb: float = 0.0  # outside torch's count (CUDA context + NCCL); counted against the budget
     cpu_offload_gb: float = 0.0  # host memory this process holds for offloaded params/states/activations
     churn_gb: float = 0.0  # the peak's bytes freed and allocated again every step (what fragments)
+    reserved_basis: str = ""  # how reserved was modelled, where not by the analytic churn (a simulation)
 
     ITEMS = ("weights", "gradients", "optimizer_states", "activations", "adapter", "quant_constants", "logits", "runtime_overhead")
 
@@ -97,6 +98,8 @@ class Breakdown:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["notes"] = list(self.notes)
+        if not d["reserved_basis"]:  # analytic: the JSON keeps its keys
+            del d["reserved_basis"]
         return d
 
 

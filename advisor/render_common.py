@@ -88,7 +88,8 @@ def breakdown_table(b, title: str):
     t.add_row("[bold]peak allocated[/]", f"[bold]{b.peak_allocated_gb:.2f}[/]" + (f"  (range {rng[0]:.2f}–{rng[1]:.2f})" if rng else ""))
     if b.peak_reserved_gb is not None:
         rng = b.peak_reserved_gb_range
-        t.add_row(f"peak reserved (allocator: +{overhead.FRAG:.0%} of {b.churn_gb:.2f} churned)",
+        how = b.reserved_basis or f"allocator: +{overhead.FRAG:.0%} of {b.churn_gb:.2f} churned"
+        t.add_row(f"peak reserved ({how})",
                   f"{b.peak_reserved_gb:.2f}  (range {rng[0]:.2f}–{rng[1]:.2f})")
         t.add_row("CUDA context" + (" + NCCL" if b.per_gpu else "") + " (outside the allocator)", f"{b.cuda_context_gb:.2f}")
         t.add_row("[bold]device total (nvidia-smi), high end[/]", f"[bold]{b.peak_gb_high:.2f}[/]")

@@ -39,6 +39,7 @@ def breakdown(result: dict, *, adapted: bool, per_gpu: bool, notes: tuple = (), 
         per_gpu=per_gpu, notes=tuple(notes), peak_allocated_gb_range=(g["total"], g["total"]),
         peak_reserved_gb_range=None if cpu is not None else res["reserved_gb_range"],
         cuda_context_gb=0.0 if cpu is not None else CUDA_CONTEXT_GB,
+        reserved_basis="modelled: allocator rounding + fragmentation of the simulated step",
     )  # fmt: skip
 
 

@@ -222,12 +222,7 @@ def resolve_model(text: str, *, flag: str = "--model") -> Model:
     if path.suffix == ".json" or path.exists():
         if not path.is_file():
             raise AdvisorError(f"{flag}: {path} does not exist; use {MODEL_FORMS}")
-        try:
-            cfg = json.loads(path.read_text())
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise AdvisorError(f"{flag}: {path} is not a readable config.json ({e.__class__.__name__})") from None
-        if not isinstance(cfg, dict):
-            raise AdvisorError(f"{flag}: {path} is not a config.json object")
+        cfg = read_config_json(path, flag)
         arch = Arch.from_hf(cfg, where=f"{flag} {path}")
         return Model(f"{config_label(cfg)} ({size_label(arch.total_params)})", str(path.parent), arch)
     names = [m.name for m in MODELS.values()]
@@ -354,3 +349,14 @@ def model_table() -> list[dict]:
 
 
 __all__ = ["Arch", "Model", "MODELS", "Gpu", "GPUS", "GpuBudget", "parse_gpu", "resolve_model", "ladder", "GIB"]
+
+
+def read_config_json(path: Path, flag: str) -> dict:
+    """A model's config.json as a dict; an unreadable file or a non-object is one line naming ``flag``."""
+    try:
+        cfg = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise AdvisorError(f"{flag}: {path} is not a readable config.json ({e.__class__.__name__})") from None
+    if not isinstance(cfg, dict):
+        raise AdvisorError(f"{flag}: {path} is not a config.json object")
+    return cfg

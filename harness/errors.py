@@ -25,6 +25,13 @@ def unknown(kind: str, value: str, choices: Iterable[str]) -> UserError:
     )
 
 
+def reject_unknown_keys(group: str, data, known) -> None:
+    """A preset's ``group.key`` that its spec does not have: one line, with "did you mean"."""
+    for key in data:
+        if key not in known:
+            raise UserError(f"unknown {group} setting '{group}.{key}'{did_you_mean(key, known)}")
+
+
 def run_cli(prog: str, fn: Callable[[], int]) -> int:
     """Run ``fn``; turn UserError (and Ctrl-C) into a one-line message and an exit code."""
     try:

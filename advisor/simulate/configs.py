@@ -8,9 +8,9 @@ biases, ``gemma2`` with its soft-capping), which is what its family's modeling c
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from advisor.catalog import read_config_json
 from advisor.errors import AdvisorError
 
 
@@ -19,13 +19,7 @@ def raw(path: str | Path) -> dict:
     p = Path(path).expanduser()
     if p.is_dir():
         p = p / "config.json"
-    try:
-        cfg = json.loads(p.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise AdvisorError(f"--model: {p} is not a readable config.json ({e.__class__.__name__})") from None
-    if not isinstance(cfg, dict):
-        raise AdvisorError(f"--model: {p} is not a config.json object")
-    return cfg
+    return read_config_json(p, "--model")
 
 
 def from_path(path: str | Path) -> dict:

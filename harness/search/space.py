@@ -32,7 +32,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from harness.errors import UserError, did_you_mean
+from harness.errors import UserError, did_you_mean, reject_unknown_keys
 
 # objective → (direction, what it is); forgetting:<probe> is forgetting's per-probe form.
 OBJECTIVES = {
@@ -118,10 +118,7 @@ class SearchSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SearchSpec":
-        known = set(cls.__dataclass_fields__)
-        for key in data:
-            if key not in known:
-                raise UserError(f"unknown search setting 'search.{key}'{did_you_mean(key, known)}")
+        reject_unknown_keys("search", data, set(cls.__dataclass_fields__))
         name = str(data.get("name") or "")
         if not name:
             raise UserError("search.name is required")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from harness.config import RunSpec
-from harness.errors import UserError, did_you_mean
+from harness.errors import UserError, reject_unknown_keys
 from harness.record import read_record, record_path
 
 STRAY_TMP_AGE_S = 600  # another writer's temp file older than this is debris (a record write takes ms)
@@ -39,10 +39,7 @@ class SweepSpec:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> "SweepSpec":
-        known = set(cls.__dataclass_fields__)
-        for key in data:
-            if key not in known:
-                raise UserError(f"unknown sweep setting 'sweep.{key}'{did_you_mean(key, known)}")
+        reject_unknown_keys("sweep", data, set(cls.__dataclass_fields__))
         if not data.get("name"):
             raise UserError("sweep.name is required")
         points = data.get("points") or [{}]

@@ -51,7 +51,7 @@ def _choice(flag: str, text, choices) -> str:
 
 
 def _add_stack(p: argparse.ArgumentParser, *, precision: bool = True) -> None:
-    """The stack options `estimate` and `recommend` share (advisor/setup.py StackOptions; mechanisms in memory.py)."""
+    """The stack options `estimate` and `recommend` share (advisor/memory/setup.py StackOptions; mechanisms in memory.py)."""
     p.add_argument("--loss", default="standard", help="standard (the stack's cross-entropy over full logits) or fused "
                    "(fused linear cross-entropy: Liger, Cut Cross-Entropy; never materializes the logits)")
     p.add_argument("--checkpointing", help="activation checkpointing: none, full or selective (matmul and attention outputs "
@@ -73,7 +73,7 @@ def _add_stack(p: argparse.ArgumentParser, *, precision: bool = True) -> None:
 
 def _stack(args):
     """StackOptions from the flags; a bad value is one line naming the flag, exit 2."""
-    from advisor.setup import CHECKPOINTING, CLI_LOSSES, PRECISIONS, StackOptions, parse_offload
+    from advisor.memory.setup import CHECKPOINTING, CLI_LOSSES, PRECISIONS, StackOptions, parse_offload
 
     loss = CLI_LOSSES[_choice("--loss", args.loss, tuple(CLI_LOSSES))]
     ckpt = None if args.checkpointing is None else _choice("--checkpointing", args.checkpointing, CHECKPOINTING)
@@ -88,7 +88,7 @@ def _stack(args):
 
 
 def _add_inputs(p: argparse.ArgumentParser) -> None:
-    from advisor.recipe import AUDITABILITY, CAPABILITIES
+    from advisor.decide.recipe import AUDITABILITY, CAPABILITIES
 
     p.add_argument("--gpu", required=True, help="budget: 24GB, 80GB, a GPU (A10G, 'RTX 4090', H100) or a count (8xH100, 2x24GB)")
     p.add_argument("--examples", help="labelled training examples you have (0 if none)")
@@ -105,7 +105,7 @@ def _add_inputs(p: argparse.ArgumentParser) -> None:
 
 
 def _add_hours(p: argparse.ArgumentParser) -> None:
-    from advisor.feasible import HOURS
+    from advisor.decide.feasible import HOURS
 
     p.add_argument("--hours", default=str(HOURS), help=f"time budget for the whole run, judged at the estimate's high end (default {HOURS:g})")
 
@@ -122,8 +122,8 @@ def _hours(text) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from advisor.memory import METHODS, OPTIMIZERS, PRECISIONS, TARGETS
-    from advisor.setups import GRPO_DEFAULTS
+    from advisor.memory.estimate import METHODS, OPTIMIZERS, PRECISIONS, TARGETS
+    from advisor.memory.rl import GRPO_DEFAULTS
 
     parser = _Parser(prog=PROG, description="Which fine-tuning recipe fits your GPU and data, and why.")
     sub = parser.add_subparsers(dest="command", metavar="{recommend,explain,estimate,validate,models,gpus}", parser_class=_Parser)
@@ -167,8 +167,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _inputs(args):
-    from advisor.catalog import check_seq_len, parse_gpu, resolve_model
-    from advisor.recipe import AUDITABILITY, CAPABILITIES, DEFAULT_SEQ_LEN, Inputs
+    from advisor.decide.recipe import AUDITABILITY, CAPABILITIES, DEFAULT_SEQ_LEN, Inputs
+    from advisor.inputs.catalog import check_seq_len, parse_gpu, resolve_model
 
     gpu = parse_gpu(args.gpu)
     examples = _int("--examples", args.examples, example="--examples 3000")
@@ -191,49 +191,49 @@ def _inputs(args):
 
 
 def _recipe(args):
-    from advisor import evidence
-    from advisor.rules import recommend
+    from advisor.decide.procedure import recommend
+    from advisor.inputs import records
 
     inp = _inputs(args)
-    runs, warnings = evidence.load_runs(args.results or "results", must_exist=args.results is not None)
-    rec = recommend(inp, runs)  # the rules, then one pass over the records' evidence (advisor.measured)
+    runs, warnings = records.load_runs(args.results or "results", must_exist=args.results is not None)
+    rec = recommend(inp, runs)  # the rules, then one pass over the records' evidence (advisor.decide.evidence)
     rec.warnings.extend(warnings)
     return rec
 
 
 def cmd_recommend(args) -> int:
-    from advisor import render
+    from advisor.render import recipe as render_recipe
 
     if args.emit is not None and args.emit != "harness":
         raise AdvisorError(f"--emit: '{args.emit}' is not supported; use --emit harness")
     rec = _recipe(args)
     if args.emit == "harness":
-        print(render.harness_command(rec))
+        print(render_recipe.harness_command(rec))
     elif args.json:
-        print(json.dumps(render.recipe_dict(rec), indent=2))
+        print(json.dumps(render_recipe.recipe_dict(rec), indent=2))
     else:
-        render.print_recipe(rec)
+        render_recipe.print_recipe(rec)
     return 0
 
 
 def cmd_explain(args) -> int:
-    from advisor import render
+    from advisor.render import recipe as render_recipe
 
     rec = _recipe(args)
     if args.json:
-        d = render.recipe_dict(rec)
+        d = render_recipe.recipe_dict(rec)
         print(json.dumps({"steps": d["steps"], "recipe": d}, indent=2))
     else:
-        render.print_explain(rec)
+        render_recipe.print_explain(rec)
     return 0
 
 
 def cmd_estimate(args) -> int:
-    from advisor import render_estimate
-    from advisor.catalog import resolve_model
-    from advisor.catalog import check_seq_len
-    from advisor.memory import ATTENTION, DEVICES, METHODS, OPTIMIZERS, SHARDING, SHARDING_ALIASES, STACKS, Setup, estimate
-    from advisor.setups import Objective
+    from advisor.inputs.catalog import resolve_model
+    from advisor.inputs.catalog import check_seq_len
+    from advisor.memory.estimate import ATTENTION, DEVICES, METHODS, OPTIMIZERS, SHARDING, SHARDING_ALIASES, STACKS, Setup, estimate
+    from advisor.memory.rl import Objective
+    from advisor.render import estimate as render_estimate
 
     # cheap flag checks first: a bad flag is reported before a config.json is read
     stack_opts = _stack(args)
@@ -257,7 +257,7 @@ def cmd_estimate(args) -> int:
         batch = objective.num_generations if objective.name == "grpo" else 1
     gpu = None
     if args.gpu:
-        from advisor.catalog import parse_gpu
+        from advisor.inputs.catalog import parse_gpu
 
         gpu = parse_gpu(args.gpu)
     if getattr(args, "simulate", False):  # a config.json the analytic path refuses is simulated still
@@ -281,47 +281,50 @@ def cmd_estimate(args) -> int:
 
         return run_simulation(args, model, setup, objective)
     if objective.name != "sft":
-        from advisor import render_time
-        from advisor.setups import estimate_setup
+        from advisor.memory.rl import estimate_setup
+        from advisor.render import speed as render_speed
 
         whole = estimate_setup(setup, objective)
-        step = render_time.step_time(setup, objective, gpu)
+        step = render_speed.step_time(setup, objective, gpu)
         if args.json:
-            print(json.dumps(render_time.setup_estimate_dict(model, whole, step), indent=2))
+            print(json.dumps(render_speed.setup_estimate_dict(model, whole, step), indent=2))
         else:
-            render_time.print_setup_estimate(model, whole, step)
+            render_speed.print_setup_estimate(model, whole, step)
         return 0
     b = estimate(setup)
     if args.json:
         d = render_estimate.estimate_dict(model, setup, b)
         if gpu:
-            from advisor import render_time
+            from advisor.render import speed as render_speed
 
-            d["step_time"] = render_time.step_dict(render_time.step_time(setup, objective, gpu))
+            d["step_time"] = render_speed.step_dict(render_speed.step_time(setup, objective, gpu))
         print(json.dumps(d, indent=2))
     else:
         render_estimate.print_estimate(model, setup, b)
         if gpu:
-            from advisor import render_time
+            from advisor.render import speed as render_speed
 
-            render_time.print_step(render_time.step_time(setup, objective, gpu))
+            render_speed.print_step(render_speed.step_time(setup, objective, gpu))
     return 0
 
 
 def cmd_validate(args) -> int:
-    from advisor import evidence, render_validate, validate
+    from advisor.inputs import records
+    from advisor.render import validate as render_validate
+    from advisor.validate import memory as validate_memory
 
     directory = args.dir or "results"
-    runs, warnings = evidence.load_runs(directory, must_exist=args.dir is not None, flag="validate DIR")
-    published, sources = validate.validate_loso()
-    harness = validate.validate_runs(runs)
+    runs, warnings = records.load_runs(directory, must_exist=args.dir is not None, flag="validate DIR")
+    published, sources = validate_memory.validate_loso()
+    harness = validate_memory.validate_runs(runs)
     fitted = None
     if args.fit:
-        fitted = {"cuda": validate.fit(), "cpu": validate.fit_cpu(runs)}
-    report = render_validate.validate_dict(directory, published, harness, warnings, fitted, sources, validate.device_rows())
-    from advisor import render_time, validate_time
+        fitted = {"cuda": validate_memory.fit(), "cpu": validate_memory.fit_cpu(runs)}
+    report = render_validate.validate_dict(directory, published, harness, warnings, fitted, sources, validate_memory.device_rows())
+    from advisor.render import speed as render_speed
+    from advisor.validate import speed as validate_speed
 
-    report["time"] = render_time.time_dict(validate_time.published_time_rows(), validate_time.harness_time_rows(runs))
+    report["time"] = render_speed.time_dict(validate_speed.published_time_rows(), validate_speed.harness_time_rows(runs))
     sim_rows = None
     if getattr(args, "simulate", False):
         from advisor.simulate.validate_sim import simulated_runs
@@ -331,7 +334,7 @@ def cmd_validate(args) -> int:
         print(json.dumps(report, indent=2))
     else:
         render_validate.print_validate(report)
-        render_time.print_time(report["time"], directory)
+        render_speed.print_time(report["time"], directory)
         if sim_rows is not None:
             from advisor.simulate.validate_sim import print_rows
 
@@ -340,7 +343,7 @@ def cmd_validate(args) -> int:
 
 
 def cmd_catalog(args) -> int:
-    from advisor import render_estimate
+    from advisor.render import estimate as render_estimate
 
     rows = render_estimate.catalog_rows(args.command)
     if args.json:

@@ -1,4 +1,4 @@
-"""The analytic memory model (advisor.memory) against the simulated step (advisor.simulate), config by config.
+"""The analytic memory model (advisor.memory.estimate) against the simulated step (advisor.simulate), config by config.
 
     python benchmarks/estimator_vs_simulation.py              # run what is not cached yet, print the table
     python benchmarks/estimator_vs_simulation.py --table-only # the table from the cache
@@ -85,9 +85,9 @@ def key(c: dict) -> str:
 
 
 def model_and_config(name: str):
-    from advisor.catalog import resolve_model
+    from advisor.inputs.catalog import resolve_model
     from advisor.simulate import config_for, configs
-    from advisor.validate import DATA
+    from advisor.validate.memory import DATA
 
     if name.startswith("configs/"):
         path = DATA / name
@@ -112,7 +112,7 @@ def shallow(arch, cfg: dict):
 
 
 def setup_for(c: dict, arch):
-    from advisor.memory import Setup
+    from advisor.memory.estimate import Setup
 
     sharded = c["gpus"] > 1
     # MoE: the harness's LoRA reaches transformers 5's fused experts through PEFT's target_parameters, which
@@ -124,7 +124,7 @@ def setup_for(c: dict, arch):
 
 
 def analytic(c: dict) -> dict:
-    from advisor.memory import estimate
+    from advisor.memory.estimate import estimate
 
     m, cfg = model_and_config(c["model"])
     arch, _ = shallow(m.arch, cfg)
@@ -180,7 +180,7 @@ def explain(c: dict, sim: dict, ana: dict, err: float) -> str:
         why.append("Phi-3's fused qkv_proj/gate_up_proj: PEFT adapts the fused matrices, the analytic model counts "
                    "q/k/v and gate/up apart")
     if c["method"] == "dora" and not why:
-        from advisor.catalog import GIB
+        from advisor.inputs.catalog import GIB
 
         m, cfg = model_and_config(c["model"])
         eye = 4 * LAYERS * sum(i * i for i, _ in m.arch.linears().values()) / GIB
@@ -253,7 +253,7 @@ def markdown(rows: list[dict]) -> str:
         "How a disagreement is explained: each `why` names the mechanism one side holds and the other does not, found by",
         "listing the tensors autograd saves (`torch.autograd.graph.saved_tensors_hooks` on a real 1-2 layer model of the",
         "harness's step) and by differencing simulated peaks over layers, hidden size and MLP width. What those probes",
-        "changed in the analytic model (advisor/activations.py): LoRA under autocast saves its bf16 input copy, not the fp32",
+        "changed in the analytic model (advisor/memory/activations.py): LoRA under autocast saves its bf16 input copy, not the fp32",
         "cast; the first layer saves less when nothing before it trains; attention keeps an fp32 log-sum-exp per head;",
         "DoRA keeps each module's merged weight; bitsandbytes >= 0.45 keeps no 4-bit input; an fp32 LM head under autocast",
         "keeps its bf16 copy; selective checkpointing follows the harness's policy. What the simulation holds and a GPU",

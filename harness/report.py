@@ -57,9 +57,9 @@ def sweep_about(name: str) -> str:
 def advisor_estimates(frame: pd.DataFrame, runs: pd.DataFrame) -> tuple[pd.Series, str | None]:
     """The advisor's peak-memory estimate (GB) per successful run, of the same kind as the measured
     one (CPU: resident set above the pre-load baseline; CUDA: allocated), and why none if missing.
-    The record is read by the advisor itself (``advisor.validate.estimate_record``), as ``advisor validate`` does."""
+    The record is read by the advisor itself (``advisor.validate.memory.estimate_record``), as ``advisor validate`` does."""
     try:
-        from advisor.validate import estimate_record
+        from advisor.validate.memory import estimate_record
     except ImportError as e:
         return pd.Series(float("nan"), index=runs.index), f"the advisor's memory model is not available ({e})"
     out, last_error = {}, None

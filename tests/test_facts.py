@@ -36,8 +36,8 @@ DEVICE_NAMES = [
 def test_harness_mfu_and_advisor_time_model_use_the_same_gpu_peak(monkeypatch, device_name, peak):
     import torch
 
-    from advisor.evidence import load_runs
-    from advisor.validate_time import run_device
+    from advisor.inputs.records import load_runs
+    from advisor.validate.speed import run_device
     from harness import measure
 
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda *a: device_name)
@@ -49,7 +49,7 @@ def test_harness_mfu_and_advisor_time_model_use_the_same_gpu_peak(monkeypatch, d
 
 
 def test_the_flops_formula_counts_the_matmul_parameters_the_advisor_counts():
-    from advisor.arch import Arch
+    from advisor.inputs.arch import Arch
 
     arch = Arch.from_hf(SMOLLM2, where="test")
     head = arch.vocab * arch.hidden  # a tied head still multiplies: lookup is free, the projection is not
@@ -77,8 +77,8 @@ def test_every_metric_points_the_way_its_meaning_says_in_advisor_and_report():
 
 @pytest.mark.parametrize("preset", list(facts.TARGET_PRESETS))
 def test_target_presets_adapt_the_same_modules_in_harness_and_advisor(preset):
-    from advisor.arch import Arch
-    from advisor.memory import Setup
+    from advisor.inputs.arch import Arch
+    from advisor.memory.estimate import Setup
     from harness.config import MethodSpec
     from harness.methods.lora import target_modules
 
@@ -96,8 +96,8 @@ def test_the_report_sizes_a_record_as_advisor_validate_does(tmp_path):
     import json
     import shutil
 
-    from advisor.evidence import load_runs
-    from advisor.validate import validate_runs
+    from advisor.inputs.records import load_runs
+    from advisor.validate.memory import validate_runs
     from harness import report
 
     shutil.copytree(FIXTURES, tmp_path, dirs_exist_ok=True)

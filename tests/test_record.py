@@ -150,7 +150,7 @@ def test_a_version_1_record_still_loads_and_reports(tmp_path):
     assert "model_arch.hidden_size" in frame.columns
     estimates, why = report.advisor_estimates(frame, frame)
     assert why is None and estimates.notna().all()  # the advisor sized every run from the v1 arch
-    from advisor.validate import estimate_record
+    from advisor.validate.memory import estimate_record
 
     # the report's figure is the one `advisor validate` scores (pandas' numpy scalars read as JSON types)
     assert estimates.iloc[0] == pytest.approx(estimate_record(raw)[0], rel=1e-9)

@@ -235,7 +235,7 @@ def test_report_headline_groups_tables_and_failures(built):
 
 
 def test_advisor_estimate_is_drawn_for_every_successful_run(built):
-    pytest.importorskip("advisor.memory", reason="the advisor's memory model is not in this tree")
+    pytest.importorskip("advisor.memory.estimate", reason="the advisor's memory model is not in this tree")
     _, _, md = built
     assert "Median \\|error\\|" in md.split("### Advisor estimate vs measured peak memory")[1]
     assert "over 15 runs" in md  # the 15 ok records of the fixture, none left out

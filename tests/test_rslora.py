@@ -82,7 +82,7 @@ def test_the_report_sizes_rslora_exactly_as_lora(rslora_run):
     on this tiny model full fine-tuning's states are smaller than LoRA's adapters and their overhead)."""
     import copy
 
-    from advisor.validate import estimate_record
+    from advisor.validate.memory import estimate_record
     from harness import report
 
     record, results = rslora_run

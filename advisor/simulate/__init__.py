@@ -30,7 +30,7 @@ import time
 
 
 def step_spec(setup, **over):
-    """``advisor.memory.Setup`` → ``step.StepSpec``. Flags another part of the advisor may add are
+    """``advisor.memory.estimate.Setup`` → ``step.StepSpec``. Flags another part of the advisor may add are
     read with ``getattr`` (``checkpointing``, ``loss``, ``offload``)."""
     from advisor.simulate.step import StepSpec
 
@@ -48,7 +48,7 @@ def step_spec(setup, **over):
 
 
 def config_for(model) -> dict:
-    """The transformers config of an ``advisor.catalog.Model``: its config.json if it came from one."""
+    """The transformers config of an ``advisor.inputs.catalog.Model``: its config.json if it came from one."""
     from pathlib import Path
 
     from advisor.simulate import configs
@@ -79,8 +79,8 @@ def run(setup, model, *, config: dict | None = None, trust_remote_code: bool = F
 
 
 def simulate(setup, model, *, config: dict | None = None, trust_remote_code: bool = False) -> dict:
-    """Simulate one supervised training step of ``setup`` (``advisor.memory.Setup``) on ``model``
-    (``advisor.catalog.Model``; ``config``: its transformers config dict, else found from the model).
+    """Simulate one supervised training step of ``setup`` (``advisor.memory.estimate.Setup``) on ``model``
+    (``advisor.inputs.catalog.Model``; ``config``: its transformers config dict, else found from the model).
 
     Returns the analytic estimate's JSON (``render_estimate.estimate_dict``) from the simulated
     breakdown, plus ``"simulated": true``, ``kinds``, ``phases`` (GB by phase and kind),
@@ -91,7 +91,7 @@ def simulate(setup, model, *, config: dict | None = None, trust_remote_code: boo
 
 def as_dict(model, setup, b, extras: dict) -> dict:
     """The analytic estimate's JSON keys from the simulated breakdown; the parameter count is the built model's."""
-    from advisor import render_estimate
+    from advisor.render import estimate as render_estimate
 
     d = render_estimate.estimate_dict(model, setup, b)
     d["model_params_b"] = round(b.total_params / 1e9, 3)

@@ -22,7 +22,7 @@ def resolve_for_simulation(text: str):
     from dataclasses import dataclass
     from pathlib import Path
 
-    from advisor.catalog import resolve_model
+    from advisor.inputs.catalog import resolve_model
     from advisor.simulate import configs
 
     path = Path(text).expanduser()
@@ -47,7 +47,7 @@ def resolve_for_simulation(text: str):
 
 
 def run_simulation(args, model, setup, objective) -> int:
-    from advisor import render_estimate
+    from advisor.render import estimate as render_estimate
     from advisor.simulate import run
 
     _require_torch()

@@ -1,7 +1,7 @@
 """The transformers config dict of a model the advisor names (no torch here).
 
 A ``config.json`` path is read as is (multimodal wrappers: their ``text_config``). A catalog model
-built from a config dict (``advisor.catalog._CONFIGS``) uses that dict; one given by shape only
+built from a config dict (``advisor.inputs.catalog._CONFIGS``) uses that dict; one given by shape only
 (``catalog._m``) becomes the Llama-style config its shape describes (``qwen2`` where q/k/v carry
 biases, ``gemma2`` with its soft-capping), which is what its family's modeling code builds.
 """
@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from advisor.catalog import read_config_json
 from advisor.errors import AdvisorError
+from advisor.inputs.catalog import read_config_json
 
 
 def raw(path: str | Path) -> dict:
@@ -37,8 +37,8 @@ def _clean(cfg: dict) -> dict:
 
 
 def from_catalog(model) -> dict:
-    """The config dict for a catalog ``advisor.catalog.Model``."""
-    from advisor.catalog import _CONFIGS
+    """The config dict for a catalog ``advisor.inputs.catalog.Model``."""
+    from advisor.inputs.catalog import _CONFIGS
 
     for name, _hub, cfg in _CONFIGS:
         if name == model.name:
@@ -47,7 +47,7 @@ def from_catalog(model) -> dict:
 
 
 def from_arch(a) -> dict:
-    """A Llama-style config from an ``advisor.arch.Arch`` (dense, gated MLP, RMSNorm)."""
+    """A Llama-style config from an ``advisor.inputs.arch.Arch`` (dense, gated MLP, RMSNorm)."""
     if a.is_moe or a.mla or a.mlp != "gated":
         raise AdvisorError(f"--simulate: no config.json for this {a.family} model in the catalog; pass its config.json path")
     cfg = dict(a.to_record())
@@ -66,7 +66,7 @@ def label(cfg: dict) -> str:
 def stand_in_arch(cfg: dict):
     """An ``Arch`` holding only the config's main sizes, for a model the analytic path cannot size:
     the flags need a shape; the simulation builds the real one."""
-    from advisor.arch import Arch
+    from advisor.inputs.arch import Arch
 
     def first(*keys, default=1):
         return int(next((cfg[k] for k in keys if cfg.get(k)), default))

@@ -1,4 +1,4 @@
-"""GRPO and DPO by phase, simulated: the phases ``advisor.setups`` reports, each run on fake tensors.
+"""GRPO and DPO by phase, simulated: the phases ``advisor.memory.rl`` reports, each run on fake tensors.
 
 - **training**: the supervised step of ``advisor.simulate.run`` on what TRL trains at once: DPO,
   chosen + rejected = 2 × pairs sequences; GRPO, completions × (prompt + completion) tokens. TRL
@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from advisor.catalog import GIB
+from advisor.inputs.catalog import GIB
 
 
 def _resident(extras: dict) -> float:
@@ -59,7 +59,7 @@ def _phase(name: str, resident: float, peak: dict, extra: float = 0.0) -> dict:
 
 
 def simulate_objective(setup, model, objective, *, trust_remote_code: bool = False) -> dict:
-    """Every phase of ``objective`` (``advisor.setups.Objective``) on ``setup``: the keys of
+    """Every phase of ``objective`` (``advisor.memory.rl.Objective``) on ``setup``: the keys of
     ``SetupEstimate.to_dict`` plus ``"simulated": true`` and the training step's own extras."""
     from advisor.simulate import config_for, run, step_spec
 

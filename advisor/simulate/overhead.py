@@ -27,7 +27,7 @@ quantity). A real run also holds, each with its mechanism:
 
 from __future__ import annotations
 
-from advisor.catalog import GIB
+from advisor.inputs.catalog import GIB
 
 MIB = 2**20
 FRAG_EXPECTED = 0.10  # cached-but-free bytes as a fraction of the transient bytes at the peak

@@ -3,7 +3,7 @@ its measured CPU resident set, and what separates the two.
 
 A harness CPU record measures ``cpu_rss_delta``: the process's resident set above its pre-load
 baseline. The simulation counts the step's tensors (what torch allocates). Between them, each
-term with its mechanism (the advisor's CPU constants, ``advisor.memory``):
+term with its mechanism (the advisor's CPU constants, ``advisor.memory.estimate``):
 - **allocator**: glibc keeps freed heap pages (activations are freed and re-allocated every step
   in other sizes): ``CPU_SLACK_FRAC`` × the simulated activations + temporaries;
 - **framework and Python baseline**: oneDNN/MKL scratch, thread stacks, the tokenizer and the
@@ -18,14 +18,14 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from advisor.memory import CPU_RUNTIME_GB, CPU_SLACK_FRAC
+from advisor.memory.estimate import CPU_RUNTIME_GB, CPU_SLACK_FRAC
 
 
 def _simulate(run, cache: dict) -> tuple[dict | None, str]:
-    from advisor.catalog import MODELS
-    from advisor.evidence import setup_for_run
+    from advisor.inputs.catalog import MODELS
+    from advisor.inputs.records import setup_for_run
     from advisor.simulate import configs, run as sim_run
-    from advisor.validate_time import run_workload
+    from advisor.validate.speed import run_workload
 
     objective = None
     if run.method in ("grpo", "dpo"):

@@ -121,7 +121,7 @@ def _params(arch) -> float:
     return layers * (4 * d * d + 3 * d * ff) + arch.get("vocab_size", TINY_VOCAB) * d
 
 
-# Relative speeds for ordering only (advisor/guide.py's practitioners' figures): QLoRA dequantises
+# Relative speeds for ordering only (advisor/decide/rules.py's practitioners' figures): QLoRA dequantises
 # every frozen matmul (25-40% slower than LoRA), DoRA recomputes the weight norm (~+25% time).
 QLORA_SPEED = 0.70
 DORA_SPEED = 0.80
@@ -131,7 +131,7 @@ def expected_cost(spec: RunSpec) -> float:
     """FLOPs a point is expected to spend: a relative cost for ordering, turned into seconds once
     points of the same sweep have been timed. Training 6N (full) or 4N (frozen base) per token,
     the guides' QLoRA/DoRA slowdowns, GRPO's rollouts and DPO's pairs; scoring base and tuned 2N."""
-    from advisor.plan import GRPO_GENERATIONS
+    from advisor.decide.sizing import GRPO_GENERATIONS
 
     t, m = spec.train, spec.method
     steps = t.max_steps if t.max_steps > 0 else t.epochs * spec.task.n_train / (t.batch_size * t.grad_accum)

@@ -10,9 +10,9 @@ import re
 
 import pytest
 
-from advisor.catalog import parse_gpu, resolve_model
-from advisor.recipe import Inputs
-from advisor.rules import recommend
+from advisor.decide.procedure import recommend
+from advisor.decide.recipe import Inputs
+from advisor.inputs.catalog import parse_gpu, resolve_model
 
 GOALS = {  # capability × objective: SFT, GRPO (verifiable reward), DPO (preference pairs)
     "sft": {"capability": "instruction"},

@@ -7,7 +7,7 @@ import json
 
 from advisor_testkit import make_record, write
 
-from advisor.forgetting import family
+from advisor.decide.forgetting import family
 
 ARGS = ("recommend", "--gpu", "24GB", "--examples", "3000", "--model", "smollm2-135m", "--capability", "classification", "--json")
 

@@ -6,10 +6,10 @@ from dataclasses import replace
 
 import pytest
 
-from advisor.catalog import GIB, MODELS, resolve_model
 from advisor.errors import AdvisorError
-from advisor.memory import Setup, adapter_params, estimate
-from advisor.validate import DATA
+from advisor.inputs.catalog import GIB, MODELS, resolve_model
+from advisor.memory.estimate import Setup, adapter_params, estimate
+from advisor.validate.memory import DATA
 
 L7 = MODELS["Llama-2-7B"].arch
 L8 = MODELS["Llama-3.1-8B"].arch
@@ -235,7 +235,7 @@ def test_70b_qlora_with_offload_fits_where_it_did_not():
 
 
 def test_range_brackets_the_expected_value_by_phase():
-    from advisor import overhead as memory
+    from advisor.memory import overhead as memory
 
     b = est(method="lora", batch_size=4, seq_len=2048)
     lo, hi = b.peak_allocated_gb_range
@@ -269,7 +269,7 @@ def test_24gb_recommendation_keeps_its_high_end_under_budget(run_cli):
     code, out, _ = run_cli("recommend", "--gpu", "24GB", "--examples", "3000", "--json")
     d = json.loads(out)
     m = d["memory"]
-    from advisor.overhead import UNTRACKED_GB
+    from advisor.memory.overhead import UNTRACKED_GB
 
     high = m["peak_reserved_gb_range"][1] + m["cuda_context_gb"] + UNTRACKED_GB
     assert m["peak_device_gb_high"] == pytest.approx(high, abs=0.01)

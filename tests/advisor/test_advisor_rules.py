@@ -6,9 +6,9 @@ import re
 
 import pytest
 
-from advisor.catalog import parse_gpu, resolve_model
-from advisor.guide import RULES
-from advisor.rules import Inputs, recommend
+from advisor.decide.procedure import Inputs, recommend
+from advisor.decide.rules import RULES
+from advisor.inputs.catalog import parse_gpu, resolve_model
 
 
 def rec(gpu="24GB", examples=3000, capability="instruction", model=None, **kw):

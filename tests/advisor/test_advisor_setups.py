@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from advisor.catalog import GIB, MODELS
 from advisor.errors import AdvisorError
-from advisor.memory import Setup, estimate, logits_bytes_per_element
-from advisor.setups import Objective, estimate_setup
+from advisor.inputs.catalog import GIB, MODELS
+from advisor.memory.estimate import Setup, estimate, logits_bytes_per_element
+from advisor.memory.rl import Objective, estimate_setup
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from advisor_testkit import DATA  # noqa: E402
@@ -95,12 +95,13 @@ def test_adapter_run_needs_no_separate_reference_model(objective):
 
 def test_grpo_dpo_harness_records_validate(tmp_path):
     """The harness's own GRPO and DPO runs (SmolLM2-135M, CPU) are compared, not excluded."""
-    from advisor import evidence, validate
+    from advisor.inputs import records
+    from advisor.validate import memory as validate_memory
 
     for f in (DATA / "harness_methods").glob("*.json"):
         (tmp_path / f.name).write_text(f.read_text())
-    runs, _ = evidence.load_runs(tmp_path)
-    rows = {r.method: r for r in validate.validate_runs(runs)}
+    runs, _ = records.load_runs(tmp_path)
+    rows = {r.method: r for r in validate_memory.validate_runs(runs)}
     for name in ("grpo(lora)", "dpo(lora)"):
         r = rows[name]
         assert not r.excluded and r.metric == "cpu_rss_delta"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from advisor.activations import fused_chunk_tokens, layer_activation_bytes, logits_bytes_per_element, loss_bytes
-from advisor.catalog import GIB, MODELS
-from advisor.memory import Setup, estimate
+from advisor.inputs.catalog import GIB, MODELS
+from advisor.memory.activations import fused_chunk_tokens, layer_activation_bytes, logits_bytes_per_element, loss_bytes
+from advisor.memory.estimate import Setup, estimate
 
 HYBRID = Path(__file__).resolve().parent / "data" / "hybrid"
 L8 = MODELS["Llama-3.1-8B"].arch
@@ -84,7 +84,7 @@ def test_selective_checkpointing_keeps_matmul_and_attention_outputs_between_none
     kept = (2 * L8.hidden + 2 * (L8.q_dim + 2 * L8.kv_dim + L8.hidden + 2 * L8.intermediate + L8.hidden) + 2 * L8.q_dim
             + 4 * L8.heads)  # input, 7 matmul outputs, attention's output and fp32 log-sum-exp  # fmt: skip
     s = Setup(arch=L8, batch_size=16, seq_len=2048, method="full")
-    from advisor.activations import backward_working_bytes, head_activation_bytes
+    from advisor.memory.activations import backward_working_bytes, head_activation_bytes
 
     at_layer = L8.layers * kept + layer_activation_bytes(s) + backward_working_bytes(s) + head_activation_bytes(s)
     assert sel.activations == pytest.approx(at_layer * tokens / GIB, rel=0.001)
@@ -130,7 +130,7 @@ def test_bf16_mixed_fp32_masters_and_autocast_copies_on_one_gpu_fsdp2_casts_at_g
 
 def test_lora_on_experts_adds_a_b_per_expert_and_their_activations():
     on, off = (Setup(arch=MIX, rank=16, batch_size=2, seq_len=1024, lora_experts=e) for e in (True, False))
-    from advisor.state import adapter_params
+    from advisor.memory.state import adapter_params
 
     per_expert = 16 * ((4096 + 14336) * 2 + (14336 + 4096))  # gate, up: d→ff; down: ff→d
     assert adapter_params(on) - adapter_params(off) == MIX.moe_layers * MIX.experts * per_expert

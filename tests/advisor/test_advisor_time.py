@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from advisor.catalog import GPUS, MODELS
-from advisor.memory import Setup
-from advisor.throughput import gpu_device, sft_step
+from advisor.inputs.catalog import GPUS, MODELS
+from advisor.memory.estimate import Setup
+from advisor.speed.step import gpu_device, sft_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from advisor_testkit import DATA  # noqa: E402
@@ -22,12 +22,13 @@ NOISE = 1.25
 
 
 def _method_rows(tmp_path):
-    from advisor import evidence, validate_time
+    from advisor.inputs import records
+    from advisor.validate import speed as validate_speed
 
     for f in (DATA / "harness_methods").glob("*.json"):
         (tmp_path / f.name).write_text(f.read_text())
-    runs, _ = evidence.load_runs(tmp_path)
-    return {r.method: r for r in validate_time.harness_time_rows(runs) if not r.excluded}
+    runs, _ = records.load_runs(tmp_path)
+    return {r.method: r for r in validate_speed.harness_time_rows(runs) if not r.excluded}
 
 
 def test_time_model_ranks_methods_as_the_harness_cpu_records_do(tmp_path):

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from advisor import evidence, validate
-from advisor.evidence import load_runs
+from advisor.inputs import records
+from advisor.inputs.records import load_runs
+from advisor.validate import memory as validate_memory
 
 from advisor_testkit import make_record, write
 
@@ -21,25 +22,25 @@ NEW_ROWS = {"LR1", "LR2", "LR3", "LR4", "LR5", "LR6", "LR7", "LR8", "LR9", "LR10
 
 
 def test_published_mape_within_15_percent():
-    rows = validate.validate_published()
+    rows = validate_memory.validate_published()
     assert {r.id for r in rows} >= {"P1", "P2", "P3", "P4", "T1", "T3", "T5", "D1", "D2", "D3", "D4", "D5", "F1", "Q4a", "Q4b", "Q4c"}
-    assert validate.mape(rows, metrics=validate.KNOWN) <= 15
-    assert validate.mape(rows) <= 15  # the '?' rows too, compared as reserved
+    assert validate_memory.mape(rows, metrics=validate_memory.KNOWN) <= 15
+    assert validate_memory.mape(rows) <= 15  # the '?' rows too, compared as reserved
     assert all(abs(r.error_pct) <= 30 for r in rows if not r.excluded)  # no row hidden behind the mean
 
 
 def test_every_new_row_is_estimated_none_refused():
     """MoE, Phi, NeoX, Falcon and BigCode rows included: every row of the second table gets an estimate."""
-    rows = {r.id: r for r in validate.validate_published()}
+    rows = {r.id: r for r in validate_memory.validate_published()}
     assert NEW_ROWS <= set(rows)
     assert all(rows[i].predicted_gb and rows[i].predicted_gb > 0 for i in NEW_ROWS)
-    features = {r["feature"] for r in validate.published_rows() if r["id"] in NEW_ROWS}
+    features = {r["feature"] for r in validate_memory.published_rows() if r["id"] in NEW_ROWS}
     assert {"moe", "arch-phi", "arch-neox", "arch-falcon", "arch-bigcode"} <= features
-    assert all(not rows[r["id"]].excluded for r in validate.published_rows() if r["class"] == "coverage")
+    assert all(not rows[r["id"]].excluded for r in validate_memory.published_rows() if r["class"] == "coverage")
 
 
 def test_leave_one_source_out_mae_and_coverage():
-    rows, sources = validate.validate_loso()
+    rows, sources = validate_memory.validate_loso()
     scored = [r for r in rows if r.in_range is not None]
     assert len(scored) == sum(1 for r in rows if not r.excluded) >= 45 and len(sources) == 8
     mae = sum(abs(r.error_pct) for r in scored) / len(scored)
@@ -52,10 +53,10 @@ def test_leave_one_source_out_mae_and_coverage():
 
 
 def test_loso_range_comes_from_other_sources_only():
-    rows_by_frac = {f: validate.validate_published(frag=f) for f in (0.02, 0.1)}
-    _, sources = validate.calibration.loso(rows_by_frac)
+    rows_by_frac = {f: validate_memory.validate_published(frag=f) for f in (0.02, 0.1)}
+    _, sources = validate_memory.calibration.loso(rows_by_frac)
     # An extreme residual in one source widens every other source's range but never its own.
-    worst = max((r for r in validate.calibration.scored(rows_by_frac[0.02]) if r.phase == "backward start"),
+    worst = max((r for r in validate_memory.calibration.scored(rows_by_frac[0.02]) if r.phase == "backward start"),
                 key=lambda r: r.measured_gb / r.predicted_gb)  # fmt: skip
     own = next(s for s in sources if s.source == worst.source)
     others = [s for s in sources if s.source != worst.source]
@@ -63,16 +64,16 @@ def test_loso_range_comes_from_other_sources_only():
 
 
 def test_like_is_compared_with_like():
-    rows = {r.id: r for r in validate.validate_published()}
+    rows = {r.id: r for r in validate_memory.validate_published()}
     assert rows["F1"].metric == "allocated" and rows["P1"].metric == "reserved"
-    b = validate.estimate(validate.published_setup(next(r for r in validate.published_rows() if r["id"] == "F1")))
+    b = validate_memory.estimate(validate_memory.published_setup(next(r for r in validate_memory.published_rows() if r["id"] == "F1")))
     assert rows["F1"].predicted_gb == pytest.approx(b.peak_allocated_gb)
     assert "metric unknown" in rows["Q4a"].note  # '?' handled explicitly
     assert "alpaca" in rows["D1"].note and rows["D1"].seq_len == 512  # documented typical length
 
 
 def test_excluded_rows_say_why():
-    rows = {r.id: r for r in validate.validate_published()}
+    rows = {r.id: r for r in validate_memory.validate_published()}
     assert "initialisation" in rows["D5"].excluded
     assert "dubious" in rows["LR9"].excluded and "dubious" in rows["LR10"].excluded
     assert "87%" in rows["LC3"].excluded
@@ -81,9 +82,9 @@ def test_excluded_rows_say_why():
 
 
 def test_fit_reproduces_the_shipped_constants():
-    from advisor import overhead
+    from advisor.memory import overhead
 
-    best = validate.fit()
+    best = validate_memory.fit()
     assert best["mape_pct"] <= 15
     assert best["FRAG"] == overhead.FRAG
     assert best["RANGES"] == overhead.RANGES
@@ -91,16 +92,16 @@ def test_fit_reproduces_the_shipped_constants():
 
 
 def test_verdict_figure_covers_nvidia_smi():
-    from advisor import overhead
+    from advisor.memory import overhead
 
-    rows = validate.device_rows()
+    rows = validate_memory.device_rows()
     assert len(rows) == 11  # high end + context (+ NCCL) + residue >= nvidia-smi on every single-GPU run
-    single = {r["id"] for r in validate.published_rows() if validate.SMI.search(r["notes"]) and r["gpus"] == "1"}
+    single = {r["id"] for r in validate_memory.published_rows() if validate_memory.SMI.search(r["notes"]) and r["gpus"] == "1"}
     assert len(single) == 5 and all(r.in_range for r in rows if r.id in single)
     # without the fitted residue (context alone) the verdict would have passed a run that used more
     old, overhead.UNTRACKED_GB = overhead.UNTRACKED_GB, 0.0
     try:
-        assert not all(r.in_range for r in validate.device_rows() if r.id in single)
+        assert not all(r.in_range for r in validate_memory.device_rows() if r.id in single)
     finally:
         overhead.UNTRACKED_GB = old
 
@@ -119,7 +120,7 @@ def test_harness_runs_compare_the_right_metric(tmp_path):
     write(tmp_path, make_record("failed", status="oom"))
     write(tmp_path, make_record("grpo-run", method="grpo", inner="lora"))
     runs, warnings = load_runs(tmp_path)
-    rows = validate.validate_runs(runs)
+    rows = validate_memory.validate_runs(runs)
     kinds = {(r.id, r.metric) for r in rows}
     assert ("cpu-run", "cpu_rss_delta") in kinds
     assert {("gpu-run", "cuda_allocated"), ("gpu-run", "cuda_reserved")} <= kinds
@@ -133,27 +134,27 @@ def test_harness_runs_compare_the_right_metric(tmp_path):
 def test_real_harness_cpu_runs_within_15_percent():
     """12 real CPU records the harness wrote (tests/advisor/data/harness_cpu/README.md)."""
     runs, warnings = load_runs(HARNESS_CPU)
-    rows = validate.validate_runs(runs)
+    rows = validate_memory.validate_runs(runs)
     assert len(runs) == 12 and not warnings and all(r.error_pct is not None for r in rows)
-    assert validate.mape(rows) <= 15
+    assert validate_memory.mape(rows) <= 15
     smol = [r for r in rows if r.model == "smollm2-135m"]
     assert len(smol) == 3 and all(abs(r.error_pct) <= 15 for r in smol)
 
 
 def test_cpu_fit_reproduces_the_shipped_constants():
-    from advisor import memory
+    from advisor.memory import estimate as memory_estimate
 
-    best = validate.fit_cpu(load_runs(HARNESS_CPU)[0])
-    assert (best["CPU_SLACK_FRAC"], best["CPU_RUNTIME_GB"]) == (memory.CPU_SLACK_FRAC, memory.CPU_RUNTIME_GB)
+    best = validate_memory.fit_cpu(load_runs(HARNESS_CPU)[0])
+    assert (best["CPU_SLACK_FRAC"], best["CPU_RUNTIME_GB"]) == (memory_estimate.CPU_SLACK_FRAC, memory_estimate.CPU_RUNTIME_GB)
 
 
 def test_harness_cpu_runs_within_15_percent():
     """Over the harness's own CPU runs in results/ (skipped until the harness has written some)."""
     runs, _ = load_runs(REPO / "results")
-    rows = [r for r in validate.validate_runs(runs) if r.metric == "cpu_rss_delta" and r.error_pct is not None]
+    rows = [r for r in validate_memory.validate_runs(runs) if r.metric == "cpu_rss_delta" and r.error_pct is not None]
     if not rows:
         pytest.skip("no harness CPU runs in results/ yet")
-    assert validate.mape(rows) <= 15
+    assert validate_memory.mape(rows) <= 15
 
 
 def test_loader_skips_what_is_not_a_record(tmp_path):
@@ -174,14 +175,14 @@ def test_record_shape_errors_never_crash(tmp_path):
     bad = make_record("bad")
     del bad["config"]["train"]
     write(tmp_path, bad)
-    runs, warnings = evidence.load_runs(tmp_path)
+    runs, warnings = records.load_runs(tmp_path)
     assert runs == [] and warnings
 
 
 def test_real_harness_record_round_trips():
     from advisor_testkit import TINY_RECORD
 
-    run = evidence.run_from_record(json.loads(TINY_RECORD.read_text()), TINY_RECORD.name)
+    run = records.run_from_record(json.loads(TINY_RECORD.read_text()), TINY_RECORD.name)
     assert run.method == "lora" and run.device == "cpu" and run.arch.layers == 2
-    setup, why = evidence.setup_for_run(run)
+    setup, why = records.setup_for_run(run)
     assert setup is not None and setup.precision == "fp32" and setup.device == "cpu", why

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from advisor.arch import Arch
 from advisor.errors import AdvisorError, bad_choice
+from advisor.inputs.arch import Arch
 from advisor.facts import LINEAR_NAMES, OPTIMIZERS, SFT_METHODS, TARGET_PRESETS  # noqa: F401  (re-exported)
 
 METHODS = SFT_METHODS  # what trains; fsdp/grpo/dpo wrap one of these

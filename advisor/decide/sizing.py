@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from advisor import overhead
-from advisor.catalog import GpuBudget, Model
-from advisor.memory import Breakdown, Setup, estimate
-from advisor.setup import StackOptions
-from advisor.setups import Objective, SetupEstimate, estimate_setup
+from advisor.inputs.catalog import GpuBudget, Model
+from advisor.memory import overhead
+from advisor.memory.estimate import Breakdown, Setup, estimate
+from advisor.memory.rl import Objective, SetupEstimate, estimate_setup
+from advisor.memory.setup import StackOptions
 
 # Nothing extra kept free: a plan's peak is already the high end of the estimate's calibration range
 # (the largest under-estimate over the published rows, leave-one-source-out) plus the CUDA context.
@@ -22,7 +22,7 @@ HEADROOM = 0.0
 # of unusually long examples can tip it over. (The high end already carries the worst under-estimate
 # seen on the published rows, so the spare asked for on top is small.)
 COMFORT = 0.10
-# Time per epoch comes from advisor/throughput.py (matmul rooflines, memory traffic and per-op
+# Time per epoch comes from advisor/speed/step.py (matmul rooflines, memory traffic and per-op
 # overhead on the GPU's datasheet peak and bandwidth, as a range); measured runs in --results replace it.
 FSDP_SCALING = 0.90  # per-GPU efficiency left after FSDP's all-gathers and reduce-scatters
 GRPO_GENERATIONS = 8  # TRL's default num_generations: rollouts per prompt (guide: 4-16)
@@ -68,7 +68,7 @@ class Plan:
     grad_accum: int
     generation_gb: float = 0.0  # GRPO: weights + KV cache while sampling rollouts (reserved)
     notes: tuple[str, ...] = field(default=())
-    whole: SetupEstimate | None = None  # GRPO / DPO: every phase (advisor/setups.py)
+    whole: SetupEstimate | None = None  # GRPO / DPO: every phase (advisor/memory/rl.py)
     objective: Objective | None = None
 
     @property
@@ -102,7 +102,7 @@ def objective_of(opt: Option, seq_len: int) -> tuple[Objective, int]:
 
 def _setup(model: Model, opt: Option, micro: int, ckpt: bool, seq_len: int, gpu: GpuBudget, accum: int,
            stack: StackOptions = StackOptions()) -> Setup:  # fmt: skip
-    """micro: sequences (SFT), pairs (DPO: setups.py doubles them), completions (GRPO)."""
+    """micro: sequences (SFT), pairs (DPO: memory/rl.py doubles them), completions (GRPO)."""
     return Setup(
         arch=model.arch, method=opt.method, rank=opt.rank, targets=opt.targets, batch_size=micro,
         seq_len=seq_len, optimizer="adamw", gpus=opt.gpus, grad_accum=accum, **stack.setup_kwargs(ckpt),
@@ -150,7 +150,7 @@ def epoch_time(plan: Plan, examples: int, gpu: GpuBudget, measured_tokens_per_s:
     """Seconds per epoch as a range, and its basis (a measurement, or the time model's assumptions).
 
     Every example is priced at the full --seq-len (an upper bound when examples vary in length)."""
-    from advisor.throughput import dpo_step, gpu_device, grpo_step, sft_step
+    from advisor.speed.step import dpo_step, gpu_device, grpo_step, sft_step
 
     opt, s, obj = plan.option, plan.setup, plan.objective or Objective("sft")
     scale = opt.gpus * (FSDP_SCALING if opt.gpus > 1 else 1.0)

@@ -2,7 +2,7 @@
 
 Source: tunebench's reference "Fine-tuning decision rules: what practitioners' guides say"
 (copied here so nothing at run time reads outside the package). Figures are as the guides
-state them; where guides disagree the quote keeps both sides and ``rules.py`` says which side
+state them; where guides disagree the quote keeps both sides and ``procedure.py`` says which side
 it takes and why. Ids read ``R-<TOPIC>-<CASE>``.
 """
 

@@ -1,9 +1,9 @@
 """Peak training memory, counted tensor by tensor and phase by phase, with an honest range.
 
 The step (allocated bytes; T = batch × padded sequence tokens):
-- weights and trainable state (advisor/state.py): bf16/fp32/NF4 weights, the 4-bit dequantize
+- weights and trainable state (advisor/memory/state.py): bf16/fp32/NF4 weights, the 4-bit dequantize
   buffer, gradients and optimizer states of whatever trains.
-- activations (advisor/activations.py): what autograd saves per layer; with full checkpointing one
+- activations (advisor/memory/activations.py): what autograd saves per layer; with full checkpointing one
   layer input per layer plus one recomputed layer; selective checkpointing (op-level, the harness's and
   torchtitan's policy) keeps the matmul and attention outputs and recomputes the rest; activation offload
   (torchtune's OffloadActivations, ``save_on_cpu``) moves saved tensors to pinned host memory and
@@ -22,7 +22,7 @@ The step (allocated bytes; T = batch × padded sequence tokens):
 - the two phases that can hold the peak: backward (activations + the loss's tensors or one layer's
   working set) and the optimizer step (all gradients + states + foreach AdamW's temporary copy).
 
-Around it (advisor/overhead.py): cuBLAS workspaces (allocated), the allocator's fragmentation of the
+Around it (advisor/memory/overhead.py): cuBLAS workspaces (allocated), the allocator's fragmentation of the
 churned bytes (reserved − allocated), the CUDA context and NCCL (outside torch), and the range.
 """
 
@@ -30,16 +30,16 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from advisor import overhead
-from advisor.overhead import CUDA_CONTEXT_GB  # noqa: F401  (re-exported: advisor.simulate.report reads it here)
-from advisor.activations import (CHUNKED_CE_CHUNKS, adapter_temporaries_bytes, backward_working_bytes,  # noqa: F401
+from advisor.memory import overhead
+from advisor.memory.overhead import CUDA_CONTEXT_GB  # noqa: F401  (re-exported: advisor.simulate.report reads it here)
+from advisor.memory.activations import (CHUNKED_CE_CHUNKS, adapter_temporaries_bytes, backward_working_bytes,  # noqa: F401
                                  dora_weight_bytes, first_layer_savings, head_activation_bytes, layer_activation_bytes, logits_bytes_per_element, loss_bytes,
                                  selective_layer_bytes)  # fmt: skip
-from advisor.catalog import GIB
-from advisor.setup import (ATTENTION, CHECKPOINTING, CLI_LOSSES, DEVICES, LINEAR_NAMES, LOSSES, METHODS, OFFLOAD,  # noqa: F401
+from advisor.inputs.catalog import GIB
+from advisor.memory.setup import (ATTENTION, CHECKPOINTING, CLI_LOSSES, DEVICES, LINEAR_NAMES, LOSSES, METHODS, OFFLOAD,  # noqa: F401
                            OPTIMIZERS, PRECISIONS, SHARDING, SHARDING_ALIASES, STACKS, TARGETS, Setup, parse_offload)  # fmt: skip
-from advisor.state import NF4_BYTES, NF4_CONST_BYTES, NF4_CONST_BYTES_NO_DQ, adapter_params, optimizer_bytes  # noqa: F401
-from advisor.state import weights as _weights
+from advisor.memory.state import NF4_BYTES, NF4_CONST_BYTES, NF4_CONST_BYTES_NO_DQ, adapter_params, optimizer_bytes  # noqa: F401
+from advisor.memory.state import weights as _weights
 
 # CPU (the harness's fp32 runs, resident set above the pre-load baseline): fitted by
 # `advisor validate DIR --fit` on 17 real harness CPU runs (14 tiny-model runs, whose RSS delta is

@@ -1,13 +1,13 @@
 """How a recommendation looks: the recipe as a dict for ``--json``, as tables for people
 (``recommend``, ``explain``), and as the harness command line that measures it.
 
-Shared formats live in ``render_common``; the estimate, validate and time views in their own modules.
+Shared formats live in ``common``; the estimate, validate and time views in their own modules.
 """
 
 from __future__ import annotations
 
-from advisor.guide import RULES
-from advisor.render_common import UNITS, breakdown_table, console, duration, esc, memory_dict, rounded, sci
+from advisor.decide.rules import RULES
+from advisor.render.common import UNITS, breakdown_table, console, duration, esc, memory_dict, rounded, sci
 
 
 def harness_command(rec) -> str:
@@ -161,7 +161,7 @@ def print_recipe(rec) -> None:
     c.print(t)
     c.print()
     if plan.whole is not None:  # GRPO / DPO: every phase of the setup
-        from advisor.render_time import phases_table
+        from advisor.render.speed import phases_table
 
         c.print(phases_table(plan.whole, f"Estimated peak per GPU by phase ({plan.whole.objective.name}; the largest sets the budget)"))
         notes = plan.whole.notes

@@ -15,8 +15,8 @@ import re
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from advisor.arch import Arch
 from advisor.errors import AdvisorError, did_you_mean
+from advisor.inputs.arch import Arch
 from advisor.facts import GPUS, Gpu  # noqa: F401  (datasheets live in facts; re-exported)
 
 GIB = 2**30

@@ -8,11 +8,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from advisor.catalog import GpuBudget, Model
-from advisor.guide import RULES
-from advisor.memory import estimate
-from advisor.plan import Plan
-from advisor.recipe import Step
+from advisor.decide.recipe import Step
+from advisor.decide.rules import RULES
+from advisor.decide.sizing import Plan
+from advisor.inputs.catalog import GpuBudget, Model
+from advisor.memory.estimate import estimate
 
 
 def _budget_rule(model: Model, gpu: GpuBudget) -> tuple[str, set[str], tuple[int, int | None] | None] | None:

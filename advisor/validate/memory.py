@@ -16,18 +16,19 @@ import itertools
 import math
 import re
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
-from advisor import calibration, overhead
-from advisor.catalog import GIB, resolve_model
 from advisor.errors import AdvisorError
-from advisor.evidence import Run, run_from_record, setup_for_run
-from advisor.memory import Setup, estimate
-from advisor.setups import estimate_setup
-from advisor.validate_time import run_workload
+from advisor.inputs import DATA
+from advisor.inputs.catalog import GIB, resolve_model
+from advisor.inputs.records import Run, run_from_record, setup_for_run
+from advisor.memory import overhead
+from advisor.memory.estimate import Setup, estimate
+from advisor.memory.rl import estimate_setup
+from advisor.validate import calibration
+from advisor.validate.speed import run_workload
 
 DECIMAL_GB = 1e9 / GIB
-DATA = Path(__file__).resolve().parent / "data"  # a path beside this file: editable installs' finders break files()
+
 # Rows whose measurement includes a phase the model does not cover (read from the source's notes).
 EXCLUDE = {
     "D5": "the peak reserved is set by model initialisation (the source notes model-init 9.13 GB, above any "
@@ -153,7 +154,7 @@ def validate_runs(runs: list[Run]) -> list[Row]:
     for run in runs:
         if run.status != "ok":
             continue
-        if run.method in ("grpo", "dpo"):  # the whole setup: generation / reference phases (advisor/setups.py)
+        if run.method in ("grpo", "dpo"):  # the whole setup: generation / reference phases (advisor/memory/rl.py)
             rows.extend(rl_memory_rows(run))
             continue
         measured = run.peak_memory_gb
@@ -183,7 +184,7 @@ def validate_runs(runs: list[Run]) -> list[Row]:
 
 
 def rl_memory_rows(run: Run):
-    """advisor.validate Rows for a grpo/dpo run: the whole setup's peak against the record's."""
+    """advisor.validate.memory Rows for a grpo/dpo run: the whole setup's peak against the record's."""
     name = f"{run.method}({run.inner or 'lora'})"
     measured, kind = run.peak_memory_gb, run.memory_kind
     setup, obj, _, why = run_workload(run, for_memory=True)

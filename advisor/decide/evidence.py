@@ -8,8 +8,8 @@ answers has a stderr of ~0.03-0.05, so rank or lr differences under ~0.1 are noi
 Without such records nothing changes: the rules and the guide decide, as before.
 
 ``apply`` is the whole pass, in order: the method (a data_scaling point at the nearest size, else
-the mean task gain of every run of the model, ``evidence.for_plan``), then rank and lr
-(``lr_rank``), then forgetting (``advisor.forgetting``): when the recipe's own configuration was
+the mean task gain of every run of the model, ``records.for_plan``), then rank and lr
+(``lr_rank``), then forgetting (``advisor.decide.forgetting``): when the recipe's own configuration was
 measured to forget a probe that the other family kept at a task score not significantly lower,
 the recipe switches to that configuration. One significance rule throughout: a lead of more than
 ``SIGNIFICANT`` standard errors. The pass edits the recipe's typed fields only; the one-line
@@ -21,13 +21,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from advisor import evidence, forgetting
-from advisor.evidence import number, same_model
-from advisor.forgetting import ADAPTERS, SIGNIFICANT
-from advisor.forgetting import lr_text as _lr
-from advisor.hyper import hyper
-from advisor.plan import Option, size
-from advisor.recipe import Step
+from advisor.decide import forgetting
+from advisor.decide.forgetting import ADAPTERS, SIGNIFICANT
+from advisor.decide.forgetting import lr_text as _lr
+from advisor.decide.hyper import hyper
+from advisor.decide.recipe import Step
+from advisor.decide.sizing import Option, size
+from advisor.inputs import records
+from advisor.inputs.records import number, same_model
 
 SWEEPS = ("lr_rank", "data_scaling")
 
@@ -87,7 +88,7 @@ def at_size(pts: list[Point], n: int) -> tuple[int | None, dict[str, Point]]:
 
 def apply(rec, runs, found, fits):
     """The measured-evidence pass over a feasible recipe, in place (typed fields only); returns the
-    run evidence (``evidence.Found``) of the final plan. ``fits(plan)`` says whether a re-sized plan
+    run evidence (``records.Found``) of the final plan. ``fits(plan)`` says whether a re-sized plan
     fits the budgets (memory and time)."""
     if not rec.feasible or rec.plan is None:
         return found
@@ -116,7 +117,7 @@ def apply(rec, runs, found, fits):
     if sft:
         _forgetting(rec, runs, fits)
     if rec.plan.option.method != mine:
-        found = evidence.for_plan(runs, rec.plan, rec.inputs.gpu)
+        found = records.for_plan(runs, rec.plan, rec.inputs.gpu)
     rec.evidence = found.rows
     _annotate(rec, pts)
     return found
@@ -212,7 +213,7 @@ def _switch(rec, method: str, fits, rank: int | None = None) -> bool:
     return True
 
 def _row(p: Point) -> dict:
-    """An evidence entry shaped like advisor.evidence's (for a run it did not list)."""
+    """An evidence entry shaped like advisor.inputs.records's (for a run it did not list)."""
     return {
         "run_id": p.run_id, "status": "ok", "method": p.method, "rank": p.rank, "task": None, "device": None,
         "batch_size": None, "max_seq_len": None, "measured_peak_gb": None, "memory_kind": None, "estimated_peak_gb": None,

@@ -6,7 +6,7 @@ and as a table, and the console.
 
 from __future__ import annotations
 
-from advisor import overhead
+from advisor.memory import overhead
 
 UNITS = "GB = GiB (2^30 bytes), the unit torch.cuda and nvidia-smi report"
 

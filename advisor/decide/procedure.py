@@ -4,7 +4,7 @@ One linear function, ``recommend``, reads top to bottom the way ``advisor explai
 1. is fine-tuning warranted at all (data), 2. which objective (SFT / DPO / GRPO), 3. which
 methods in which order (data size, GPUs), 4. which model (given, or the largest that fits),
 5. how the guide's budget table compares, 6. hyperparameters, 7. measured evidence,
-8. alternatives and why each lost, 9. warnings. The rules themselves are data in ``guide.py``.
+8. alternatives and why each lost, 9. warnings. The rules themselves are data in ``rules.py``.
 
 Where the guides disagree the procedure takes one side and says why in the step text:
 - rank follows the data, not the budget (24 GB/7B: "r=32–64" vs "QLoRA r=8–16 for 3K examples"):
@@ -17,13 +17,14 @@ Where the guides disagree the procedure takes one side and says why in the step 
 
 from __future__ import annotations
 
-from advisor import evidence, measured
-from advisor.budget_table import compare_with_table
-from advisor.catalog import GpuBudget, Model, ladder
-from advisor.feasible import hours_text, largest_fitting, on_time, rescue, run_hours
-from advisor.hyper import hyper
-from advisor.plan import COMFORT, GRPO_GENERATIONS, Option, Plan, epoch_time, size
-from advisor.recipe import AUDITABILITY, CAPABILITIES, DEFAULT_SEQ_LEN, Alternative, Inputs, Recipe, Step  # noqa: F401  (re-exported)
+from advisor.decide import evidence
+from advisor.decide.budget_table import compare_with_table
+from advisor.decide.feasible import hours_text, largest_fitting, on_time, rescue, run_hours
+from advisor.decide.hyper import hyper
+from advisor.decide.sizing import COMFORT, GRPO_GENERATIONS, Option, Plan, epoch_time, size
+from advisor.inputs import records
+from advisor.inputs.catalog import GpuBudget, Model, ladder
+from advisor.decide.recipe import AUDITABILITY, CAPABILITIES, DEFAULT_SEQ_LEN, Alternative, Inputs, Recipe, Step  # noqa: F401  (re-exported)
 
 # R-DATA-BY-TASK, as a floor below which the advisor warns (classification assumes 2 classes).
 TASK_FLOOR = {
@@ -225,7 +226,7 @@ def _warnings(rec: Recipe, inp: Inputs, n: int, objective: str, warnings: list[s
 
 
 def recommend(inp: Inputs, runs=()) -> Recipe:
-    """The recipe for ``inp``; ``runs`` are harness records (advisor.evidence.Run) to learn from."""
+    """The recipe for ``inp``; ``runs`` are harness records (advisor.inputs.records.Run) to learn from."""
     steps: list[Step] = []
     warnings: list[str] = []
     gated = _gate(inp, steps)
@@ -249,7 +250,7 @@ def recommend(inp: Inputs, runs=()) -> Recipe:
         chosen = min((p for p in mine if p.fits), key=lambda p: run_hours(p, n, inp.gpu)[1], default=None) or min(mine, key=lambda p: p.peak_gb)
     _memory_steps(chosen, inp, n, feasible, tried, steps)
 
-    found = evidence.for_plan(runs, chosen, inp.gpu)
+    found = records.for_plan(runs, chosen, inp.gpu)
     steps.extend(found.steps)
     opt = chosen.option
     rec = Recipe(opt.top_method, "", inp, plan=chosen, inner=None if opt.top_method == opt.method else opt.method,
@@ -257,7 +258,7 @@ def recommend(inp: Inputs, runs=()) -> Recipe:
     steps.append(hyper(rec, n, objective, opt.method))
     rec.evidence = found.rows
     # Measured evidence, one pass: method, rank and lr, forgetting; a switch must fit both budgets.
-    found = measured.apply(rec, runs, found, lambda p: on_time(p, n, inp.gpu, inp.hours))
+    found = evidence.apply(rec, runs, found, lambda p: on_time(p, n, inp.gpu, inp.hours))
     chosen, opt = rec.plan, rec.plan.option
     warnings.extend(found.warnings)
     et = epoch_time(chosen, n, inp.gpu, found.tokens_per_s)

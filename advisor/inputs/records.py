@@ -13,11 +13,11 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from advisor.catalog import Arch
+from advisor.decide.recipe import Step
 from advisor.errors import AdvisorError
 from advisor.facts import OPTIMIZERS, SFT_METHODS, SIZED_AS, best_first
-from advisor.memory import Setup, estimate
-from advisor.recipe import Step
+from advisor.inputs.catalog import Arch
+from advisor.memory.estimate import Setup, estimate
 
 STATUSES = ("ok", "oom", "error", "timeout")
 SKIP_DIRS = {"artifacts", "_cache", "__pycache__"}
@@ -56,7 +56,7 @@ class Run:
     metrics: dict = field(default_factory=dict, compare=False)
     options: dict = field(default_factory=dict, compare=False)  # method.options (GRPO: num_generations, max_completion_length, beta)
     hardware: dict = field(default_factory=dict, compare=False)  # the record's hardware block (torch_threads, device_memory_gb)
-    sweep: str | None = None  # record["sweep"]["name"]: lr_rank / data_scaling records feed advisor.measured
+    sweep: str | None = None  # record["sweep"]["name"]: lr_rank / data_scaling records feed advisor.decide.evidence
     lr: float | None = None  # config.train.lr, else the method's default_lr
     n_train: int | None = None  # config.task.n_train: training examples (data_scaling's x axis)
 

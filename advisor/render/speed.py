@@ -1,20 +1,20 @@
 """How whole-setup estimates and time look: GRPO/DPO phases, step time, the time validation table.
 
-Beside render.py (recipes), render_estimate.py (SFT memory, catalogs) and render_validate.py, on the
-formats of render_common.py; ``rich`` is imported inside the printing functions only, so ``--json``
+Beside recipe.py (recipes), estimate.py (SFT memory, catalogs) and validate.py, on the
+formats of common.py; ``rich`` is imported inside the printing functions only, so ``--json``
 stays light.
 """
 
 from __future__ import annotations
 
-from advisor.render_common import UNITS, console, esc, memory_dict, rounded
+from advisor.render.common import UNITS, console, esc, memory_dict, rounded
 
 
 def step_time(setup, objective, gpu):
     """The time of one optimizer step of ``setup`` on one GPU of ``gpu`` (None without a GPU)."""
     if gpu is None:
         return None
-    from advisor.throughput import dpo_step, gpu_device, grpo_step, sft_step
+    from advisor.speed.step import dpo_step, gpu_device, grpo_step, sft_step
 
     dev = gpu_device(gpu.name, gpu.tflops, gpu.tflops_basis)
     if objective.name == "grpo":
@@ -78,7 +78,7 @@ def phases_table(whole, title: str):
     if whole.setup.device == "cpu":
         t.add_row("CPU resident", *(f"{p.cpu_resident_gb:.2f}" for p in whole.phases))
     else:
-        from advisor import overhead
+        from advisor.memory import overhead
 
         t.add_row(f"reserved (+{overhead.FRAG:.0%} of the churn)",
                   *(f"{overhead.reserved_gb(p.allocated_gb, overhead.churn_gb(p.items)):.2f}" for p in whole.phases))
@@ -117,7 +117,7 @@ def _rows(rows) -> list[dict]:
 
 
 def time_dict(published, harness) -> dict:
-    from advisor.validate_time import mape
+    from advisor.validate.speed import mape
 
     return {
         "published": {"rows": _rows(published), "mape_pct": rounded(mape(published)),

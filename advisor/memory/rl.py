@@ -1,6 +1,6 @@
 """Peak memory of a whole GRPO or DPO setup: what TRL holds besides the supervised training step.
 
-Built on ``advisor.memory.estimate`` (the forward/backward/optimizer phases of one micro-batch);
+Built on ``advisor.memory.estimate.estimate`` (the forward/backward/optimizer phases of one micro-batch);
 this module adds what the objective brings, phase by phase, and reports the largest.
 
 GRPO (TRL's GRPOTrainer, one GPU): a step first *generates* completions for the whole generation
@@ -12,7 +12,7 @@ prompt + completion with logits only for the completion (``logits_to_keep``).
   the generation batch, plus one layer's prefill activations and the sampling logits;
 - reference: PEFT runs the same model with adapters switched off (no second copy); full
   fine-tuning keeps a frozen copy of the weights, resident through every phase. β = 0 → none;
-- training: ``memory.estimate`` at prompt + completion, the logits term cut to completion + 1
+- training: ``memory_estimate.estimate`` at prompt + completion, the logits term cut to completion + 1
   positions (TRL's ``logits_to_keep``).
 
 DPO (TRL's DPOTrainer): chosen and rejected are concatenated, so one micro-batch of B pairs trains
@@ -24,10 +24,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from advisor.catalog import GIB
 from advisor.errors import AdvisorError
-from advisor import overhead
-from advisor.memory import Breakdown, Setup, adapter_params, estimate
+from advisor.inputs.catalog import GIB
+from advisor.memory import overhead
+from advisor.memory.estimate import Breakdown, Setup, adapter_params, estimate
 
 OBJECTIVES = ("sft", "grpo", "dpo")
 GRPO_DEFAULTS = {"num_generations": 8, "max_completion_len": 256, "beta": 0.04}  # TRL defaults; β is the harness default (TRL: 0.0)
@@ -75,7 +75,7 @@ class SetupEstimate:
 
     objective: Objective
     setup: Setup  # the supervised micro-step (GRPO: completions × (prompt + completion); DPO: 2 × pairs)
-    training: Breakdown  # memory.estimate of that step, logits cut to the scored positions
+    training: Breakdown  # memory_estimate.estimate of that step, logits cut to the scored positions
     phases: tuple[Phase, ...]
     reference: str  # "none" | "adapters off" | "frozen copy"
     generation_batch: int  # GRPO: sequences generated at once
@@ -148,19 +148,19 @@ def _layer_transient_gb(s: Setup, tokens: int) -> float:
 
 
 def _phase(s: Setup, name: str, items: dict, heap: float) -> Phase:
-    """A phase from its items; on CPU its resident set as memory.py counts it: glibc slack on the
+    """A phase from its items; on CPU its resident set as memory_estimate.py counts it: glibc slack on the
     heap-allocated (activation-like) tensors, the runtime constant in place of CUDA's."""
-    from advisor import memory
+    from advisor.memory import estimate as memory_estimate
 
     alloc = sum(items.values())
     resident = None
     if s.device == "cpu":
-        resident = alloc - items.get("runtime_overhead", 0.0) + memory.CPU_SLACK_FRAC * heap + memory.CPU_RUNTIME_GB
+        resident = alloc - items.get("runtime_overhead", 0.0) + memory_estimate.CPU_SLACK_FRAC * heap + memory_estimate.CPU_RUNTIME_GB
     return Phase(name, items, alloc, resident)
 
 
 def _training_phase(b: Breakdown, keep: float, ref_weights: float) -> Phase:
-    """memory.estimate's step with the logits scaled by ``keep`` (the scored fraction of positions)
+    """memory_estimate.estimate's step with the logits scaled by ``keep`` (the scored fraction of positions)
     and the reference copy added. When its peak is the optimizer step, the backward-start phase
     (where logits live) was already the smaller one and cutting its logits keeps it so."""
     items = b.items()

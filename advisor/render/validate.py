@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from advisor import memory, overhead
-from advisor.render_common import console, esc, rounded, range_list
+from advisor.memory import estimate as memory_estimate
+from advisor.memory import overhead
+from advisor.render.common import console, esc, rounded, range_list
 
 
 def validate_dict(directory, published, harness, warnings, fitted, sources=(), device=()) -> dict:
-    from advisor import validate as v
+    from advisor.validate import memory as v
 
     def rows(rs):
         out = []
@@ -56,7 +57,7 @@ def validate_dict(directory, published, harness, warnings, fitted, sources=(), d
         },
         "constants": {
             **{k: v for k, (v, _) in overhead.constants().items()},
-            "CPU_SLACK_FRAC": memory.CPU_SLACK_FRAC, "CPU_RUNTIME_GB": memory.CPU_RUNTIME_GB,
+            "CPU_SLACK_FRAC": memory_estimate.CPU_SLACK_FRAC, "CPU_RUNTIME_GB": memory_estimate.CPU_RUNTIME_GB,
         },  # fmt: skip
         "fit": fitted,
         "warnings": warnings,

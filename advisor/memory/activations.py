@@ -21,7 +21,7 @@ Counted tensor by tensor (bytes per token; ``a`` = activation bytes, 2 for bf16)
 
 from __future__ import annotations
 
-from advisor.arch import PLAIN
+from advisor.inputs.arch import PLAIN
 
 F32 = 4
 CHUNKED_CE_CHUNKS = 8  # torchtune's CEWithChunkedOutputLoss

@@ -28,7 +28,7 @@ import math
 from dataclasses import dataclass, replace
 
 from advisor.facts import GPUS
-from advisor.memory import Setup, layer_activation_bytes, logits_bytes_per_element, optimizer_bytes
+from advisor.memory.estimate import Setup, layer_activation_bytes, logits_bytes_per_element, optimizer_bytes
 
 # HBM/GDDR bandwidth from vendor datasheets (bytes/s), beside the bf16 peaks, in advisor/facts.py.
 GPU_BANDWIDTH = {g.name: g.bandwidth for g in GPUS.values() if g.bandwidth}
@@ -169,7 +169,7 @@ def forward_work(s: Setup, tokens: float, ctx: float, *, scored: float | None = 
 
 def optimizer_work(s: Setup) -> Work:
     """AdamW over the trainable parameters: read p, g, m, v; write p, m, v (+ the grad-norm read)."""
-    from advisor.memory import adapter_params
+    from advisor.memory.estimate import adapter_params
 
     arch = s.arch
     if s.adapted:

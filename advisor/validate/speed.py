@@ -9,7 +9,7 @@ whose measurement falls inside the predicted range says so.
 
 Sequence lengths: a record keeps the mean non-padding length; batches are padded to their longest
 example, which for the harness's tasks is ≈ mean × (1 + 0.072·ln n) for the longest of n
-examples (advisor/evidence.py's PEAK_LEN_SPREAD): n = the batch for the typical step's time, n =
+examples (advisor/inputs/records.py's PEAK_LEN_SPREAD): n = the batch for the typical step's time, n =
 every example seen for the peak's memory.
 """
 
@@ -18,14 +18,14 @@ from __future__ import annotations
 import csv
 import math
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 
-from advisor.catalog import GPUS, resolve_model
-from advisor.evidence import PEAK_LEN_SPREAD, Run, setup_for_run
 from advisor.facts import gpu_for_device_name
-from advisor.memory import Setup
-from advisor.setups import Objective
-from advisor.throughput import cpu_device, dpo_step, gpu_device, grpo_step, sft_step
+from advisor.inputs import DATA
+from advisor.inputs.catalog import GPUS, resolve_model
+from advisor.inputs.records import PEAK_LEN_SPREAD, Run, setup_for_run
+from advisor.memory.estimate import Setup
+from advisor.memory.rl import Objective
+from advisor.speed.step import cpu_device, dpo_step, gpu_device, grpo_step, sft_step
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def _row(rid, model, method, device, seq, measured, st, note="") -> TimeRow:
 
 
 def published_rows() -> list[dict]:
-    text = (Path(__file__).resolve().parent / "data" / "published_throughput.csv").read_text()
+    text = (DATA / "published_throughput.csv").read_text()
     return list(csv.DictReader(text.splitlines()))
 
 

@@ -1,6 +1,6 @@
 """What the advisor answers with: the inputs it was asked about, and the recipe it recommends.
 
-Plain data, shared by the decision procedure (``rules``), the evidence reader (``evidence``, which
+Plain data, shared by the decision procedure (``procedure``), the evidence pass (``evidence``, which
 adds ``Step``s) and the renderers; nothing here decides anything.
 """
 
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from advisor.catalog import GpuBudget, Model
-from advisor.plan import Plan
-from advisor.setup import StackOptions
+from advisor.decide.sizing import Plan
+from advisor.inputs.catalog import GpuBudget, Model
+from advisor.memory.setup import StackOptions
 
 CAPABILITIES = ("classification", "extraction", "instruction", "style", "domain", "reasoning", "code", "alignment")
 AUDITABILITY = ("low", "standard", "high")
@@ -69,7 +69,7 @@ class Recipe:
     alternatives: list[Alternative] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     evidence: list[dict] = field(default_factory=list)
-    forgetting: object | None = None  # advisor.forgetting.Forgetting measured in matching records
+    forgetting: object | None = None  # advisor.decide.forgetting.Forgetting measured in matching records
     hours_high: float | None = None  # the whole run's time at the estimate's high end, hours
 
     @property

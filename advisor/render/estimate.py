@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from advisor.catalog import GPUS, model_table
-from advisor.render_common import UNITS, breakdown_table, console, esc, memory_dict, rounded
+from advisor.inputs.catalog import GPUS, model_table
+from advisor.render.common import UNITS, breakdown_table, console, esc, memory_dict, rounded
 
 
 def estimate_dict(model, setup, b) -> dict:

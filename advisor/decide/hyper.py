@@ -6,7 +6,7 @@ time budget can price a run before the recipe exists.
 
 from __future__ import annotations
 
-from advisor.recipe import Recipe, Step
+from advisor.decide.recipe import Recipe, Step
 
 
 def epochs(n: int, objective: str, method: str) -> int:

@@ -1,7 +1,7 @@
 """What a GPU holds around the training step: the overhead model, one term per mechanism.
 
 The step itself (weights, gradients, optimizer states, activations, loss temporaries, the 4-bit
-dequantize buffer) is counted tensor by tensor in ``advisor.memory``: that is torch's *allocated*
+dequantize buffer) is counted tensor by tensor in ``advisor.memory.estimate``: that is torch's *allocated*
 memory. Around it, each term below has its own mechanism; the first two are inside torch's count:
 
 - cuBLAS / cuBLASLt workspaces (``CUBLAS_WORKSPACE_GB``): torch takes them from its caching

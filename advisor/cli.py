@@ -234,6 +234,7 @@ def cmd_estimate(args) -> int:
     from advisor.memory.estimate import ATTENTION, DEVICES, METHODS, OPTIMIZERS, SHARDING, SHARDING_ALIASES, STACKS, Setup, estimate
     from advisor.memory.rl import Objective
     from advisor.render import estimate as render_estimate
+    from advisor.speed.step import on_gpu
 
     # cheap flag checks first: a bad flag is reported before a config.json is read
     stack_opts = _stack(args)
@@ -285,7 +286,7 @@ def cmd_estimate(args) -> int:
         from advisor.render import speed as render_speed
 
         whole = estimate_setup(setup, objective)
-        step = render_speed.step_time(setup, objective, gpu)
+        step = on_gpu(setup, objective, gpu)
         if args.json:
             print(json.dumps(render_speed.setup_estimate_dict(model, whole, step), indent=2))
         else:
@@ -297,14 +298,14 @@ def cmd_estimate(args) -> int:
         if gpu:
             from advisor.render import speed as render_speed
 
-            d["step_time"] = render_speed.step_dict(render_speed.step_time(setup, objective, gpu))
+            d["step_time"] = render_speed.step_dict(on_gpu(setup, objective, gpu))
         print(json.dumps(d, indent=2))
     else:
         render_estimate.print_estimate(model, setup, b)
         if gpu:
             from advisor.render import speed as render_speed
 
-            render_speed.print_step(render_speed.step_time(setup, objective, gpu))
+            render_speed.print_step(on_gpu(setup, objective, gpu))
     return 0
 
 

@@ -103,7 +103,7 @@ def _more_gpus(inp, model: Model, n: int, objective: str, rank: int, target_batc
     for k in MORE_GPUS:
         if k <= gpu.count:
             continue
-        more = GpuBudget(k, gpu.per_gpu_gb, gpu.name, gpu.tflops, gpu.tflops_basis, gpu.bf16)
+        more = gpu.with_count(k)
         for method in ("lora", "qlora"):
             plan = _fits_both(model, Option(method, k, objective, rank), more, inp, n, target_batch)
             if plan:

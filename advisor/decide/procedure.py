@@ -21,9 +21,10 @@ from advisor.decide import evidence
 from advisor.decide.budget_table import compare_with_table
 from advisor.decide.feasible import hours_text, largest_fitting, on_time, rescue, run_hours
 from advisor.decide.hyper import hyper
-from advisor.decide.sizing import COMFORT, GRPO_GENERATIONS, Option, Plan, epoch_time, size
+from advisor.decide.sizing import COMFORT, Option, Plan, epoch_time, size
 from advisor.inputs import records
 from advisor.inputs.catalog import GpuBudget, Model, ladder
+from advisor.memory.rl import GRPO_DEFAULTS
 from advisor.decide.recipe import AUDITABILITY, CAPABILITIES, DEFAULT_SEQ_LEN, Alternative, Inputs, Recipe, Step  # noqa: F401  (re-exported)
 
 # R-DATA-BY-TASK, as a floor below which the advisor warns (classification assumes 2 classes).
@@ -120,7 +121,7 @@ def _objective(inp: Inputs, steps: list[Step], warnings: list[str]) -> tuple[str
             return "sft", n
         if inp.verifiable_reward:
             steps.append(Step("Objective", f"{cap.capitalize()} with a verifiable reward: GRPO, learning from "
-                              f"{GRPO_GENERATIONS} scored rollouts per prompt (the guide: 4–16). The {n:,} examples "
+                              f"{GRPO_DEFAULTS['num_generations']} scored rollouts per prompt (the guide: 4–16). The {n:,} examples "
                               "are used as prompts.", ("R-CAP-GRPO",)))  # fmt: skip
             return "grpo", n
         steps.append(Step("Objective", f"{cap.capitalize()} without a verifiable reward: GRPO is out (it needs one); "
@@ -211,7 +212,7 @@ def _warnings(rec: Recipe, inp: Inputs, n: int, objective: str, warnings: list[s
     elif objective == "grpo":
         warnings.append(f"GRPO trains on its own rollouts: if this model may ever be audited, log the reward function and keep the rollouts (R-AUDIT; auditability is {inp.auditability}).")
     if objective == "grpo" and inp.gpu.count == 1:
-        warnings.append(f"The guide puts GRPO rollouts on multi-GPU infrastructure (R-DATA-GT500K); on one GPU the {GRPO_GENERATIONS} rollouts per prompt dominate the time (see estimate).")
+        warnings.append(f"The guide puts GRPO rollouts on multi-GPU infrastructure (R-DATA-GT500K); on one GPU the {GRPO_DEFAULTS['num_generations']} rollouts per prompt dominate the time (see estimate).")
     if n > 500_000 and inp.gpu.count == 1:
         warnings.append(f"{n:,} examples: the guide calls for multi-GPU infrastructure above 500K (R-DATA-GT500K).")
     if inp.gpu.count > 8:

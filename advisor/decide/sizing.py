@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from advisor.inputs.catalog import GpuBudget, Model
 from advisor.memory import overhead
 from advisor.memory.estimate import Breakdown, Setup, estimate
-from advisor.memory.rl import Objective, SetupEstimate, estimate_setup
+from advisor.memory.rl import GRPO_DEFAULTS, Objective, SetupEstimate, estimate_setup
 from advisor.memory.setup import StackOptions
 
 # Nothing extra kept free: a plan's peak is already the high end of the estimate's calibration range
@@ -25,9 +25,6 @@ COMFORT = 0.10
 # Time per epoch comes from advisor/speed/step.py (matmul rooflines, memory traffic and per-op
 # overhead on the GPU's datasheet peak and bandwidth, as a range); measured runs in --results replace it.
 FSDP_SCALING = 0.90  # per-GPU efficiency left after FSDP's all-gathers and reduce-scatters
-GRPO_GENERATIONS = 8  # TRL's default num_generations: rollouts per prompt (guide: 4-16)
-GRPO_COMPLETION = 256  # TRL's default max_completion_length; capped at half of --seq-len (prompt + answer)
-GRPO_BETA = 0.04  # KL weight (the harness's default; TRL's is 0.0): the reference forward is priced
 # (gradient checkpointing, micro-batch), fastest first: checkpointing costs ~+33% compute, so a
 # smaller micro-batch without it is tried before a larger one with it.
 CONFIGS = ((False, 8), (False, 4), (False, 2), (True, 8), (True, 4), (True, 2), (True, 1))
@@ -95,8 +92,9 @@ def objective_of(opt: Option, seq_len: int) -> tuple[Objective, int]:
     """The objective of ``opt`` and the setup's sequence length: GRPO's prompt is what is left of
     --seq-len (prompt + answer) after the completion budget."""
     if opt.objective == "grpo":
-        completion = min(GRPO_COMPLETION, max(1, seq_len // 2))
-        return Objective("grpo", GRPO_GENERATIONS, completion, GRPO_BETA), seq_len - completion
+        # TRL's completion budget, capped at half of --seq-len (prompt + answer)
+        completion = min(GRPO_DEFAULTS["max_completion_len"], max(1, seq_len // 2))
+        return Objective("grpo", GRPO_DEFAULTS["num_generations"], completion, GRPO_DEFAULTS["beta"]), seq_len - completion
     return Objective(opt.objective), seq_len
 
 
@@ -113,7 +111,7 @@ def size(model: Model, opt: Option, gpu: GpuBudget, seq_len: int, target_batch: 
     """The fastest configuration of ``opt`` that fits ``gpu`` comfortably, else the fastest that
     fits at all, else (fits=False) the leanest."""
     if opt.objective == "grpo":  # a step trains on one prompt's G completions
-        target_batch = GRPO_GENERATIONS
+        target_batch = GRPO_DEFAULTS["num_generations"]
     plans = []
     for ckpt, micro in CONFIGS:
         if micro > target_batch or (stack.checkpointing and not ckpt and (True, micro) in CONFIGS):
@@ -150,7 +148,7 @@ def epoch_time(plan: Plan, examples: int, gpu: GpuBudget, measured_tokens_per_s:
     """Seconds per epoch as a range, and its basis (a measurement, or the time model's assumptions).
 
     Every example is priced at the full --seq-len (an upper bound when examples vary in length)."""
-    from advisor.speed.step import dpo_step, gpu_device, grpo_step, sft_step
+    from advisor.speed.step import gpu_rates, step_time
 
     opt, s, obj = plan.option, plan.setup, plan.objective or Objective("sft")
     scale = opt.gpus * (FSDP_SCALING if opt.gpus > 1 else 1.0)
@@ -162,13 +160,8 @@ def epoch_time(plan: Plan, examples: int, gpu: GpuBudget, measured_tokens_per_s:
             tokens = items * (s.seq_len + obj.max_completion_len)
         sec = tokens / measured_tokens_per_s
         return EpochTime(sec, sec, sec, f"measured {measured_tokens_per_s:,.0f} tokens/s in a matching run")
-    dev = gpu_device(gpu.name, gpu.tflops, gpu.tflops_basis)
-    if obj.name == "grpo":
-        st = grpo_step(s, dev, completion=obj.max_completion_len, beta=obj.beta)
-    elif obj.name == "dpo":
-        st = dpo_step(s, dev)
-    else:
-        st = sft_step(s, dev)
+    dev = gpu_rates(gpu.card, gpu.tflops_basis)
+    st = step_time(s, obj, dev)
     steps = items / per_step / scale
     basis = (f"time model: {dev.basis}; matmul rooflines + memory traffic + per-op overhead, "
              f"every example at {s.seq_len} tokens")  # fmt: skip

@@ -279,32 +279,11 @@ def from_hf(cfg: dict, *, where: str = "config") -> Arch:
                   linear_bias=bool(cfg.get("bias", mt != "falcon")))  # fmt: skip
         if mt == "gpt_bigcode":
             kw["positions"] = int(cfg.get("n_positions") or 2048)
-    # ---- MoE
-    n_exp = cfg.get("num_local_experts") or cfg.get("num_experts") or cfg.get("n_routed_experts")
     inter = cfg.get("intermediate_size") if mt != "llama4_text" else cfg.get("intermediate_size_mlp")
-    if n_exp:
-        k = cfg.get("num_experts_per_tok") or cfg.get("experts_per_token") or cfg.get("num_experts_per_token")
-        if not k:
-            raise AdvisorError(f"{where}: missing num_experts_per_tok (a mixture-of-experts config needs it)")
-        width = cfg.get("moe_intermediate_size") or cfg.get("intermediate_size")
-        if not width:
-            raise AdvisorError(f"{where}: missing moe_intermediate_size (the experts' MLP width)")
-        shared = int(cfg.get("shared_expert_intermediate_size") or 0)
-        if cfg.get("n_shared_experts"):  # DeepSeek: n shared experts of the routed width
-            shared = int(cfg["n_shared_experts"]) * int(width)
-        if mt == "llama4_text":  # one shared expert of the expert width
-            shared = int(width)
-        moe_layers = L
-        if cfg.get("first_k_dense_replace"):
-            moe_layers = L - int(cfg["first_k_dense_replace"])
-        step = cfg.get("interleave_moe_layer_step") or cfg.get("decoder_sparse_step") or 1
-        moe_layers = len(range(int(step) - 1, moe_layers, int(step))) if int(step) > 1 else moe_layers
-        moe_layers -= len(cfg.get("mlp_only_layers") or [])
-        kw.update(experts=_int(n_exp, "num_experts", where), experts_per_tok=_int(k, "num_experts_per_tok", where),
-                  expert_intermediate=_int(width, "moe_intermediate_size", where), shared_intermediate=shared,
-                  moe_layers=max(0, moe_layers), experts_fused=mt == "gpt_oss")  # fmt: skip
-        if moe_layers == L:
-            inter = inter or width
+    moe = _moe(cfg, mt, L, where)
+    kw.update(moe)
+    if moe and moe["moe_layers"] == L:
+        inter = inter or moe["expert_intermediate"]
     if inter is None:
         if plain_default is None:
             raise AdvisorError(f"{where}: missing intermediate_size (the MLP width)")
@@ -325,3 +304,31 @@ def from_hf(cfg: dict, *, where: str = "config") -> Arch:
                 if isinstance(cfg.get(k), int) and cfg[k] > 0), 0)  # fmt: skip
     kw.update(max_positions=ctx, rope_scaled=bool(cfg.get("rope_scaling")))
     return Arch(L, d, inter, H, kv, V, tied, head_dim, qkv_bias, **kw)
+
+
+def _moe(cfg: dict, mt: str, L: int, where: str) -> dict:
+    """The mixture-of-experts fields of ``Arch`` (empty for a dense model): experts, top-k, widths, and
+    how many layers route (DeepSeek's first dense layers, Llama 4's interleave, Qwen's mlp_only_layers)."""
+    n_exp = cfg.get("num_local_experts") or cfg.get("num_experts") or cfg.get("n_routed_experts")
+    if not n_exp:
+        return {}
+    k = cfg.get("num_experts_per_tok") or cfg.get("experts_per_token") or cfg.get("num_experts_per_token")
+    if not k:
+        raise AdvisorError(f"{where}: missing num_experts_per_tok (a mixture-of-experts config needs it)")
+    width = cfg.get("moe_intermediate_size") or cfg.get("intermediate_size")
+    if not width:
+        raise AdvisorError(f"{where}: missing moe_intermediate_size (the experts' MLP width)")
+    shared = int(cfg.get("shared_expert_intermediate_size") or 0)
+    if cfg.get("n_shared_experts"):  # DeepSeek: n shared experts of the routed width
+        shared = int(cfg["n_shared_experts"]) * int(width)
+    if mt == "llama4_text":  # one shared expert of the expert width
+        shared = int(width)
+    moe_layers = L
+    if cfg.get("first_k_dense_replace"):
+        moe_layers = L - int(cfg["first_k_dense_replace"])
+    step = cfg.get("interleave_moe_layer_step") or cfg.get("decoder_sparse_step") or 1
+    moe_layers = len(range(int(step) - 1, moe_layers, int(step))) if int(step) > 1 else moe_layers
+    moe_layers -= len(cfg.get("mlp_only_layers") or [])
+    return dict(experts=_int(n_exp, "num_experts", where), experts_per_tok=_int(k, "num_experts_per_tok", where),
+                expert_intermediate=_int(width, "moe_intermediate_size", where), shared_intermediate=shared,
+                moe_layers=max(0, moe_layers), experts_fused=mt == "gpt_oss")  # fmt: skip

@@ -271,13 +271,33 @@ GPU_FORMS = "use e.g. 24GB, A10G, 8xH100"
 
 @dataclass(frozen=True)
 class GpuBudget:
+    """What the user has: ``count`` GPUs of one card (``facts.Gpu``, the one GPU type), each with
+    ``per_gpu_gb`` a process may use. A bare size (``24GB``) has no named card: it is priced like the
+    commonest card of that size (``named`` is False, and the basis says so)."""
+
     count: int
     per_gpu_gb: float  # the memory budget one process may use
-    name: str | None  # a catalog GPU, or None for a bare size
-    tflops: float  # bf16 dense peak of one GPU (assumed for a bare size)
-    tflops_basis: str
-    bf16: bool = True
+    card: Gpu
+    named: bool = True
     text: str = ""
+
+    @property
+    def name(self) -> str | None:
+        return self.card.name if self.named else None
+
+    @property
+    def tflops(self) -> float:
+        return self.card.bf16_tflops  # bf16 dense peak of one GPU
+
+    @property
+    def bf16(self) -> bool:
+        return self.card.bf16 if self.named else True  # a bare size: assumed a bf16 card (Ampere or later)
+
+    @property
+    def tflops_basis(self) -> str:
+        if self.named:
+            return f"{self.card.name} datasheet"
+        return f"assumed {self.card.name}-class ({self.card.bf16_tflops:g} TFLOP/s bf16); name the GPU to refine"
 
     @property
     def label(self) -> str:
@@ -288,8 +308,12 @@ class GpuBudget:
     def total_gb(self) -> float:
         return self.count * self.per_gpu_gb
 
+    def with_count(self, count: int) -> "GpuBudget":
+        return replace(self, count=count, text="")
+
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {"count": self.count, "per_gpu_gb": self.per_gpu_gb, "name": self.name, "tflops": self.tflops,
+                "tflops_basis": self.tflops_basis, "bf16": self.bf16, "text": self.text}
 
 
 def _gkey(text: str) -> str:
@@ -321,15 +345,13 @@ def parse_gpu(text: str, *, flag: str = "--gpu") -> GpuBudget:
         if not 1 <= gb <= 1024:
             raise AdvisorError(f"{flag}: '{raw}': {gb:g} GB per GPU is outside 1–1024; {GPU_FORMS}")
         typical = GPUS[TYPICAL_BY_MEMORY.get(min(TYPICAL_BY_MEMORY, key=lambda k: abs(k - gb)))]
-        return GpuBudget(count, gb, None, typical.bf16_tflops,
-                         f"assumed {typical.name}-class ({typical.bf16_tflops:g} TFLOP/s bf16); name the GPU to refine",
-                         True, raw)  # fmt: skip
+        return GpuBudget(count, gb, typical, named=False, text=raw)
     key = _gkey(rest)
     if key in _AMBIGUOUS:
         raise AdvisorError(f"{flag}: '{raw}' is ambiguous: say {_AMBIGUOUS[key]}")
     if key in _GPU_BY_KEY:
         g = GPUS[_GPU_BY_KEY[key]]
-        return GpuBudget(count, g.usable_gb, g.name, g.bf16_tflops, f"{g.name} datasheet", g.bf16, raw)
+        return GpuBudget(count, g.usable_gb, g, text=raw)
     names = list(GPUS)
     hint = did_you_mean(rest, names, key=_gkey)
     raise AdvisorError(f"{flag}: '{raw}' is not a GPU budget{hint}; {GPU_FORMS} (known GPUs: {', '.join(names)})")

@@ -10,20 +10,6 @@ from __future__ import annotations
 from advisor.render.common import UNITS, console, esc, memory_dict, rounded
 
 
-def step_time(setup, objective, gpu):
-    """The time of one optimizer step of ``setup`` on one GPU of ``gpu`` (None without a GPU)."""
-    if gpu is None:
-        return None
-    from advisor.speed.step import dpo_step, gpu_device, grpo_step, sft_step
-
-    dev = gpu_device(gpu.name, gpu.tflops, gpu.tflops_basis)
-    if objective.name == "grpo":
-        return grpo_step(setup, dev, completion=objective.max_completion_len, beta=objective.beta), dev
-    if objective.name == "dpo":
-        return dpo_step(setup, dev), dev
-    return sft_step(setup, dev), dev
-
-
 def step_dict(step) -> dict | None:
     if step is None:
         return None
@@ -117,7 +103,7 @@ def _rows(rows) -> list[dict]:
 
 
 def time_dict(published, harness) -> dict:
-    from advisor.validate.speed import mape
+    from advisor.validate.calibration import mape
 
     return {
         "published": {"rows": _rows(published), "mape_pct": rounded(mape(published)),

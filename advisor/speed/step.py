@@ -18,7 +18,7 @@ A step is priced by mechanism, each at the rate the device sustains for that kin
 - per-op host overhead: eager PyTorch launches every op from Python (~40 per decoder layer in
   forward, twice that in backward, ~6 more per LoRA-adapted module), which bounds small models.
 
-The range comes from the device's uncertain sustained rates (``Device``), not from a fitted MFU:
+The range comes from the device's uncertain sustained rates (``Rates``: a GPU's from its datasheet, or this CPU's measured), not from a fitted MFU:
 ``low`` uses the fast end of every rate, ``high`` the slow end; the point is their geometric mean.
 """
 
@@ -27,11 +27,9 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from advisor.facts import GPUS
+from advisor.facts import Gpu
 from advisor.memory.estimate import Setup, layer_activation_bytes, logits_bytes_per_element, optimizer_bytes
 
-# HBM/GDDR bandwidth from vendor datasheets (bytes/s), beside the bf16 peaks, in advisor/facts.py.
-GPU_BANDWIDTH = {g.name: g.bandwidth for g in GPUS.values() if g.bandwidth}
 # Sustained fractions of the datasheet (low, high): cuBLAS bf16 GEMMs reach 60-85% of the dense
 # peak on large shapes (A100: ~250 of 312 TFLOP/s); flash attention 35-60% (FlashAttention-2
 # paper: 50-73% forward, lower backward); streaming kernels 60-90% of the bandwidth.
@@ -54,7 +52,10 @@ COMPILE_OPS = 0.25  # torch.compile fuses elementwise chains: ~4× fewer launche
 
 
 @dataclass(frozen=True)
-class Device:
+class Rates:
+    """What the processor a step runs on sustains: not a GPU type (that is ``facts.Gpu``) but the rates
+    the time model prices work at, from a card's datasheet (``gpu_rates``) or a CPU measurement."""
+
     name: str
     peak_flops: float  # dense bf16 tensor peak (GPU datasheet) or the measured matmul peak (CPU)
     bandwidth: float  # bytes/s
@@ -65,19 +66,16 @@ class Device:
     basis: str
 
 
-def gpu_device(name: str | None, tflops: float, tflops_basis: str = "") -> Device:
-    basis = f"{tflops:g} TFLOP/s bf16 ({tflops_basis or 'datasheet'})"
-    if name not in GPU_BANDWIDTH:  # a bare memory size: the assumed card is the one with that peak
-        name = next((g.name for g in GPUS.values() if g.bf16_tflops == tflops and g.name in GPU_BANDWIDTH), None)
-    bw = GPU_BANDWIDTH.get(name or "", 1555e9 * tflops / 312)  # unknown: an A100's bytes per FLOP
-    basis += f", {bw / 1e9:.0f} GB/s" + ("" if name else " assumed")
-    return Device(name or "GPU", tflops * 1e12, bw, GPU_GEMM, GPU_ATTN, GPU_STREAM, GPU_OP_S, basis)
+def gpu_rates(card: Gpu, tflops_basis: str = "") -> Rates:
+    """The sustained rates of one GPU, from its datasheet (``facts.Gpu``: bf16 peak and bandwidth)."""
+    basis = f"{card.bf16_tflops:g} TFLOP/s bf16 ({tflops_basis or 'datasheet'}), {card.bandwidth / 1e9:.0f} GB/s"
+    return Rates(card.name, card.bf16_tflops * 1e12, card.bandwidth, GPU_GEMM, GPU_ATTN, GPU_STREAM, GPU_OP_S, basis)
 
 
-def cpu_device(peak_tflops: float, threads: int = 2) -> Device:
+def cpu_rates(peak_tflops: float, threads: int = 2) -> Rates:
     bw = CPU_STREAM_PER_THREAD[1] * max(1, threads)
     lo, hi = CPU_STREAM_PER_THREAD
-    return Device("CPU", peak_tflops * 1e12, bw, CPU_GEMM, CPU_ATTN, (lo / hi, 1.0), CPU_OP_S,
+    return Rates("CPU", peak_tflops * 1e12, bw, CPU_GEMM, CPU_ATTN, (lo / hi, 1.0), CPU_OP_S,
                   f"measured matmul peak {peak_tflops * 1e3:.0f} GFLOP/s, {threads} threads, assumed {lo / 1e9:g}-{hi / 1e9:g} GB/s per thread")  # fmt: skip
 
 
@@ -90,7 +88,7 @@ class Work:
     stream_bytes: float = 0.0
     ops: float = 0.0
 
-    def seconds(self, dev: Device, fast: bool) -> float:
+    def seconds(self, dev: Rates, fast: bool) -> float:
         i = 1 if fast else 0  # ranges are (slow, fast) for rates, (fast, slow) for overheads
         rate, attn, bw = dev.peak_flops * dev.gemm[i], dev.peak_flops * dev.attn[i], dev.bandwidth * dev.stream[i]
         t = sum(max(f / rate, b / bw) for f, b in self.gemm)
@@ -199,12 +197,12 @@ class StepTime:
         return self.tokens / self.high, self.tokens / self.low
 
 
-def _finish(w: Work, dev: Device, tokens: float) -> StepTime:
+def _finish(w: Work, dev: Rates, tokens: float) -> StepTime:
     lo, hi = w.seconds(dev, True), w.seconds(dev, False)
     return StepTime(math.sqrt(lo * hi), lo, hi, tokens)
 
 
-def sft_step(s: Setup, dev: Device, *, mean_len: float | None = None) -> StepTime:
+def sft_step(s: Setup, dev: Rates, *, mean_len: float | None = None) -> StepTime:
     """One optimizer step of supervised training: grad_accum micro-batches of batch × seq_len
     (padded) tokens; ``mean_len`` = the non-padding tokens per example that the harness counts."""
     tokens = s.batch_size * s.seq_len
@@ -212,7 +210,7 @@ def sft_step(s: Setup, dev: Device, *, mean_len: float | None = None) -> StepTim
     return _finish(w, dev, s.batch_size * (mean_len or s.seq_len) * s.grad_accum)
 
 
-def dpo_step(s: Setup, dev: Device, *, mean_len: float | None = None) -> StepTime:
+def dpo_step(s: Setup, dev: Rates, *, mean_len: float | None = None) -> StepTime:
     """``s.batch_size`` pairs per micro-batch: a no-grad reference forward of the 2B sequences
     (PEFT: adapters off), then the policy's forward and backward on them."""
     seqs = 2 * s.batch_size
@@ -222,7 +220,7 @@ def dpo_step(s: Setup, dev: Device, *, mean_len: float | None = None) -> StepTim
     return _finish(w, dev, seqs * (mean_len or s.seq_len) * s.grad_accum)
 
 
-def grpo_step(s: Setup, dev: Device, *, completion: int, beta: float = 0.04, prompt_mean: float | None = None,
+def grpo_step(s: Setup, dev: Rates, *, completion: int, beta: float = 0.04, prompt_mean: float | None = None,
               completion_mean: float | None = None) -> StepTime:  # fmt: skip
     """``s.batch_size`` completions per micro-batch of ``s.seq_len`` prompt tokens: generate the
     generation batch (prefill, then one decode step per completion token, each re-reading the
@@ -240,3 +238,23 @@ def grpo_step(s: Setup, dev: Device, *, completion: int, beta: float = 0.04, pro
     w.add(micro, s.grad_accum).add(optimizer_work(s))
     counted = gen * ((prompt_mean or p) + (completion_mean or completion))
     return _finish(w, dev, counted)
+
+
+def step_time(s: Setup, objective, dev: Rates, **measured) -> StepTime:
+    """The one dispatch from an objective (``memory.rl.Objective``: sft, grpo, dpo) to its step time.
+
+    ``measured`` carries what a harness record knows (mean lengths) to the step functions."""
+    if objective.name == "grpo":
+        return grpo_step(s, dev, completion=objective.max_completion_len, beta=objective.beta, **measured)
+    if objective.name == "dpo":
+        return dpo_step(s, dev, **measured)
+    return sft_step(s, dev, **measured)
+
+
+def on_gpu(s: Setup, objective, gpu) -> tuple[StepTime, Rates] | None:
+    """One optimizer step of ``s`` on one GPU of the budget ``gpu`` (``inputs.catalog.GpuBudget``),
+    with the rates it was priced at; None without a GPU."""
+    if gpu is None:
+        return None
+    dev = gpu_rates(gpu.card, gpu.tflops_basis)
+    return step_time(s, objective, dev), dev

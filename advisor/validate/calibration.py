@@ -46,15 +46,17 @@ def scored(rows) -> list:
     return [r for r in rows if r.error_pct is not None and not r.excluded]
 
 
+def mape(rows, *, metrics: tuple[str, ...] | None = None) -> float | None:
+    """Mean absolute % error of the scored rows (memory or time), optionally of some metrics only."""
+    errs = [abs(r.error_pct) for r in scored(rows) if metrics is None or r.metric in metrics]
+    return sum(errs) / len(errs) if errs else None
+
+
 def best_frac(rows_by_frac: dict[float, list]) -> float:
     """The FRAG minimising the MAE of the rows that measured reserved memory (ties: the smaller). nvidia-smi
     readings are not used: beyond reserved they hold the context and whatever the stack loaded, which
     FRAG does not describe (they are checked against the verdict's high end instead)."""
-    def mae(rs):
-        rs = [r for r in rs if r.metric == "reserved"]
-        return sum(abs(r.error_pct) for r in rs) / len(rs) if rs else 0.0
-
-    return min(rows_by_frac, key=lambda f: (round(mae(rows_by_frac[f]), 9), f))
+    return min(rows_by_frac, key=lambda f: (round(mape(rows_by_frac[f], metrics=("reserved",)) or 0.0, 9), f))
 
 
 PHASES = ("backward start", "optimizer step")

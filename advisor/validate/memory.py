@@ -25,6 +25,7 @@ from advisor.memory import overhead
 from advisor.memory.estimate import Setup, estimate
 from advisor.memory.rl import estimate_setup
 from advisor.validate import calibration
+from advisor.validate.calibration import mape  # noqa: F401  (validate.memory.mape: the memory rows' MAPE)
 from advisor.validate.speed import run_workload
 
 DECIMAL_GB = 1e9 / GIB
@@ -218,11 +219,6 @@ def estimate_record(record: dict) -> tuple[float | None, str]:
     if not rows:
         return None, f"status '{run.status}': no peak to estimate"
     return rows[0].predicted_gb, rows[0].excluded  # the measured kind first; cuda_reserved, if any, follows
-
-
-def mape(rows: list[Row], *, metrics: tuple[str, ...] | None = None) -> float | None:
-    errs = [abs(r.error_pct) for r in rows if r.error_pct is not None and not r.excluded and (metrics is None or r.metric in metrics)]
-    return sum(errs) / len(errs) if errs else None
 
 
 KNOWN = ("allocated", "reserved")

@@ -25,7 +25,7 @@ from advisor.inputs.catalog import GPUS, resolve_model
 from advisor.inputs.records import PEAK_LEN_SPREAD, Run, setup_for_run
 from advisor.memory.estimate import Setup
 from advisor.memory.rl import Objective
-from advisor.speed.step import cpu_device, dpo_step, gpu_device, grpo_step, sft_step
+from advisor.speed.step import cpu_rates, gpu_rates, sft_step, step_time
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def published_time_rows() -> list[TimeRow]:
             optimizer=r["optimizer"], adapter_dtype=r["adapter_dtype"] or "auto", lora_dropout=float(r["lora_dropout"] or 0),
             loss=r["loss"], optimizer_in_backward=r["optimizer_in_bwd"] == "yes", compile=r["compile"] == "yes", **fw,
         )  # fmt: skip
-        st = sft_step(s, gpu_device(g.name, g.bf16_tflops))
+        st = sft_step(s, gpu_rates(g))
         label = r["method"] + (f" r{r['rank']}" if r["rank"] else "")
         rows.append(_row(r["id"], model.name, label, g.name, s.seq_len, float(r["tokens_per_s"]), st, r["seq_len_note"]))
     return rows
@@ -96,9 +96,9 @@ def run_device(run: Run):
         peak = run.metrics.get("peak_tflops")
         if not isinstance(peak, (int, float)) or peak <= 0:
             return None
-        return cpu_device(float(peak), int(run.hardware.get("torch_threads") or 1))
+        return cpu_rates(float(peak), int(run.hardware.get("torch_threads") or 1))
     g = gpu_for_device_name(run.device_name)  # the card the harness's MFU also divided by
-    return None if g is None else gpu_device(g.name, g.bf16_tflops)
+    return None if g is None else gpu_rates(g)
 
 
 def _inner(run: Run) -> Run:
@@ -156,17 +156,9 @@ def harness_time_rows(runs: list[Run]) -> list[TimeRow]:
         if setup is None or dev is None or why:
             rows.append(TimeRow(run.run_id, run.model_name, name, run.device_name or run.device, None, measured, None, None, None, None, "", why))
             continue
-        if obj.name == "grpo":
-            st = grpo_step(setup, dev, completion=obj.max_completion_len, beta=obj.beta, **extra)
-        elif obj.name == "dpo":
-            st = dpo_step(setup, dev, **extra)
-        else:
-            st = sft_step(setup, dev, **extra)
+        st = step_time(setup, obj, dev, **extra)
         rows.append(_row(run.run_id, run.model_name, name, dev.name,
                          setup.seq_len, measured, st))  # fmt: skip
     return rows
 
 
-def mape(rows: list[TimeRow]) -> float | None:
-    errs = [abs(r.error_pct) for r in rows if r.error_pct is not None and not r.excluded]
-    return sum(errs) / len(errs) if errs else None

@@ -11,7 +11,7 @@ import pytest
 
 from advisor.inputs.catalog import GPUS, MODELS
 from advisor.memory.estimate import Setup
-from advisor.speed.step import gpu_device, sft_step
+from advisor.speed.step import gpu_rates, sft_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from advisor_testkit import DATA  # noqa: E402
@@ -54,7 +54,7 @@ def _mfu(model, method, batch, seq, gpu="H100", **kw):
     arch = MODELS[model].arch
     s = Setup(arch=arch, method=method, batch_size=batch, seq_len=seq, **kw)
     g = GPUS[gpu]
-    st = sft_step(s, gpu_device(g.name, g.bf16_tflops))
+    st = sft_step(s, gpu_rates(g))
     n = arch.linear_params + arch.vocab * arch.hidden
     return (6 if method == "full" else 4) * n * st.tokens_per_s / (g.bf16_tflops * 1e12), st
 
@@ -116,3 +116,19 @@ def test_validate_prints_time_error_per_published_row(run_cli, tmp_path):
     assert {r["method"] for r in t["harness"]["rows"] if r["error_pct"] is not None} >= {"dpo(lora)", "grpo(lora)", "dora"}
     code, out, _ = run_cli("validate", str(tmp_path))
     assert code == 0 and "Time: published rows" in out and "T5" in out
+
+
+def test_a_bare_size_is_priced_as_the_typical_card_of_that_size_bandwidth_included():
+    """`--gpu 80GB` is priced like an A100-80GB: its peak and its own HBM bandwidth (2,039 GB/s), not
+    the A100-40GB's (1,555) that shares the peak; so its epoch time equals the named card's."""
+    from advisor.inputs.catalog import parse_gpu
+    from advisor.memory.rl import Objective
+    from advisor.speed.step import on_gpu
+
+    s = Setup(arch=MODELS["Llama-3.1-8B"].arch, method="lora", batch_size=4, seq_len=2048)
+    bare, named = parse_gpu("80GB"), parse_gpu("A100-80GB")
+    assert (bare.name, bare.card.name, named.name) == (None, "A100-80GB", "A100-80GB")
+    (st_bare, dev_bare), (st_named, dev_named) = on_gpu(s, Objective("sft"), bare), on_gpu(s, Objective("sft"), named)
+    assert dev_bare.bandwidth == GPUS["A100-80GB"].bandwidth == 2039e9
+    assert st_bare.seconds == st_named.seconds
+    assert "assumed A100-80GB-class" in bare.tflops_basis and bare.to_dict()["name"] is None

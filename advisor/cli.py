@@ -122,8 +122,9 @@ def _hours(text) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from advisor.memory.estimate import METHODS, OPTIMIZERS, PRECISIONS, TARGETS
+    from advisor.facts import OPTIMIZERS
     from advisor.memory.rl import GRPO_DEFAULTS
+    from advisor.memory.setup import METHODS, TARGETS
 
     parser = _Parser(prog=PROG, description="Which fine-tuning recipe fits your GPU and data, and why.")
     sub = parser.add_subparsers(dest="command", metavar="{recommend,explain,estimate,validate,models,gpus}", parser_class=_Parser)
@@ -229,10 +230,12 @@ def cmd_explain(args) -> int:
 
 
 def cmd_estimate(args) -> int:
+    from advisor.facts import OPTIMIZERS
     from advisor.inputs.catalog import resolve_model
     from advisor.inputs.catalog import check_seq_len
-    from advisor.memory.estimate import ATTENTION, DEVICES, METHODS, OPTIMIZERS, SHARDING, SHARDING_ALIASES, STACKS, Setup, estimate
+    from advisor.memory.estimate import estimate
     from advisor.memory.rl import Objective
+    from advisor.memory.setup import ATTENTION, DEVICES, METHODS, SHARDING, SHARDING_ALIASES, STACKS, Setup
     from advisor.render import estimate as render_estimate
     from advisor.speed.step import on_gpu
 

@@ -85,9 +85,9 @@ def key(c: dict) -> str:
 
 
 def model_and_config(name: str):
+    from advisor.inputs import DATA
     from advisor.inputs.catalog import resolve_model
     from advisor.simulate import config_for, configs
-    from advisor.validate.memory import DATA
 
     if name.startswith("configs/"):
         path = DATA / name
@@ -112,7 +112,7 @@ def shallow(arch, cfg: dict):
 
 
 def setup_for(c: dict, arch):
-    from advisor.memory.estimate import Setup
+    from advisor.memory.setup import Setup
 
     sharded = c["gpus"] > 1
     # MoE: the harness's LoRA reaches transformers 5's fused experts through PEFT's target_parameters, which

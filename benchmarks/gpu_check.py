@@ -74,8 +74,8 @@ def plan() -> list[Point]:
 def estimate_gb(p: Point) -> float:
     """The advisor's peak (reserved) for the point, at the longest tickets batch."""
     from advisor.inputs.catalog import resolve_model
-    from advisor.memory.estimate import Setup
     from advisor.memory.rl import Objective, estimate_setup
+    from advisor.memory.setup import Setup
 
     arch = resolve_model(p.model).arch
     if p.method == "grpo":

@@ -78,7 +78,7 @@ def test_every_metric_points_the_way_its_meaning_says_in_advisor_and_report():
 @pytest.mark.parametrize("preset", list(facts.TARGET_PRESETS))
 def test_target_presets_adapt_the_same_modules_in_harness_and_advisor(preset):
     from advisor.inputs.arch import Arch
-    from advisor.memory.estimate import Setup
+    from advisor.memory.setup import Setup
     from harness.config import MethodSpec
     from harness.methods.lora import target_modules
 

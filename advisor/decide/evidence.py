@@ -8,7 +8,7 @@ answers has a stderr of ~0.03-0.05, so rank or lr differences under ~0.1 are noi
 Without such records nothing changes: the rules and the guide decide, as before.
 
 ``apply`` is the whole pass, in order: the method (a data_scaling point at the nearest size, else
-the mean task gain of every run of the model, ``records.for_plan``), then rank and lr
+the mean task gain of every run of the model, ``for_plan``), then rank and lr
 (``lr_rank``), then forgetting (``advisor.decide.forgetting``): when the recipe's own configuration was
 measured to forget a probe that the other family kept at a task score not significantly lower,
 the recipe switches to that configuration. One significance rule throughout: a lead of more than
@@ -19,7 +19,7 @@ advice is written from them afterwards (``rules.recommend``).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from advisor.decide import forgetting
 from advisor.decide.forgetting import ADAPTERS, SIGNIFICANT
@@ -27,10 +27,21 @@ from advisor.decide.forgetting import lr_text as _lr
 from advisor.decide.hyper import hyper
 from advisor.decide.recipe import Step
 from advisor.decide.sizing import Option, size
-from advisor.inputs import records
+from advisor.facts import best_first
 from advisor.inputs.records import number, same_model
+from advisor.memory.estimate import estimate
+from advisor.memory.setup import setup_for_run
 
 SWEEPS = ("lr_rank", "data_scaling")
+
+
+@dataclass
+class Found:
+    rows: list[dict] = field(default_factory=list)
+    steps: list = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    tokens_per_s: float | None = None
+    better: str | None = None  # a method measured significantly ahead of the plan's on this model
 
 
 @dataclass(frozen=True)
@@ -88,7 +99,7 @@ def at_size(pts: list[Point], n: int) -> tuple[int | None, dict[str, Point]]:
 
 def apply(rec, runs, found, fits):
     """The measured-evidence pass over a feasible recipe, in place (typed fields only); returns the
-    run evidence (``records.Found``) of the final plan. ``fits(plan)`` says whether a re-sized plan
+    run evidence (``Found``) of the final plan. ``fits(plan)`` says whether a re-sized plan
     fits the budgets (memory and time)."""
     if not rec.feasible or rec.plan is None:
         return found
@@ -117,7 +128,7 @@ def apply(rec, runs, found, fits):
     if sft:
         _forgetting(rec, runs, fits)
     if rec.plan.option.method != mine:
-        found = records.for_plan(runs, rec.plan, rec.inputs.gpu)
+        found = for_plan(runs, rec.plan, rec.inputs.gpu)
     rec.evidence = found.rows
     _annotate(rec, pts)
     return found
@@ -219,3 +230,61 @@ def _row(p: Point) -> dict:
         "batch_size": None, "max_seq_len": None, "measured_peak_gb": None, "memory_kind": None, "estimated_peak_gb": None,
         "tokens_per_s": None, "task_gain": None,
     }  # fmt: skip
+
+
+def for_plan(runs, plan, gpu) -> Found:
+    """Runs of the same model: memory measured vs estimated, speed, task gains by method."""
+    found = Found()
+    if not runs:
+        return found
+    same = [r for r in runs if same_model(r, plan.model.arch)]
+    if not same:
+        found.steps.append(Step("Evidence", f"{len(runs)} harness run(s) in the results, none of {plan.model.name}: the "
+                                "recipe rests on the guide and the memory model alone."))  # fmt: skip
+        return found
+    for r in same:
+        setup, why = setup_for_run(r)
+        est = None
+        if setup is not None:
+            b = estimate(setup)
+            est = b.cpu_resident_gb if r.memory_kind == "cpu_rss_delta" else b.peak_allocated_gb
+        found.rows.append({
+            "run_id": r.run_id, "status": r.status, "method": r.method, "rank": r.rank if r.method != "full" else None, "task": r.task,
+            "device": r.device_name or r.device, "batch_size": r.batch_size, "max_seq_len": r.max_seq_len,
+            "measured_peak_gb": r.peak_memory_gb, "memory_kind": r.memory_kind,
+            "estimated_peak_gb": round(est, 3) if est is not None else None,
+            "tokens_per_s": r.tokens_per_s, "task_gain": r.task_gain,
+        })  # fmt: skip
+    method = plan.option.method
+    mine = [r for r in same if r.method == method and r.status == "ok"]
+    ooms = [r for r in same if r.method == method and r.status == "oom" and r.device == "cuda"
+            and r.batch_size <= plan.micro_batch and r.max_seq_len <= plan.setup.seq_len
+            and (r.budget_gb is None or r.budget_gb <= gpu.per_gpu_gb)]  # fmt: skip
+    if ooms:
+        found.warnings.append(f"Measured: {len(ooms)} {method} run(s) of this model ran out of memory at a smaller or equal "
+                              f"batch/length and budget ({', '.join(r.run_id for r in ooms[:3])}); lower the micro-batch first.")  # fmt: skip
+    fast = [r.tokens_per_s for r in mine if r.tokens_per_s and r.device == "cuda" and gpu.name and gpu.name.lower() in r.device_name.lower()]
+    if fast:
+        found.tokens_per_s = sorted(fast)[len(fast) // 2]
+    gains: dict[str, list[tuple[float, float]]] = {}  # method → [(gain, stderr)]
+    for r in same:
+        se = number(r.metrics.get("task_score_stderr"))
+        if r.status == "ok" and r.task_gain is not None:
+            gains.setdefault(r.method, []).append((r.task_gain, se or 0.0))
+    text = f"{len(same)} harness run(s) of this model ({sum(r.status == 'ok' for r in same)} ok)."
+    if gains:
+        mean = {m: sum(g for g, _ in v) / len(v) for m, v in gains.items()}
+        ranked = best_first("task_score", mean)
+        text += " Task-score gain by method: " + ", ".join(f"{m} {mean[m]:+.3f} (n={len(gains[m])})" for m in ranked)
+        best = ranked[0]
+        if best != method and method in gains:
+            # standard error of a mean of n runs ≈ mean per-run stderr / sqrt(n); the one rule: > SIGNIFICANT SE
+            se = lambda m: (sum(e for _, e in gains[m]) / len(gains[m])) / math.sqrt(len(gains[m]))  # noqa: E731
+            diff, se_diff = mean[best] - mean[method], math.hypot(se(best), se(method))
+            if se_diff > 0 and diff > SIGNIFICANT * se_diff:
+                found.better = best
+                text += f"; {best} beats {method} by {diff:+.3f} (> {SIGNIFICANT:g} SE = {SIGNIFICANT * se_diff:.3f})."
+            else:
+                text += f"; {best} is ahead by {diff:+.3f}, within {SIGNIFICANT:g} SE ({SIGNIFICANT * se_diff:.3f}): not enough to override."
+    found.steps.append(Step("Evidence", text))
+    return found

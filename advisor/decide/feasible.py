@@ -21,7 +21,8 @@ import math
 from advisor.decide.hyper import epochs
 from advisor.decide.recipe import Alternative
 from advisor.decide.sizing import Option, Plan, epoch_time, size
-from advisor.inputs.catalog import GPUS, GpuBudget, Model, ladder, parse_gpu
+from advisor.facts import GPUS
+from advisor.inputs.catalog import GpuBudget, Model, ladder, parse_gpu
 
 HOURS = 24.0  # default time budget of `advisor recommend --hours`
 MORE_GPUS = (2, 4, 8, 16, 32, 64)

@@ -22,10 +22,9 @@ from advisor.decide.budget_table import compare_with_table
 from advisor.decide.feasible import hours_text, largest_fitting, on_time, rescue, run_hours
 from advisor.decide.hyper import hyper
 from advisor.decide.sizing import COMFORT, Option, Plan, epoch_time, size
-from advisor.inputs import records
 from advisor.inputs.catalog import GpuBudget, Model, ladder
 from advisor.memory.rl import GRPO_DEFAULTS
-from advisor.decide.recipe import AUDITABILITY, CAPABILITIES, DEFAULT_SEQ_LEN, Alternative, Inputs, Recipe, Step  # noqa: F401  (re-exported)
+from advisor.decide.recipe import Alternative, Inputs, Recipe, Step
 
 # R-DATA-BY-TASK, as a floor below which the advisor warns (classification assumes 2 classes).
 TASK_FLOOR = {
@@ -251,7 +250,7 @@ def recommend(inp: Inputs, runs=()) -> Recipe:
         chosen = min((p for p in mine if p.fits), key=lambda p: run_hours(p, n, inp.gpu)[1], default=None) or min(mine, key=lambda p: p.peak_gb)
     _memory_steps(chosen, inp, n, feasible, tried, steps)
 
-    found = records.for_plan(runs, chosen, inp.gpu)
+    found = evidence.for_plan(runs, chosen, inp.gpu)
     steps.extend(found.steps)
     opt = chosen.option
     rec = Recipe(opt.top_method, "", inp, plan=chosen, inner=None if opt.top_method == opt.method else opt.method,

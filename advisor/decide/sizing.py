@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 
 from advisor.inputs.catalog import GpuBudget, Model
 from advisor.memory import overhead
-from advisor.memory.estimate import Breakdown, Setup, estimate
+from advisor.memory.estimate import Breakdown, estimate
 from advisor.memory.rl import GRPO_DEFAULTS, Objective, SetupEstimate, estimate_setup
+from advisor.memory.setup import Setup
 from advisor.memory.setup import StackOptions
 
 # Nothing extra kept free: a plan's peak is already the high end of the estimate's calibration range

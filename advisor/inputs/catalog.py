@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 import math
 import re
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from advisor.errors import AdvisorError, did_you_mean
 from advisor.inputs.arch import Arch
-from advisor.facts import GPUS, Gpu  # noqa: F401  (datasheets live in facts; re-exported)
+from advisor.facts import GPUS, Gpu
 
 GIB = 2**30
 
@@ -370,7 +370,6 @@ def model_table() -> list[dict]:
     return rows
 
 
-__all__ = ["Arch", "Model", "MODELS", "Gpu", "GPUS", "GpuBudget", "parse_gpu", "resolve_model", "ladder", "GIB"]
 
 
 def read_config_json(path: Path, flag: str) -> dict:

@@ -13,11 +13,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from advisor.decide.recipe import Step
 from advisor.errors import AdvisorError
-from advisor.facts import OPTIMIZERS, SFT_METHODS, SIZED_AS, best_first
-from advisor.inputs.catalog import Arch
-from advisor.memory.estimate import Setup, estimate
+from advisor.facts import SIZED_AS
+from advisor.inputs.arch import Arch
 
 STATUSES = ("ok", "oom", "error", "timeout")
 SKIP_DIRS = {"artifacts", "_cache", "__pycache__"}
@@ -173,106 +171,6 @@ def load_runs(results_dir: str | Path, *, must_exist: bool = False, flag: str = 
     return runs, warnings
 
 
-def setup_for_run(run: Run) -> tuple[Setup | None, str]:
-    """The memory-model Setup a run trained with, or (None, why it cannot be modelled)."""
-    if run.arch is None:
-        return None, "no model_arch (or config.model.arch) in the record"
-    method = run.method
-    if method in ("grpo", "dpo"):
-        return None, f"{method}: rollouts / paired batches are outside the SFT memory model"
-    if method == "fsdp":
-        method = run.inner or "full"
-    if method not in SFT_METHODS:
-        return None, f"method '{run.method}' unknown to the memory model"
-    if run.dtype == "fp32" or (run.dtype == "auto" and run.device == "cpu"):
-        precision = "fp32"
-    else:
-        precision = "bf16"  # bf16 and fp16 cost the same bytes
-    seq, _ = run.peak_seq_len
-    targets = run.targets
-    try:
-        setup = Setup(
-            arch=run.arch, method=method, rank=int(run.rank or 16), targets=targets, batch_size=run.batch_size,
-            seq_len=seq, grad_checkpointing=run.grad_checkpointing, precision=precision,
-            optimizer=run.optimizer if run.optimizer in OPTIMIZERS else "adamw",
-            gpus=max(1, run.world_size), grad_accum=run.grad_accum, device="cpu" if run.device == "cpu" else "cuda",
-            lora_dropout=run.dropout if method != "full" else 0.0,
-        )  # fmt: skip
-    except AdvisorError as e:
-        return None, str(e)
-    return setup, ""
-
-
-# ---------------------------------------------------------------- evidence for a recommendation
-
-
-@dataclass
-class Found:
-    rows: list[dict] = field(default_factory=list)
-    steps: list = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    tokens_per_s: float | None = None
-    better: str | None = None  # a method measured significantly ahead of the plan's on this model
-
-
 def same_model(run: Run, arch: Arch) -> bool:
     return run.arch is not None and (run.arch.layers, run.arch.hidden, run.arch.intermediate, run.arch.vocab) == (
         arch.layers, arch.hidden, arch.intermediate, arch.vocab)  # fmt: skip
-
-
-def for_plan(runs, plan, gpu) -> Found:
-    """Runs of the same model: memory measured vs estimated, speed, task gains by method."""
-    found = Found()
-    if not runs:
-        return found
-    same = [r for r in runs if same_model(r, plan.model.arch)]
-    if not same:
-        found.steps.append(Step("Evidence", f"{len(runs)} harness run(s) in the results, none of {plan.model.name}: the "
-                                "recipe rests on the guide and the memory model alone."))  # fmt: skip
-        return found
-    for r in same:
-        setup, why = setup_for_run(r)
-        est = None
-        if setup is not None:
-            b = estimate(setup)
-            est = b.cpu_resident_gb if r.memory_kind == "cpu_rss_delta" else b.peak_allocated_gb
-        found.rows.append({
-            "run_id": r.run_id, "status": r.status, "method": r.method, "rank": r.rank if r.method != "full" else None, "task": r.task,
-            "device": r.device_name or r.device, "batch_size": r.batch_size, "max_seq_len": r.max_seq_len,
-            "measured_peak_gb": r.peak_memory_gb, "memory_kind": r.memory_kind,
-            "estimated_peak_gb": round(est, 3) if est is not None else None,
-            "tokens_per_s": r.tokens_per_s, "task_gain": r.task_gain,
-        })  # fmt: skip
-    method = plan.option.method
-    mine = [r for r in same if r.method == method and r.status == "ok"]
-    ooms = [r for r in same if r.method == method and r.status == "oom" and r.device == "cuda"
-            and r.batch_size <= plan.micro_batch and r.max_seq_len <= plan.setup.seq_len
-            and (r.budget_gb is None or r.budget_gb <= gpu.per_gpu_gb)]  # fmt: skip
-    if ooms:
-        found.warnings.append(f"Measured: {len(ooms)} {method} run(s) of this model ran out of memory at a smaller or equal "
-                              f"batch/length and budget ({', '.join(r.run_id for r in ooms[:3])}); lower the micro-batch first.")  # fmt: skip
-    fast = [r.tokens_per_s for r in mine if r.tokens_per_s and r.device == "cuda" and gpu.name and gpu.name.lower() in r.device_name.lower()]
-    if fast:
-        found.tokens_per_s = sorted(fast)[len(fast) // 2]
-    gains: dict[str, list[tuple[float, float]]] = {}  # method → [(gain, stderr)]
-    for r in same:
-        se = number(r.metrics.get("task_score_stderr"))
-        if r.status == "ok" and r.task_gain is not None:
-            gains.setdefault(r.method, []).append((r.task_gain, se or 0.0))
-    text = f"{len(same)} harness run(s) of this model ({sum(r.status == 'ok' for r in same)} ok)."
-    if gains:
-        mean = {m: sum(g for g, _ in v) / len(v) for m, v in gains.items()}
-        ranked = best_first("task_score", mean)
-        text += " Task-score gain by method: " + ", ".join(f"{m} {mean[m]:+.3f} (n={len(gains[m])})" for m in ranked)
-        best = ranked[0]
-        if best != method and method in gains:
-            # standard error of a mean of n runs ≈ mean per-run stderr / sqrt(n); compare at 2 SE
-            se = lambda m: (sum(e for _, e in gains[m]) / len(gains[m])) / math.sqrt(len(gains[m]))  # noqa: E731
-            diff, se_diff = mean[best] - mean[method], math.hypot(se(best), se(method))
-            if se_diff > 0 and diff > 2 * se_diff:
-                found.better = best
-                text += f"; {best} beats {method} by {diff:+.3f} (> 2 SE = {2 * se_diff:.3f})."
-            else:
-                text += f"; {best} is ahead by {diff:+.3f}, within 2 SE ({2 * se_diff:.3f}): not enough to override."
-    found.steps.append(Step("Evidence", text))
-    return found

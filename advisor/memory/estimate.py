@@ -30,15 +30,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from advisor.memory import overhead
-from advisor.memory.overhead import CUDA_CONTEXT_GB  # noqa: F401  (re-exported: advisor.simulate.report reads it here)
-from advisor.memory.activations import (CHUNKED_CE_CHUNKS, adapter_temporaries_bytes, backward_working_bytes,  # noqa: F401
-                                 dora_weight_bytes, first_layer_savings, head_activation_bytes, layer_activation_bytes, logits_bytes_per_element, loss_bytes,
-                                 selective_layer_bytes)  # fmt: skip
 from advisor.inputs.catalog import GIB
-from advisor.memory.setup import (ATTENTION, CHECKPOINTING, CLI_LOSSES, DEVICES, LINEAR_NAMES, LOSSES, METHODS, OFFLOAD,  # noqa: F401
-                           OPTIMIZERS, PRECISIONS, SHARDING, SHARDING_ALIASES, STACKS, TARGETS, Setup, parse_offload)  # fmt: skip
-from advisor.memory.state import NF4_BYTES, NF4_CONST_BYTES, NF4_CONST_BYTES_NO_DQ, adapter_params, optimizer_bytes  # noqa: F401
+from advisor.memory import overhead
+from advisor.memory.activations import (adapter_temporaries_bytes, backward_working_bytes, dora_weight_bytes, first_layer_savings,
+                                        head_activation_bytes, layer_activation_bytes, loss_bytes, selective_layer_bytes)  # fmt: skip
+from advisor.memory.setup import Setup
+from advisor.memory.state import adapter_params, optimizer_bytes
 from advisor.memory.state import weights as _weights
 
 # CPU (the harness's fp32 runs, resident set above the pre-load baseline): fitted by

@@ -12,7 +12,7 @@ prompt + completion with logits only for the completion (``logits_to_keep``).
   the generation batch, plus one layer's prefill activations and the sampling logits;
 - reference: PEFT runs the same model with adapters switched off (no second copy); full
   fine-tuning keeps a frozen copy of the weights, resident through every phase. β = 0 → none;
-- training: ``memory_estimate.estimate`` at prompt + completion, the logits term cut to completion + 1
+- training: ``memory.estimate.estimate`` at prompt + completion, the logits term cut to completion + 1
   positions (TRL's ``logits_to_keep``).
 
 DPO (TRL's DPOTrainer): chosen and rejected are concatenated, so one micro-batch of B pairs trains
@@ -27,7 +27,9 @@ from dataclasses import dataclass, field, replace
 from advisor.errors import AdvisorError
 from advisor.inputs.catalog import GIB
 from advisor.memory import overhead
-from advisor.memory.estimate import Breakdown, Setup, adapter_params, estimate
+from advisor.memory.estimate import Breakdown, estimate
+from advisor.memory.setup import Setup
+from advisor.memory.state import adapter_params
 
 OBJECTIVES = ("sft", "grpo", "dpo")
 GRPO_DEFAULTS = {"num_generations": 8, "max_completion_len": 256, "beta": 0.04}  # TRL defaults; β is the harness default (TRL: 0.0)
@@ -148,7 +150,7 @@ def _layer_transient_gb(s: Setup, tokens: int) -> float:
 
 
 def _phase(s: Setup, name: str, items: dict, heap: float) -> Phase:
-    """A phase from its items; on CPU its resident set as memory_estimate.py counts it: glibc slack on the
+    """A phase from its items; on CPU its resident set as memory/estimate.py counts it: glibc slack on the
     heap-allocated (activation-like) tensors, the runtime constant in place of CUDA's."""
     from advisor.memory import estimate as memory_estimate
 
@@ -160,7 +162,7 @@ def _phase(s: Setup, name: str, items: dict, heap: float) -> Phase:
 
 
 def _training_phase(b: Breakdown, keep: float, ref_weights: float) -> Phase:
-    """memory_estimate.estimate's step with the logits scaled by ``keep`` (the scored fraction of positions)
+    """memory.estimate.estimate's step with the logits scaled by ``keep`` (the scored fraction of positions)
     and the reference copy added. When its peak is the optimizer step, the backward-start phase
     (where logits live) was already the smaller one and cutting its logits keeps it so."""
     items = b.items()

@@ -14,10 +14,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from advisor.errors import AdvisorError, bad_choice
 from advisor.inputs.arch import Arch
 from advisor.facts import LINEAR_NAMES, OPTIMIZERS, SFT_METHODS, TARGET_PRESETS  # noqa: F401  (re-exported)
+
+if TYPE_CHECKING:
+    from advisor.inputs.records import Run
 
 METHODS = SFT_METHODS  # what trains; fsdp/grpo/dpo wrap one of these
 TARGETS = tuple(TARGET_PRESETS)
@@ -227,3 +231,33 @@ class StackOptions:
         parts += ["--float8"] if self.float8 else []
         parts += ["--lora-experts"] if self.lora_experts else []
         return " ".join(parts)
+
+
+def setup_for_run(run: "Run") -> tuple[Setup | None, str]:
+    """The Setup a harness run (``inputs.records.Run``) trained with, or (None, why it cannot be modelled)."""
+    if run.arch is None:
+        return None, "no model_arch (or config.model.arch) in the record"
+    method = run.method
+    if method in ("grpo", "dpo"):
+        return None, f"{method}: rollouts / paired batches are outside the SFT memory model"
+    if method == "fsdp":
+        method = run.inner or "full"
+    if method not in SFT_METHODS:
+        return None, f"method '{run.method}' unknown to the memory model"
+    if run.dtype == "fp32" or (run.dtype == "auto" and run.device == "cpu"):
+        precision = "fp32"
+    else:
+        precision = "bf16"  # bf16 and fp16 cost the same bytes
+    seq, _ = run.peak_seq_len
+    targets = run.targets
+    try:
+        setup = Setup(
+            arch=run.arch, method=method, rank=int(run.rank or 16), targets=targets, batch_size=run.batch_size,
+            seq_len=seq, grad_checkpointing=run.grad_checkpointing, precision=precision,
+            optimizer=run.optimizer if run.optimizer in OPTIMIZERS else "adamw",
+            gpus=max(1, run.world_size), grad_accum=run.grad_accum, device="cpu" if run.device == "cpu" else "cuda",
+            lora_dropout=run.dropout if method != "full" else 0.0,
+        )  # fmt: skip
+    except AdvisorError as e:
+        return None, str(e)
+    return setup, ""

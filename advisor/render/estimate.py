@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from advisor.inputs.catalog import GPUS, model_table
+from advisor.facts import GPUS
+from advisor.inputs.catalog import model_table
 from advisor.render.common import UNITS, breakdown_table, console, esc, memory_dict, rounded
 
 

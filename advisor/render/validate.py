@@ -9,6 +9,7 @@ from advisor.render.common import console, esc, rounded, range_list
 
 def validate_dict(directory, published, harness, warnings, fitted, sources=(), device=()) -> dict:
     from advisor.validate import memory as v
+    from advisor.validate.calibration import mape
 
     def rows(rs):
         out = []
@@ -23,9 +24,9 @@ def validate_dict(directory, published, harness, warnings, fitted, sources=(), d
     return {
         "published": {
             "rows": rows(published),
-            "mape_pct": rounded(v.mape(published, metrics=v.KNOWN)),
-            "mape_unknown_metric_pct": rounded(v.mape(published, metrics=("?",))),
-            "mape_all_pct": rounded(v.mape(published)),
+            "mape_pct": rounded(mape(published, metrics=v.KNOWN)),
+            "mape_unknown_metric_pct": rounded(mape(published, metrics=("?",))),
+            "mape_all_pct": rounded(mape(published)),
             "loso": {
                 "sources": [s.to_dict() for s in sources],
                 "n": n,
@@ -50,9 +51,9 @@ def validate_dict(directory, published, harness, warnings, fitted, sources=(), d
             "dir": str(directory),
             "rows": rows(harness),
             "n": sum(1 for r in harness if r.error_pct is not None and not r.excluded),
-            "mape_pct": rounded(v.mape(harness)),
-            "mape_cpu_pct": rounded(v.mape(harness, metrics=("cpu_rss_delta",))),
-            "mape_cuda_pct": rounded(v.mape(harness, metrics=("cuda_allocated", "cuda_reserved"))),
+            "mape_pct": rounded(mape(harness)),
+            "mape_cpu_pct": rounded(mape(harness, metrics=("cpu_rss_delta",))),
+            "mape_cuda_pct": rounded(mape(harness, metrics=("cuda_allocated", "cuda_reserved"))),
             "excluded": [{"id": r.id, "reason": r.excluded} for r in harness if r.excluded],
         },
         "constants": {

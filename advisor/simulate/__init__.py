@@ -30,7 +30,7 @@ import time
 
 
 def step_spec(setup, **over):
-    """``advisor.memory.estimate.Setup`` → ``step.StepSpec``. Flags another part of the advisor may add are
+    """``advisor.memory.setup.Setup`` → ``step.StepSpec``. Flags another part of the advisor may add are
     read with ``getattr`` (``checkpointing``, ``loss``, ``offload``)."""
     from advisor.simulate.step import StepSpec
 
@@ -79,7 +79,7 @@ def run(setup, model, *, config: dict | None = None, trust_remote_code: bool = F
 
 
 def simulate(setup, model, *, config: dict | None = None, trust_remote_code: bool = False) -> dict:
-    """Simulate one supervised training step of ``setup`` (``advisor.memory.estimate.Setup``) on ``model``
+    """Simulate one supervised training step of ``setup`` (``advisor.memory.setup.Setup``) on ``model``
     (``advisor.inputs.catalog.Model``; ``config``: its transformers config dict, else found from the model).
 
     Returns the analytic estimate's JSON (``render_estimate.estimate_dict``) from the simulated

@@ -10,7 +10,8 @@ temporaries → activations (logits included: the analytic path's ``logits`` ite
 from __future__ import annotations
 
 from advisor.inputs.catalog import GIB
-from advisor.memory.estimate import CPU_RUNTIME_GB, CPU_SLACK_FRAC, CUDA_CONTEXT_GB, Breakdown
+from advisor.memory.estimate import CPU_RUNTIME_GB, CPU_SLACK_FRAC, Breakdown
+from advisor.memory.overhead import CUDA_CONTEXT_GB
 from advisor.simulate import overhead
 
 PHASE_ORDER = ("forward", "loss", "backward", "optimizer step")
@@ -65,6 +66,6 @@ def extras(result: dict) -> dict:
         "phases": phases,
         "overhead": {"modelled": True, "reserved_gb": round(res["reserved_gb"], 3),
                      "reserved_gb_range": [round(x, 3) for x in res["reserved_gb_range"]], "terms": res["terms"],
-                     "cuda_context_gb": {"gb": CUDA_CONTEXT_GB, "mechanism": "driver state and loaded kernels, outside torch's count (advisor.memory.estimate.CUDA_CONTEXT_GB)"}},
+                     "cuda_context_gb": {"gb": CUDA_CONTEXT_GB, "mechanism": "driver state and loaded kernels, outside torch's count (advisor.memory.overhead.CUDA_CONTEXT_GB)"}},
         "simulation_s": round(result.get("seconds", 0.0), 1),
     }  # fmt: skip

@@ -23,7 +23,7 @@ from advisor.memory.estimate import CPU_RUNTIME_GB, CPU_SLACK_FRAC
 
 def _simulate(run, cache: dict) -> tuple[dict | None, str]:
     from advisor.inputs.catalog import MODELS
-    from advisor.inputs.records import setup_for_run
+    from advisor.memory.setup import setup_for_run
     from advisor.simulate import configs, run as sim_run
     from advisor.validate.speed import run_workload
 

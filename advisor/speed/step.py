@@ -28,7 +28,9 @@ import math
 from dataclasses import dataclass, replace
 
 from advisor.facts import Gpu
-from advisor.memory.estimate import Setup, layer_activation_bytes, logits_bytes_per_element, optimizer_bytes
+from advisor.memory.activations import layer_activation_bytes, logits_bytes_per_element
+from advisor.memory.setup import Setup
+from advisor.memory.state import optimizer_bytes
 
 # Sustained fractions of the datasheet (low, high): cuBLAS bf16 GEMMs reach 60-85% of the dense
 # peak on large shapes (A100: ~250 of 312 TFLOP/s); flash attention 35-60% (FlashAttention-2
@@ -167,7 +169,7 @@ def forward_work(s: Setup, tokens: float, ctx: float, *, scored: float | None = 
 
 def optimizer_work(s: Setup) -> Work:
     """AdamW over the trainable parameters: read p, g, m, v; write p, m, v (+ the grad-norm read)."""
-    from advisor.memory.estimate import adapter_params
+    from advisor.memory.state import adapter_params
 
     arch = s.arch
     if s.adapted:

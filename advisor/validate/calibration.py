@@ -17,7 +17,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, replace
 
-from advisor.memory.overhead import FRAG_GRID as FRAC_GRID  # noqa: F401  (the grid FRAG is searched on)
 
 MARGIN = 0.01  # one point beyond the most extreme residual seen: the range is closed at its ends
 

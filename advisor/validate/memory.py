@@ -20,12 +20,13 @@ from dataclasses import asdict, dataclass
 from advisor.errors import AdvisorError
 from advisor.inputs import DATA
 from advisor.inputs.catalog import GIB, resolve_model
-from advisor.inputs.records import Run, run_from_record, setup_for_run
+from advisor.inputs.records import Run, run_from_record
 from advisor.memory import overhead
-from advisor.memory.estimate import Setup, estimate
+from advisor.memory.estimate import estimate
 from advisor.memory.rl import estimate_setup
+from advisor.memory.setup import Setup, setup_for_run
 from advisor.validate import calibration
-from advisor.validate.calibration import mape  # noqa: F401  (validate.memory.mape: the memory rows' MAPE)
+from advisor.validate.calibration import mape
 from advisor.validate.speed import run_workload
 
 DECIMAL_GB = 1e9 / GIB
@@ -41,7 +42,6 @@ EXCLUDE = {
 }
 DUBIOUS = ("class 'dubious' in the source table: old litgpt Fabric FSDP per-GPU figures far above any sharded "
            "LoRA peak (per-GPU vs summed, and which rank, is not stated); estimated and shown, not scored")
-
 
 @dataclass(frozen=True)
 class Row:
@@ -63,16 +63,13 @@ class Row:
     def to_dict(self) -> dict:
         return asdict(self)
 
-
 def published_rows() -> list[dict]:
     return list(csv.DictReader((DATA / "published_memory.csv").read_text().splitlines()))
-
 
 def _model(name: str):
     if name.startswith("configs/"):  # a config.json shipped beside the table, as a user would pass it
         return resolve_model(str(DATA / name))
     return resolve_model(name)
-
 
 def published_setup(r: dict) -> Setup:
     yes = lambda k: r[k] == "yes"  # noqa: E731
@@ -87,7 +84,6 @@ def published_setup(r: dict) -> Setup:
         prepare_kbit=yes("kbit_prep") if r["kbit_prep"] else None, double_quant=r["double_quant"] != "no",
         lora_experts=False,  # the published MoE rows adapt attention only ("experts not adapted")
     )  # fmt: skip
-
 
 def validate_published(**constants) -> list[Row]:
     rows = []
@@ -106,9 +102,7 @@ def validate_published(**constants) -> list[Row]:
                         excluded, r["src"], phase=b.peak_phase))  # fmt: skip
     return rows
 
-
 SMI = re.compile(r"nvidia-smi (\d+) MiB")
-
 
 def device_rows(**constants) -> list[Row]:
     """Rows whose source also printed nvidia-smi's reading: the device total (reserved + the CUDA context,
@@ -127,7 +121,6 @@ def device_rows(**constants) -> list[Row]:
                         range_gb=(0.0, b.peak_gb_high), in_range=b.peak_gb_high >= smi, phase=b.peak_phase))  # fmt: skip
     return rows
 
-
 def fit_untracked(**constants) -> float:
     """overhead.UNTRACKED_GB: the least (to 0.1 GiB) that lifts the verdict's figure over every single-GPU
     nvidia-smi reading (multi-GPU readings add NCCL, modelled apart)."""
@@ -138,16 +131,14 @@ def fit_untracked(**constants) -> float:
         gaps.append(int(SMI.search(r["notes"]).group(1)) / 1024 - (b.peak_reserved_gb_range[1] + b.cuda_context_gb))
     return max(0.0, math.ceil(max(gaps) * 10) / 10)
 
-
 def validate_loso() -> tuple[list[Row], list]:
     """Every published row with its leave-one-source-out estimate and range, and the per-source scores."""
-    by_frac = {f: validate_published(frag=f) for f in calibration.FRAC_GRID}
+    by_frac = {f: validate_published(frag=f) for f in overhead.FRAG_GRID}
     loso_rows, scores = calibration.loso(by_frac)
     done = {r.id for r in loso_rows}
     rest = [r for r in validate_published() if r.id not in done]  # excluded rows, at the shipped constants
     order = {r["id"]: i for i, r in enumerate(published_rows())}
     return sorted(loso_rows + rest, key=lambda r: order[r.id]), scores
-
 
 def validate_runs(runs: list[Run]) -> list[Row]:
     """Every ok run: CPU resident vs cpu_rss_delta, allocated vs cuda_allocated (and reserved if recorded)."""
@@ -183,7 +174,6 @@ def validate_runs(runs: list[Run]) -> list[Row]:
             rows.append(Row(run.run_id, run.model_name, name, metric, m, p, err, seq, f"peak batch length {seq} ({how})", excluded))
     return rows
 
-
 def rl_memory_rows(run: Run):
     """advisor.validate.memory Rows for a grpo/dpo run: the whole setup's peak against the record's."""
     name = f"{run.method}({run.inner or 'lora'})"
@@ -203,7 +193,6 @@ def rl_memory_rows(run: Run):
     seq = setup.seq_len + (obj.max_completion_len if obj.name == "grpo" else 0)
     return [Row(run.run_id, run.model_name, name, metric, m, p, 100 * (p - m) / m, seq, note) for metric, m, p in pairs]
 
-
 def estimate_record(record: dict) -> tuple[float | None, str]:
     """The advisor's estimate of the peak a harness record measured, of the same kind (CPU resident vs
     ``cpu_rss_delta``, allocated vs ``cuda_allocated``), or (None, why not).
@@ -220,19 +209,16 @@ def estimate_record(record: dict) -> tuple[float | None, str]:
         return None, f"status '{run.status}': no peak to estimate"
     return rows[0].predicted_gb, rows[0].excluded  # the measured kind first; cuda_reserved, if any, follows
 
-
 KNOWN = ("allocated", "reserved")
-
 
 def fit() -> dict:
     """The fitted CUDA constants from the published rows: FRAG (the grid, on the reserved rows and the
     nvidia-smi readings) and the range (the extreme residuals over every scored row at that FRAG)."""
-    by_frac = {f: validate_published(frag=f) for f in calibration.FRAC_GRID}
+    by_frac = {f: validate_published(frag=f) for f in overhead.FRAG_GRID}
     frac = calibration.best_frac({f: calibration.scored(rs) for f, rs in by_frac.items()})
     ranges = calibration.fit_range(by_frac[frac])
     untracked = fit_untracked(frag=frac, ranges=ranges)
     return {"mape_pct": mape(by_frac[frac], metrics=KNOWN), "FRAG": frac, "RANGES": ranges, "UNTRACKED_GB": untracked}
-
 
 def fit_cpu(runs: list[Run]) -> dict | None:
     """Fit the two CPU constants on ok cpu_rss_delta runs (None when there are none)."""

@@ -20,11 +20,13 @@ import math
 from dataclasses import asdict, dataclass, replace
 
 from advisor.facts import gpu_for_device_name
+from advisor.facts import GPUS
 from advisor.inputs import DATA
-from advisor.inputs.catalog import GPUS, resolve_model
-from advisor.inputs.records import PEAK_LEN_SPREAD, Run, setup_for_run
-from advisor.memory.estimate import Setup
+from advisor.inputs.catalog import resolve_model
+from advisor.inputs.records import PEAK_LEN_SPREAD, Run
 from advisor.memory.rl import Objective
+from advisor.memory.setup import setup_for_run
+from advisor.memory.setup import Setup
 from advisor.speed.step import cpu_rates, gpu_rates, sft_step, step_time
 
 

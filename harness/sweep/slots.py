@@ -131,7 +131,7 @@ def expected_cost(spec: RunSpec) -> float:
     """FLOPs a point is expected to spend: a relative cost for ordering, turned into seconds once
     points of the same sweep have been timed. Training 6N (full) or 4N (frozen base) per token,
     the guides' QLoRA/DoRA slowdowns, GRPO's rollouts and DPO's pairs; scoring base and tuned 2N."""
-    from advisor.decide.sizing import GRPO_GENERATIONS
+    from advisor.memory.rl import GRPO_DEFAULTS
 
     t, m = spec.train, spec.method
     steps = t.max_steps if t.max_steps > 0 else t.epochs * spec.task.n_train / (t.batch_size * t.grad_accum)
@@ -144,7 +144,7 @@ def expected_cost(spec: RunSpec) -> float:
     if m.use_dora or m.name == "dora":
         train /= DORA_SPEED
     if m.name == "grpo":  # sample every rollout (about as slow again as training on it)
-        train *= 2 * int(m.options.get("num_generations", GRPO_GENERATIONS)) / max(1, t.batch_size)
+        train *= 2 * int(m.options.get("num_generations", GRPO_DEFAULTS["num_generations"])) / max(1, t.batch_size)
     if m.name == "dpo":  # chosen and rejected
         train *= 2
     scored = (spec.eval.limit or spec.task.n_test) if spec.eval.enabled and spec.model.scored else 0

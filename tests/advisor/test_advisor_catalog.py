@@ -7,7 +7,8 @@ import json
 import pytest
 
 from advisor.errors import AdvisorError
-from advisor.inputs.catalog import GPUS, MODELS, parse_gpu, resolve_model
+from advisor.facts import GPUS
+from advisor.inputs.catalog import MODELS, parse_gpu, resolve_model
 
 REQUIRED_MODELS = [
     "SmolLM2-135M", "SmolLM2-360M", "SmolLM2-1.7B", "Llama-3.2-1B", "Llama-3.2-3B", "Llama-2-7B", "Llama-2-13B",
@@ -153,7 +154,7 @@ SHIPPED = {  # the reference configs shipped for calibration: family traits read
 
 @pytest.mark.parametrize("name", SHIPPED)
 def test_shipped_configs_read_as_their_family(name):
-    from advisor.validate.memory import DATA
+    from advisor.inputs import DATA
 
     mlp, parallel, kv, billions = SHIPPED[name]
     a = resolve_model(str(DATA / "configs" / f"{name}.json")).arch

@@ -7,9 +7,11 @@ from dataclasses import replace
 import pytest
 
 from advisor.errors import AdvisorError
+from advisor.inputs import DATA
 from advisor.inputs.catalog import GIB, MODELS, resolve_model
-from advisor.memory.estimate import Setup, adapter_params, estimate
-from advisor.validate.memory import DATA
+from advisor.memory.estimate import estimate
+from advisor.memory.setup import Setup
+from advisor.memory.state import adapter_params
 
 L7 = MODELS["Llama-2-7B"].arch
 L8 = MODELS["Llama-3.1-8B"].arch

@@ -6,7 +6,8 @@ import re
 
 import pytest
 
-from advisor.decide.procedure import Inputs, recommend
+from advisor.decide.procedure import recommend
+from advisor.decide.recipe import Inputs
 from advisor.decide.rules import RULES
 from advisor.inputs.catalog import parse_gpu, resolve_model
 

@@ -11,8 +11,10 @@ import pytest
 
 from advisor.errors import AdvisorError
 from advisor.inputs.catalog import GIB, MODELS
-from advisor.memory.estimate import Setup, estimate, logits_bytes_per_element
+from advisor.memory.activations import logits_bytes_per_element
+from advisor.memory.estimate import estimate
 from advisor.memory.rl import Objective, estimate_setup
+from advisor.memory.setup import Setup
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from advisor_testkit import DATA  # noqa: E402

@@ -11,7 +11,8 @@ import pytest
 
 from advisor.inputs.catalog import GIB, MODELS
 from advisor.memory.activations import fused_chunk_tokens, layer_activation_bytes, logits_bytes_per_element, loss_bytes
-from advisor.memory.estimate import Setup, estimate
+from advisor.memory.estimate import estimate
+from advisor.memory.setup import Setup
 
 HYBRID = Path(__file__).resolve().parent / "data" / "hybrid"
 L8 = MODELS["Llama-3.1-8B"].arch

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from advisor.inputs.catalog import GPUS, MODELS
-from advisor.memory.estimate import Setup
+from advisor.facts import GPUS
+from advisor.inputs.catalog import MODELS
+from advisor.memory.setup import Setup
 from advisor.speed.step import gpu_rates, sft_step
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -128,7 +129,7 @@ def test_a_bare_size_is_priced_as_the_typical_card_of_that_size_bandwidth_includ
     s = Setup(arch=MODELS["Llama-3.1-8B"].arch, method="lora", batch_size=4, seq_len=2048)
     bare, named = parse_gpu("80GB"), parse_gpu("A100-80GB")
     assert (bare.name, bare.card.name, named.name) == (None, "A100-80GB", "A100-80GB")
-    (st_bare, dev_bare), (st_named, dev_named) = on_gpu(s, Objective("sft"), bare), on_gpu(s, Objective("sft"), named)
+    (st_bare, dev_bare), (st_named, _) = on_gpu(s, Objective("sft"), bare), on_gpu(s, Objective("sft"), named)
     assert dev_bare.bandwidth == GPUS["A100-80GB"].bandwidth == 2039e9
     assert st_bare.seconds == st_named.seconds
     assert "assumed A100-80GB-class" in bare.tflops_basis and bare.to_dict()["name"] is None

@@ -10,6 +10,7 @@ import pytest
 from advisor.inputs import records
 from advisor.inputs.records import load_runs
 from advisor.validate import memory as validate_memory
+from advisor.validate.calibration import mape
 
 from advisor_testkit import make_record, write
 
@@ -24,8 +25,8 @@ NEW_ROWS = {"LR1", "LR2", "LR3", "LR4", "LR5", "LR6", "LR7", "LR8", "LR9", "LR10
 def test_published_mape_within_15_percent():
     rows = validate_memory.validate_published()
     assert {r.id for r in rows} >= {"P1", "P2", "P3", "P4", "T1", "T3", "T5", "D1", "D2", "D3", "D4", "D5", "F1", "Q4a", "Q4b", "Q4c"}
-    assert validate_memory.mape(rows, metrics=validate_memory.KNOWN) <= 15
-    assert validate_memory.mape(rows) <= 15  # the '?' rows too, compared as reserved
+    assert mape(rows, metrics=validate_memory.KNOWN) <= 15
+    assert mape(rows) <= 15  # the '?' rows too, compared as reserved
     assert all(abs(r.error_pct) <= 30 for r in rows if not r.excluded)  # no row hidden behind the mean
 
 
@@ -136,7 +137,7 @@ def test_real_harness_cpu_runs_within_15_percent():
     runs, warnings = load_runs(HARNESS_CPU)
     rows = validate_memory.validate_runs(runs)
     assert len(runs) == 12 and not warnings and all(r.error_pct is not None for r in rows)
-    assert validate_memory.mape(rows) <= 15
+    assert mape(rows) <= 15
     smol = [r for r in rows if r.model == "smollm2-135m"]
     assert len(smol) == 3 and all(abs(r.error_pct) <= 15 for r in smol)
 
@@ -154,7 +155,7 @@ def test_harness_cpu_runs_within_15_percent():
     rows = [r for r in validate_memory.validate_runs(runs) if r.metric == "cpu_rss_delta" and r.error_pct is not None]
     if not rows:
         pytest.skip("no harness CPU runs in results/ yet")
-    assert validate_memory.mape(rows) <= 15
+    assert mape(rows) <= 15
 
 
 def test_loader_skips_what_is_not_a_record(tmp_path):
@@ -184,5 +185,7 @@ def test_real_harness_record_round_trips():
 
     run = records.run_from_record(json.loads(TINY_RECORD.read_text()), TINY_RECORD.name)
     assert run.method == "lora" and run.device == "cpu" and run.arch.layers == 2
-    setup, why = records.setup_for_run(run)
+    from advisor.memory.setup import setup_for_run
+
+    setup, why = setup_for_run(run)
     assert setup is not None and setup.precision == "fp32" and setup.device == "cpu", why

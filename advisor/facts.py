@@ -131,3 +131,6 @@ TARGET_PRESETS = {
     "all-linear": LINEAR_NAMES,  # peft: every Linear except the LM head (QLoRA paper's choice)
 }
 OPTIMIZERS = ("adamw", "adamw8bit", "paged_adamw8bit", "sgd")
+# train.loss=chunked (harness/loss.py): the head and cross-entropy run this many tokens at a time,
+# recomputed in backward; the advisor sizes it as a fused loss with this chunk (memory.setup).
+LOSS_CHUNK_TOKENS = 1024

@@ -17,9 +17,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from advisor.facts import LOSS_CHUNK_TOKENS
+
 LOSSES = ("standard", "chunked")
 # 1024 tokens × a 128K vocabulary × 4 B = 0.5 GiB of fp32 logits per chunk, whatever the batch.
-CHUNK_TOKENS = 1024
+CHUNK_TOKENS = LOSS_CHUNK_TOKENS
 IGNORE = -100  # label of positions without loss (prompt, padding), as transformers'
 
 

@@ -144,7 +144,10 @@ def logits_bytes_per_element(s) -> float:
 
 def fused_chunk_tokens(s, tokens: int) -> int:
     """Liger's fused linear cross-entropy: chunk = next power of 2 of ceil(tokens / ceil(V / d)), so one
-    chunk's logits (chunk × V) are about as large as the hidden states (tokens × d)."""
+    chunk's logits (chunk × V) are about as large as the hidden states (tokens × d). A stack with a
+    fixed chunk (the harness's train.loss=chunked) sets ``loss_chunk_tokens``."""
+    if s.loss_chunk_tokens:
+        return min(tokens, s.loss_chunk_tokens)
     chunks = -(-s.arch.vocab // s.arch.hidden)
     n = -(-tokens // chunks)
     return min(tokens, 1 << max(0, (n - 1).bit_length()))

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from advisor.errors import AdvisorError, bad_choice
 from advisor.inputs.arch import Arch
-from advisor.facts import LINEAR_NAMES, OPTIMIZERS, SFT_METHODS, TARGET_PRESETS  # noqa: F401  (re-exported)
+from advisor.facts import LINEAR_NAMES, LOSS_CHUNK_TOKENS, OPTIMIZERS, SFT_METHODS, TARGET_PRESETS  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     from advisor.inputs.records import Run
@@ -74,6 +74,7 @@ class Setup:
     lora_dropout: float = 0.05  # > 0 saves a dropout output + mask per targeted module
     attention: str = "sdpa"  # sdpa/eager expand k, v to every head; flash (FA2) does not; eager saves the softmax
     loss: str = "auto"  # auto: the stack's; full (fp32 upcast) | chunked (torchtune) | lowp (bf16 cross-entropy)
+    loss_chunk_tokens: int = 0  # fused: tokens per chunk; 0 = Liger's rule (the harness's train.loss=chunked: 1024)
     optimizer_in_backward: bool = False  # torchtune's fused step: no full gradient buffer
     fused_optimizer: bool = False  # AdamW(fused=True): no foreach temporary copy of the params
     compile: bool = False  # torch.compile: the loss keeps only compute-dtype logits, recomputes the rest
@@ -253,10 +254,12 @@ def setup_for_run(run: "Run") -> tuple[Setup | None, str]:
     try:
         setup = Setup(
             arch=run.arch, method=method, rank=int(run.rank or 16), targets=targets, batch_size=run.batch_size,
-            seq_len=seq, grad_checkpointing=run.grad_checkpointing, precision=precision,
+            seq_len=seq, grad_checkpointing=run.checkpointing == "full", checkpointing=run.checkpointing, precision=precision,
             optimizer=run.optimizer if run.optimizer in OPTIMIZERS else "adamw",
             gpus=max(1, run.world_size), grad_accum=run.grad_accum, device="cpu" if run.device == "cpu" else "cuda",
             lora_dropout=run.dropout if method != "full" else 0.0,
+            # train.loss=chunked: the head + cross-entropy a chunk at a time, recomputed in backward
+            **({"loss": "fused", "loss_chunk_tokens": LOSS_CHUNK_TOKENS} if run.loss == "chunked" else {}),
         )  # fmt: skip
     except AdvisorError as e:
         return None, str(e)

@@ -189,3 +189,25 @@ def test_real_harness_record_round_trips():
 
     setup, why = setup_for_run(run)
     assert setup is not None and setup.precision == "fp32" and setup.device == "cpu", why
+
+
+def test_a_records_loss_and_checkpointing_are_what_the_memory_model_sizes():
+    """train.loss=chunked and train.checkpointing=selective in a record size as the harness ran them: the
+    chunked loss as a fused one of 1,024-token chunks (never all the logits), selective checkpointing as
+    such; and the estimate moves the way the mechanisms say (less than the standard loss, no checkpointing)."""
+    from advisor.memory.estimate import estimate
+    from advisor.memory.setup import setup_for_run
+
+    def sized(loss, ckpt):
+        rec = make_record("r", batch=16, seq=512, mean_seq=512)
+        rec["config"]["train"].update(loss=loss, checkpointing=ckpt, grad_checkpointing=False)
+        setup, why = setup_for_run(records.run_from_record(rec, "r.json"))
+        assert setup is not None, why
+        return setup, estimate(setup).peak_allocated_gb
+
+    (plain, plain_gb), (lean, lean_gb) = sized("standard", None), sized("chunked", "selective")
+    assert (plain.loss_kind, plain.ckpt) == ("full", "none")
+    assert (lean.loss_kind, lean.loss_chunk_tokens, lean.ckpt) == ("fused", 1024, "selective")
+    assert lean_gb < plain_gb
+    full, _ = sized("standard", "full")
+    assert full.grad_checkpointing and full.ckpt == "full"

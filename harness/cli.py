@@ -31,7 +31,7 @@ examples:
 
 def dispatch(argv: list[str]) -> int:
     if argv and argv[0] in ("-h", "--help", "help"):
-        from harness.methods import METHODS
+        from harness.method_table import METHODS
 
         print(USAGE)
         print("methods (method=<name>; docs/methods.md, docs/extending.md):")

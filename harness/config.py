@@ -17,9 +17,9 @@ from typing import Any, Mapping
 
 from advisor.facts import OPTIMIZERS, TARGET_PRESETS  # shared with the advisor's memory model
 from harness.errors import UserError, unknown
-from harness.methods import METHODS, method_names  # the method table: data only, imports nothing heavy
-from harness.methods import inner_of
-from harness.methods import options as method_options
+from harness.method_table import METHODS, method_names  # the method table: data only, imports nothing heavy
+from harness.method_table import inner_of
+from harness.method_table import options as method_options
 from harness.model_names import short_name
 from harness.paths import CONFIG_DIR
 from harness.typecheck import build, tupled

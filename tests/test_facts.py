@@ -17,7 +17,7 @@ SMOLLM2 = {"hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 3
 
 
 def test_the_harness_ships_exactly_the_methods_the_advisor_knows():
-    from harness.methods import method_names
+    from harness.method_table import method_names
 
     assert set(method_names()) == set(facts.METHODS) | set(facts.SIZED_AS)
     assert set(facts.SIZED_AS.values()) <= set(facts.SFT_METHODS)

@@ -21,8 +21,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from harness.config import MethodSpec, TrainSpec
 from harness.errors import UserError
-from harness.methods import METHODS, Capabilities
-from harness.methods import options as table_options
+from harness.method_table import METHODS, Capabilities
+from harness.method_table import options as table_options
 
 if TYPE_CHECKING:
     from harness.config import RunSpec

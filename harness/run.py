@@ -12,7 +12,7 @@ import os
 import time
 from typing import Any
 
-from harness.config import RunSpec
+from harness.spec import RunSpec
 from harness.errors import UserError
 from harness.record import build_record, error_info, finished, write_record
 from harness.tasks.base import fingerprint

@@ -85,7 +85,7 @@ def test_defaults_live_in_the_yaml_only():
     """The spec dataclasses declare fields and check them; a default there would be a second home."""
     import dataclasses
 
-    from harness.config import EvalSpec, MethodSpec, ModelSpec, RunSpec, TaskSpec, TrainSpec
+    from harness.spec import EvalSpec, MethodSpec, ModelSpec, RunSpec, TaskSpec, TrainSpec
 
     with_default = [f"{cls.__name__}.{f.name}" for cls in (ModelSpec, MethodSpec, TaskSpec, TrainSpec, EvalSpec, RunSpec)
                     for f in dataclasses.fields(cls)

@@ -25,7 +25,8 @@ LAYERS: dict[str, list[tuple[str, ...]]] = {
          "harness.console", "harness.plain_progress", "harness.plots", "harness.label_fit", "harness.lm_eval_backend",
          "harness.loss", "harness.checkpointing", "harness.sweep.progress", "harness.tasks.base"),
         ("harness.method_table",),  # names and capabilities, no torch: what the spec types check against
-        ("harness.spec", "harness.config"),  # the typed spec, and Hydra composition into it
+        ("harness.spec",),  # the typed run spec: frozen dataclasses that check their own values
+        ("harness.config",),  # Hydra composition of the YAML into the spec
         ("harness.measure", "harness.record", "harness.watchdog", "harness.probes"),  # clocks, the record, its readers
         ("harness.tasks", "harness.models", "harness.trackers"),  # what a run is built from and logs to
         ("harness.train", "harness.methods", "harness.evaluate"),  # training and scoring

@@ -22,7 +22,7 @@ LAYERS: dict[str, list[tuple[str, ...]]] = {
     "harness": [
         # leaves: import no other harness module but each other
         ("harness", "harness.errors", "harness.paths", "harness.model_names", "harness.typecheck", "harness.schema",
-         "harness.console", "harness.plain_progress", "harness.plots", "harness.label_fit", "harness.lm_eval_backend",
+         "harness.console", "harness.plain_progress", "harness.charts", "harness.label_fit", "harness.lm_eval_backend",
          "harness.loss", "harness.checkpointing", "harness.sweep.progress", "harness.tasks.base"),
         ("harness.method_table",),  # names and capabilities, no torch: what the spec types check against
         ("harness.spec",),  # the typed run spec: frozen dataclasses that check their own values

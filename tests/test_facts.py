@@ -79,8 +79,8 @@ def test_every_metric_points_the_way_its_meaning_says_in_advisor_and_report():
 def test_target_presets_adapt_the_same_modules_in_harness_and_advisor(preset):
     from advisor.inputs.arch import Arch
     from advisor.memory.setup import Setup
-    from harness.spec import MethodSpec
     from harness.methods.lora import target_modules
+    from harness.spec import MethodSpec
 
     MethodSpec(name="lora", default_lr=1e-4, r=8, alpha=None, dropout=0.0, targets=preset, quantize=None,
                use_dora=False, inner=None, world_size=1, options={}, init_from=None)  # accepted at the boundary

@@ -7,7 +7,7 @@ harness imports it (``harness`` may import ``advisor``; ``advisor`` never import
   (the harness's MFU divides by the same peak the advisor's time model starts from);
 - the training FLOPs per token the harness reports MFU with;
 - which direction is better for every metric the report, ``harness regress`` and the advisor compare;
-- method names (what trains vs what wraps it), LoRA target presets and optimizer names.
+- method names (what trains vs what wraps it), LoRA target presets, LoRA's default alpha and optimizer names.
 """
 
 from __future__ import annotations
@@ -134,3 +134,9 @@ OPTIMIZERS = ("adamw", "adamw8bit", "paged_adamw8bit", "sgd")
 # train.loss=chunked (harness/loss.py): the head and cross-entropy run this many tokens at a time,
 # recomputed in backward; the advisor sizes it as a fused loss with this chunk (memory.setup).
 LOSS_CHUNK_TOKENS = 1024
+
+
+def default_lora_alpha(rank: int) -> int:
+    """LoRA's alpha when none is set: 2 × r, so the update's scale alpha/r stays 2 when r changes
+    (the harness's ``method.alpha: null`` and the advisor's recipe)."""
+    return 2 * rank

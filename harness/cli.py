@@ -31,7 +31,7 @@ examples:
 
 def dispatch(argv: list[str]) -> int:
     if argv and argv[0] in ("-h", "--help", "help"):
-        from harness.methods import METHODS
+        from harness.method_table import METHODS
 
         print(USAGE)
         print("methods (method=<name>; docs/methods.md, docs/extending.md):")
@@ -52,7 +52,8 @@ def dispatch(argv: list[str]) -> int:
 def run_from_overrides(overrides: list[str]) -> int:
     from omegaconf import OmegaConf
 
-    from harness.config import check_writable, compose, spec_from_dict
+    from harness.config import compose, spec_from_dict
+    from harness.paths import check_writable
     from harness.console import quiet_libraries
     from harness.run_outputs import outputs_from
 

@@ -16,7 +16,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.config import ModelSpec
+from harness.spec import ModelSpec
 from harness.errors import UserError
 from harness.paths import ASSETS_DIR, cache_dir
 

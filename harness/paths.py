@@ -1,11 +1,13 @@
-"""Where things live: the config tree, shipped data, and the user cache."""
+"""Where things live: the config tree, shipped data, the user cache, and whether results can be written there."""
 
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import sweeps
+from harness.errors import UserError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 DATA_DIR = PACKAGE_DIR / "data"
@@ -21,4 +23,17 @@ def cache_dir() -> Path:
     else:
         path = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "tunebench"
     path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def check_writable(results_dir: str) -> Path:
+    """Fail before any work when results can't be written: create the folder, write and remove a file."""
+    path = Path(results_dir).expanduser()
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".tunebench-write-check.", dir=path)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as e:
+        raise UserError(f"results_dir={results_dir} is not a writable directory ({e.strerror or e})") from None
     return path

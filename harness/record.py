@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 from harness import schema
 
 if TYPE_CHECKING:
-    from harness.config import RunSpec
+    from harness.spec import RunSpec
 
 SCHEMA_VERSION = 2
 SCHEMA_FILE = Path(__file__).resolve().parent / "data" / "record.schema.json"

@@ -52,7 +52,7 @@ def scorer_for(manifest: dict, metric: str, data: str):
 
     task_spec = manifest["config"]["task"]
     if metric == TASK_SCORER and task_spec["name"] != "custom":
-        from harness.config import TaskSpec
+        from harness.spec import TaskSpec
 
         examples = read_chat_jsonl(data)  # file:line errors for a bad line
         return get_task(TaskSpec(**task_spec)), examples, task_spec["name"]

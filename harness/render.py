@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote
 
-from harness import plots
+from harness import charts
 
 
 @dataclass(frozen=True)
@@ -145,7 +145,7 @@ def to_markdown(report: Report) -> str:
     return "\n".join(out)
 
 
-def write(report: Report, figures: list[plots.Plot], out_dir: Path) -> tuple[Path, Path]:
+def write(report: Report, figures: list[charts.Plot], out_dir: Path) -> tuple[Path, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "plots").mkdir(exist_ok=True)
     for p in figures:

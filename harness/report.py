@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness import analysis, curves as learning, plots
+from harness import analysis, charts, curves as learning
 from harness.render import Cfg, Report, md_escape, to_html, to_markdown, write  # noqa: F401  (re-exported)
 from harness.analysis import METRICS, REGRESS_FILE, Metric, load_frame, pareto_mask, tidy  # noqa: F401  (re-exported)
 from harness.analysis import col as _col, identity_cols as _identity_cols, num as _num, text as _text  # noqa: F401  (regress)
@@ -247,7 +247,7 @@ def _regress_blocks(result: dict) -> list:
     return blocks
 
 
-def build(results_dir: Path, regress: dict | None = None, out_dir: Path | None = None) -> tuple[Report, list[plots.Plot]]:
+def build(results_dir: Path, regress: dict | None = None, out_dir: Path | None = None) -> tuple[Report, list[charts.Plot]]:
     frame = load_frame(results_dir)
     if frame.empty:
         raise UserError(f"no run records in or below {results_dir} (expected <run_id>.json files written by `harness` or a sweep)")
@@ -279,12 +279,31 @@ def build(results_dir: Path, regress: dict | None = None, out_dir: Path | None =
     b.extend(_forgetting_blocks(points, probes, cfg))
     b.extend(_curve_blocks(curves, reach))
 
-    b.append(("h2", "What was run"))
+    b.extend(_what_was_run(frame, runs))
+    b.extend(_sweep_blocks(points, cfg))
+    from harness.search.report import search_section  # a study database under results_dir: its Pareto front, trials, importances
+
+    search_blocks, search_figures = search_section(results_dir, out_dir)
+    b.extend(search_blocks)
+    figures = _figures(runs, points, probes, claims, curves, reach, why_no_estimate)
+    b.append(("h2", "Plots"))
+    b.extend(("plot", p) for p in figures)
+    figures += search_figures  # shown in their section above; written beside report.md like the others
+    b.extend(_failed_blocks(runs))
+    b.append(("h2", "Configurations"))
+    b.append(("p", "Every configuration's full settings; names above show only what differs within a group."))
+    b.append(("table", ["task · training budget", "configuration", "runs", "settings"],
+              [[p["group"], cfg[i], p["run_ids"], p["config"]] for i, p in points.iterrows()], [], "configs"))
+    return report, figures
+
+
+def _what_was_run(frame, runs) -> list:
+    """Sweeps, models, tasks, methods, hardware, packages and commits behind the records."""
     hw = sorted({" · ".join(_text(v) for v in row if _text(v) != "null")
                  for row in frame.reindex(columns=["hardware.device", "hardware.device_name", "hardware.cpu_count",
                                                    "hardware.memory_gb", "hardware.driver"]).itertuples(index=False)})
     pkgs = [f"{c.split('.')[-1]} {_distinct(frame, c)}" for c in sorted(frame.columns) if c.startswith("provenance.packages.")]
-    b.append(("list", [
+    return [("h2", "What was run"), ("list", [
         f"sweeps: {', '.join(sorted(runs['sweep'].unique()))}", f"models: {_distinct(frame, 'model')}",
         f"tasks: {_distinct(frame, 'task')}", f"methods: {_distinct(frame, 'method')}",
         "hardware (device · name · CPUs · RAM GB · driver): " + ("; ".join(hw) or "–"),
@@ -292,8 +311,12 @@ def build(results_dir: Path, regress: dict | None = None, out_dir: Path | None =
         f"tunebench {_distinct(frame, 'provenance.tunebench_version')} at commit(s) {_distinct(frame, 'provenance.git_commit')}",
         f"memory is measured as: {_distinct(frame, 'metrics.memory_kind')} (cpu_rss_delta = process RSS growth; "
         "cuda_allocated = torch allocator peak)",
-    ]))
+    ])]
 
+
+def _sweep_blocks(points, cfg) -> list:
+    """One section per sweep (or folder of runs outside a sweep): what it is for, and its table."""
+    b = []
     for sweep in sorted(points["sweep"].unique()):
         sub = points[points["sweep"] == sweep]
         b.append(("h2", f"Sweep: {sweep}" if not sweep.startswith(("folder ", "(")) else f"Runs outside a sweep: {sweep}"))
@@ -301,36 +324,26 @@ def build(results_dir: Path, regress: dict | None = None, out_dir: Path | None =
         if about:
             b.append(("p", f"About: {about} (sweeps/sweep/{sweep}.yaml)"))
         b.append(("table", *_point_table(sub, cfg)))
+    return b
 
-    from harness.search.report import search_section  # a study database under results_dir: its Pareto front, trials, importances
 
-    search_blocks, search_figures = search_section(results_dir, out_dir)
-    b.extend(search_blocks)
-
+def _figures(runs, points, probes, claims, curves, reach, why_no_estimate) -> list:
     group_order = [c.group for c in claims]
-    figures = [plots.throughput(runs, group_order), plots.memory_vs_score(points, {c.group: c.front for c in claims}),
-               plots.score_vs_forgetting(points, probes), plots.memory_vs_rank(runs), plots.oom_boundary(runs),
-               plots.advisor_vs_measured(runs, why_no_estimate)]
+    figures = [charts.throughput(runs, group_order), charts.memory_vs_score(points, {c.group: c.front for c in claims}),
+               charts.score_vs_forgetting(points, probes), charts.memory_vs_rank(runs), charts.oom_boundary(runs),
+               charts.advisor_vs_measured(runs, why_no_estimate)]
     if len(curves):
-        figures.insert(3, plots.learning_curves(curves, reach))
-    b.append(("h2", "Plots"))
-    b.extend(("plot", p) for p in figures)
-    figures += search_figures  # shown in their section above; written beside report.md like the others
+        figures.insert(3, charts.learning_curves(curves, reach))
+    return figures
 
+
+def _failed_blocks(runs) -> list:
     failed = runs[runs["status"] != "ok"]
-    b.append(("h2", "Failed runs"))
     if failed.empty:
-        b.append(("p", "None: every run finished."))
-    else:
-        rows = [[r.run_id, r.status, r.point, _text(r.error_type), _text(r.error_message)[:300]] for r in failed.itertuples()]
-        b.append(("table", ["run", "status", "configuration", "error", "message"], rows,
-                  ["oom" if r[1] == "oom" else "fail" for r in rows]))
-
-    b.append(("h2", "Configurations"))
-    b.append(("p", "Every configuration's full settings; names above show only what differs within a group."))
-    b.append(("table", ["task · training budget", "configuration", "runs", "settings"],
-              [[p["group"], cfg[i], p["run_ids"], p["config"]] for i, p in points.iterrows()], [], "configs"))
-    return report, figures
+        return [("h2", "Failed runs"), ("p", "None: every run finished.")]
+    rows = [[r.run_id, r.status, r.point, _text(r.error_type), _text(r.error_message)[:300]] for r in failed.itertuples()]
+    return [("h2", "Failed runs"), ("table", ["run", "status", "configuration", "error", "message"], rows,
+                                    ["oom" if r[1] == "oom" else "fail" for r in rows])]
 
 
 def read_regress(path: Path) -> dict:

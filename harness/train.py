@@ -13,7 +13,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from harness.config import BATCHING, RunSpec  # noqa: F401  (BATCHING: by_length | shuffled)
+from harness.spec import BATCHING, RunSpec  # noqa: F401  (BATCHING: by_length | shuffled)
 from harness.measure import StepClock
 from harness.tasks.base import Example
 

@@ -1,6 +1,6 @@
 """The runtime type checker behind the run spec: a Hydra/YAML mapping checked field by field against
 a frozen dataclass's annotations, each bad value a one-line ``UserError`` naming the setting and
-what it accepts. Kept apart from the spec types (harness/config.py) and Hydra composition."""
+what it accepts. Kept apart from the spec types (harness/spec.py) and Hydra composition (harness/config.py)."""
 
 from __future__ import annotations
 

@@ -25,7 +25,7 @@ CHAT_TEMPLATE = (
 
 def corpus() -> list[str]:
     from harness.tasks import get_task
-    from harness.config import TaskSpec
+    from harness.spec import TaskSpec
 
     texts = []
     for name in ("tickets", "arithmetic"):

@@ -7,7 +7,7 @@ the same seed, and compare the two lines (they must be identical).
     PYTHONPATH=$PWD       python scripts/method_fingerprint.py > after.json
     diff before.json after.json
 
-Seven tiny runs: about 3 minutes on 2 CPU cores.
+Eight tiny runs, one per method: about 2 minutes on 2 CPU cores.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ CASES = {
     "lora": ["method=lora"],
     "qlora": ["method=qlora"],
     "dora": ["method=dora"],
+    "rslora": ["method=rslora"],
     "fsdp": ["method=fsdp", "method.world_size=2"],
     "grpo": ["method=grpo", "task=arithmetic"],
     "dpo": ["method=dpo", "task=tickets_prefs"],

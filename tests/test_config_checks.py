@@ -62,9 +62,10 @@ def test_a_good_config_still_passes_the_checks():
 
 
 def test_every_method_yaml_is_in_the_method_table_and_back():
-    """The table (harness/methods/__init__.py) and the config group (sweeps/method/) name the same methods."""
+    """The table (harness/method_table.py) and the config group (sweeps/method/) name the same methods."""
     from harness.config import group_options
-    from harness.methods import METHODS, get_method
+    from harness.method_table import METHODS
+    from harness.methods import get_method
 
     assert set(group_options("method")) == set(METHODS)
     for name in METHODS:
@@ -84,7 +85,7 @@ def test_defaults_live_in_the_yaml_only():
     """The spec dataclasses declare fields and check them; a default there would be a second home."""
     import dataclasses
 
-    from harness.config import EvalSpec, MethodSpec, ModelSpec, RunSpec, TaskSpec, TrainSpec
+    from harness.spec import EvalSpec, MethodSpec, ModelSpec, RunSpec, TaskSpec, TrainSpec
 
     with_default = [f"{cls.__name__}.{f.name}" for cls in (ModelSpec, MethodSpec, TaskSpec, TrainSpec, EvalSpec, RunSpec)
                     for f in dataclasses.fields(cls)

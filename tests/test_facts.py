@@ -17,7 +17,7 @@ SMOLLM2 = {"hidden_size": 576, "intermediate_size": 1536, "num_hidden_layers": 3
 
 
 def test_the_harness_ships_exactly_the_methods_the_advisor_knows():
-    from harness.methods import method_names
+    from harness.method_table import method_names
 
     assert set(method_names()) == set(facts.METHODS) | set(facts.SIZED_AS)
     assert set(facts.SIZED_AS.values()) <= set(facts.SFT_METHODS)
@@ -79,8 +79,8 @@ def test_every_metric_points_the_way_its_meaning_says_in_advisor_and_report():
 def test_target_presets_adapt_the_same_modules_in_harness_and_advisor(preset):
     from advisor.inputs.arch import Arch
     from advisor.memory.setup import Setup
-    from harness.config import MethodSpec
     from harness.methods.lora import target_modules
+    from harness.spec import MethodSpec
 
     MethodSpec(name="lora", default_lr=1e-4, r=8, alpha=None, dropout=0.0, targets=preset, quantize=None,
                use_dora=False, inner=None, world_size=1, options={}, init_from=None)  # accepted at the boundary

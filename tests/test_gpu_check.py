@@ -87,7 +87,7 @@ def test_build_on_device_makes_the_model_in_the_compute_dtype_without_touching_d
     """The CUDA path for cost-only shapes, exercised on the CPU: no materialised cache entry."""
     import torch
 
-    from harness.config import ModelSpec
+    from harness.spec import ModelSpec
     from harness.models import _build_on_device
 
     monkeypatch.setenv("TUNEBENCH_CACHE", str(tmp_path / "cache"))

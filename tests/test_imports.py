@@ -1,5 +1,6 @@
-"""Architecture checks: no import circles among harness/ and advisor/ modules, and the advisor
-imports nothing from the harness (it must answer without torch).
+"""Architecture checks: no import circles among harness/ and advisor/ modules, no import that runs
+up the declared layer order (LAYERS), and the advisor imports nothing from the harness (it must
+answer without torch).
 
 Imports inside functions count too: a lazy import still ties the two modules' contracts together.
 """
@@ -13,6 +14,46 @@ REPO = Path(__file__).resolve().parent.parent
 PACKAGES = ("harness", "advisor")
 # Circles others are removing; empty now that every branch has merged.
 KNOWN: list[set[str]] = []
+
+# The floors, lowest first. A module imports only from its own floor or the ones below it; a
+# lower module that needs a higher one holds a concept in the wrong room. An entry names a module
+# or a subpackage (its __init__ and everything in it); "harness" and "advisor" name only their __init__.
+LAYERS: dict[str, list[tuple[str, ...]]] = {
+    "harness": [
+        # leaves: import no other harness module but each other
+        ("harness", "harness.errors", "harness.paths", "harness.model_names", "harness.typecheck", "harness.schema",
+         "harness.console", "harness.plain_progress", "harness.charts", "harness.label_fit", "harness.lm_eval_backend",
+         "harness.loss", "harness.checkpointing", "harness.sweep.progress", "harness.tasks.base"),
+        ("harness.method_table",),  # names and capabilities, no torch: what the spec types check against
+        ("harness.spec",),  # the typed run spec: frozen dataclasses that check their own values
+        ("harness.config",),  # Hydra composition of the YAML into the spec
+        ("harness.measure", "harness.record", "harness.watchdog", "harness.probes"),  # clocks, the record, its readers
+        ("harness.tasks", "harness.models", "harness.trackers"),  # what a run is built from and logs to
+        ("harness.train", "harness.methods", "harness.evaluate"),  # training and scoring
+        ("harness.artifacts", "harness.init_from", "harness.run", "harness.run_outputs", "harness.export",
+         "harness.reeval"),  # one run, its saved outputs, and commands on one run
+        ("harness.results", "harness.trackers.backfill", "harness.analysis", "harness.curves", "harness.regress",
+         "harness.render"),  # many records read back
+        ("harness.sweep", "harness.search"),  # many runs
+        ("harness.report", "harness.cli", "harness.__main__"),  # entry points
+    ],
+    # The advisor by folder, as the advisor-by-concept layout (issue 23) has it.
+    "advisor": [
+        ("advisor", "advisor.facts", "advisor.errors"),
+        ("advisor.inputs",),
+        ("advisor.memory", "advisor.speed", "advisor.simulate"),
+        ("advisor.decide",),
+        ("advisor.validate", "advisor.simulate.validate_sim"),  # `advisor validate --simulate`
+        ("advisor.render",),
+        ("advisor.cli", "advisor.__main__", "advisor.simulate.cli"),  # simulate.cli: `advisor estimate --simulate`
+    ],
+}
+# TEMPORARY: imports that run up the floors today, each with who removes it; the lead empties this.
+# A listed import that is gone fails the test too.
+UPWARD = {
+    "advisor.simulate → advisor.render.estimate": "the simulator builds the analytic estimate's JSON through the "
+                                                  "render module's estimate_dict: the lead moves that dict below render",
+}
 
 
 def modules() -> dict[str, Path]:
@@ -77,6 +118,48 @@ def cycles(graph: dict[str, set[str]]) -> list[set[str]]:
         if v not in index:
             visit(v)
     return out
+
+
+def floor(module: str) -> int | None:
+    """The index of ``module``'s layer; the longest matching entry wins (harness.trackers.backfill
+    over harness.trackers)."""
+    best = (-1, None)
+    for i, layer in enumerate(LAYERS[module.split(".")[0]]):
+        for entry in layer:
+            inside = "." in entry and module.startswith(entry + ".")
+            if (module == entry or inside) and len(entry) > best[0]:
+                best = (len(entry), i)
+    return best[1]
+
+
+def upward(graph: dict[str, set[str]]) -> list[str]:
+    """Imports (lazy ones too) from a module to a module on a higher floor of the same package."""
+    out = []
+    for module, deps in graph.items():
+        for dep in deps:
+            if dep.split(".")[0] != module.split(".")[0]:
+                continue
+            if floor(dep) > floor(module):
+                out.append(f"{module} → {dep}")
+    return sorted(out)
+
+
+def test_every_module_is_on_a_floor():
+    lost = sorted(m for m in modules() if floor(m) is None)
+    assert lost == [], f"modules on no floor: add each to LAYERS in tests/test_imports.py: {lost}"
+
+
+def test_no_import_runs_up_the_layers():
+    found = upward(import_graph())
+    assert [f for f in found if f not in UPWARD] == []
+    assert sorted(set(UPWARD) - set(found)) == [], "no longer upward: remove from UPWARD"
+
+
+def test_the_layer_check_finds_a_planted_upward_import():
+    graph = import_graph()
+    assert "harness.run" not in graph["harness.config"]
+    graph["harness.config"] = graph["harness.config"] | {"harness.run"}  # the spec layer reaching up to a run
+    assert [f for f in upward(graph) if f not in UPWARD] == ["harness.config → harness.run"]
 
 
 def test_the_cycle_finder_finds_a_planted_circle():

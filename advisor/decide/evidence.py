@@ -27,7 +27,7 @@ from advisor.decide.forgetting import lr_text as _lr
 from advisor.decide.hyper import hyper
 from advisor.decide.recipe import Step
 from advisor.decide.sizing import Option, size
-from advisor.facts import best_first
+from advisor.facts import best_first, default_lora_alpha
 from advisor.inputs.records import number, same_model
 from advisor.memory.estimate import estimate
 from advisor.memory.setup import setup_for_run
@@ -149,7 +149,7 @@ def _forgetting(rec, runs, fits) -> None:
         if _switch(rec, keeper.method, fits, keeper.rank):
             rec.lr = keeper.lr or rec.lr
             if keeper.rank and rec.rank:
-                rec.rank, rec.alpha = keeper.rank, 2 * keeper.rank
+                rec.rank, rec.alpha = keeper.rank, default_lora_alpha(keeper.rank)
             lost = [p for p in mine.probes if mine.forgot(p)]
             rec.steps.append(Step("Evidence overrides", f"Switching to {keeper.label()}: measured, {old} "
                                   + " and ".join(mine.says(p) for p in lost) + f"; {keeper.label()} "
@@ -204,7 +204,7 @@ def _lr_rank_text(rec, best: Point, tried: list[Point]) -> str:
     if best is near or not best.beats(near):
         return text + f"; the rules' {rule} (nearest measured: {near.label()}, {near.score:.2f}) is within {SIGNIFICANT:g} SE, kept"
     if best.rank and rec.rank:
-        rec.rank, rec.alpha = best.rank, 2 * best.rank  # the sweeps keep alpha = 2r
+        rec.rank, rec.alpha = best.rank, default_lora_alpha(best.rank)  # the sweeps keep alpha = 2r
     rec.lr = best.lr
     return text + f", ahead of {near.label()} ({near.score:.2f} ± {near.stderr:.2f}): using {best.label()} instead of the rules' {rule}"
 

@@ -7,6 +7,7 @@ time budget can price a run before the recipe exists.
 from __future__ import annotations
 
 from advisor.decide.recipe import Recipe, Step
+from advisor.facts import default_lora_alpha
 
 
 def epochs(n: int, objective: str, method: str) -> int:
@@ -40,9 +41,9 @@ def hyper(rec: Recipe, n: int, objective: str, method: str) -> Step:
         rec.rank = rec.alpha = rec.dropout = None
     else:
         rank = rec.plan.option.rank
-        rec.rank, rec.alpha = rank, 2 * rank
+        rec.rank, rec.alpha = rank, default_lora_alpha(rank)
         rec.dropout = 0.15 if n < 500 else 0.1 if n < 1000 else 0.05
-        text += f"; r={rank}, alpha={2 * rank} (2×r), dropout {rec.dropout}, all linear layers (as the QLoRA paper)"
+        text += f"; r={rank}, alpha={rec.alpha} (2×r), dropout {rec.dropout}, all linear layers (as the QLoRA paper)"
         rules += ["R-HP-ALPHA", "R-HP-DROPOUT"]
         if n < 500:
             rules.append("R-DATA-LT500")

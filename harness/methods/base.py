@@ -19,13 +19,13 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from harness.config import MethodSpec, TrainSpec
+from harness.spec import MethodSpec, TrainSpec
 from harness.errors import UserError
-from harness.methods import METHODS, Capabilities
-from harness.methods import options as table_options
+from harness.method_table import METHODS, Capabilities
+from harness.method_table import options as table_options
 
 if TYPE_CHECKING:
-    from harness.config import RunSpec
+    from harness.spec import RunSpec
     from harness.measure import StepClock
     from harness.tasks.base import Example, Task
 

@@ -10,7 +10,7 @@ non-paged one with a warning: paging is a CUDA unified-memory feature.
 
 from __future__ import annotations
 
-from harness.methods import METHODS
+from harness.method_table import METHODS
 from harness.methods.base import Single
 from harness.train import sft
 

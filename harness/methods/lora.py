@@ -22,7 +22,7 @@ from advisor.facts import TARGET_PRESETS
 from dataclasses import dataclass
 
 from harness.errors import UserError
-from harness.methods import METHODS
+from harness.method_table import METHODS
 from harness.methods.base import Single
 from harness.train import sft
 

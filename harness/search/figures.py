@@ -9,7 +9,7 @@ import re
 
 from matplotlib.figure import Figure
 
-from harness.plots import DPI, WIDTH, Plot, color
+from harness.charts import DPI, WIDTH, Plot, color
 from harness.search.space import value_of
 from harness.search.trials import StudyView, TrialRow
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from harness.config import RunSpec
+from harness.spec import RunSpec
 from harness.errors import UserError, reject_unknown_keys
 from harness.record import read_record, record_path
 

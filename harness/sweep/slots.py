@@ -21,7 +21,7 @@ import os
 import sys
 from dataclasses import dataclass
 
-from harness.config import RunSpec
+from harness.spec import RunSpec
 from harness.errors import UserError
 from harness.sweep.plan import Point
 

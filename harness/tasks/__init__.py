@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from harness.config import TaskSpec
+from harness.spec import TaskSpec
 from harness.errors import unknown
 from harness.tasks.base import Example, Task
 

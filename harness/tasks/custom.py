@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.config import TaskSpec
+from harness.spec import TaskSpec
 from harness.errors import UserError, unknown
 from harness.tasks.base import Example, example, exact_match, normalize
 

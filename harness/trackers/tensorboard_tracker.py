@@ -25,7 +25,7 @@ class TensorboardTracker:
         self.params: dict[str, str] = {}
 
     def check(self) -> None:
-        from harness.config import check_writable
+        from harness.paths import check_writable
 
         check_writable(str(self.root))
 

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Sequence
 
 from harness import probes
+from harness.atomic import write_json
 from harness.errors import UserError
 # lm-eval plumbing (offline switch, task managers, the HFLM view, simple_evaluate) is its own module
 from harness.lm_eval_backend import default_task_manager
@@ -32,7 +33,6 @@ from harness.lm_eval_backend import offline as _offline
 from harness.lm_eval_backend import shipped_task_manager as _shipped_task_manager
 from harness.lm_eval_backend import simple_evaluate as _simple_evaluate
 from harness.paths import cache_dir
-from harness.record import write_json_atomic
 from harness.tasks.base import Example, Task, fingerprint
 
 CACHE_VERSION = 2  # 2: scored through lm-eval (v1 entries, by direct generation, are not reused)
@@ -143,7 +143,7 @@ def base_score(model, tok, task: Task, examples: list[Example], *, identity: dic
     if hit is not None:
         return hit, True
     result, _ = score(model, tok, task, examples, batch_size=batch_size)
-    write_json_atomic(path, result.to_dict())
+    write_json(path, result.to_dict())
     return result, False
 
 
@@ -206,7 +206,7 @@ def base_probe_scores(
     if missing:
         fresh = probe_scores(model, tok, missing, limit=limit, batch_size=batch_size)
         for name, s in fresh.items():
-            write_json_atomic(paths[name], s.to_dict())
+            write_json(paths[name], s.to_dict())
         scores.update(fresh)
     return {n: scores[n] for n in names}, {n: n not in missing for n in names}
 

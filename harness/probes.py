@@ -135,7 +135,7 @@ def lm_eval_task_names() -> list[str]:
     from importlib import metadata
 
     from harness.paths import cache_dir
-    from harness.record import write_json_atomic
+    from harness.atomic import write_json
 
     version = metadata.version("lm_eval")
     path = cache_dir() / "lm_eval" / f"task_names-{version}.json"
@@ -148,7 +148,7 @@ def lm_eval_task_names() -> list[str]:
 
     tm = default_task_manager()
     names = sorted(set(tm.all_tasks) | set(tm.all_groups) | set(tm.all_tags))
-    write_json_atomic(path, {"lm_eval": version, "names": names})
+    write_json(path, {"lm_eval": version, "names": names})
     return names
 
 

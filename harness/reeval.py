@@ -104,7 +104,8 @@ def evaluate_run(run: str, data: str, *, results: str = "results/runs", metric: 
     ``progress``: where the phases (eval, probes) go (``harness/plain_progress.py``)."""
     from harness import artifacts, evaluate
     from harness.plain_progress import phase
-    from harness.record import now, provenance, write_json_atomic
+    from harness.atomic import write_json
+    from harness.record import now, provenance
 
     if batch_size < 1 or (limit is not None and limit < 1):
         raise UserError("--batch-size and --limit must be >= 1")
@@ -139,7 +140,7 @@ def evaluate_run(run: str, data: str, *, results: str = "results/runs", metric: 
                                                 trust_remote_code=trust_remote_code)
     out["provenance"]["finished_at"] = now()
     path = located.results_dir / EVALS_SUBDIR / f"{located.run_id}-{eval_key(data_sha, scorer, limit)}.json"
-    write_json_atomic(path, out)
+    write_json(path, out)
     out["path"] = str(path)
     return out
 

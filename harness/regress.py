@@ -51,9 +51,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.probes import oriented_drop
+from harness.atomic import write_json
 from harness.errors import UserError, run_cli
-from harness.record import write_json_atomic
+from harness.probes import oriented_drop
 from harness.analysis import METRICS, col as _col, identity_cols as _identity_cols, load_frame, num as _num, text as _text, tidy
 
 SUITE = "regression"  # sweeps/sweep/regression.yaml
@@ -379,7 +379,7 @@ def main(argv: list[str]) -> int:
         result = regress(Path(args.baseline), candidate, allow_concurrent=args.allow_concurrent)
         out = Path(args.out) if args.out else Path("results/regress") / f"{stamp}.json"  # beside the command, not in a judged folder
         try:
-            write_json_atomic(out, result)
+            write_json(out, result)
         except OSError as e:
             raise UserError(f"--out {out}: cannot write the result ({e.strerror or e})") from None
         if args.json:

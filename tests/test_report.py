@@ -22,7 +22,7 @@ import pytest
 from harness import analysis, regress, report
 from harness.evaluate import Score
 from harness.probes import forgetting
-from harness.record import write_json_atomic
+from harness.atomic import write_json
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MIXED = FIXTURES / "results" / "mixed"
@@ -77,7 +77,7 @@ def make_record(run_id: str, method: str, *, task: str = "tickets", score: float
 
 def write_records(directory: Path, records: list[dict]) -> Path:
     for rec in records:
-        write_json_atomic(directory / f"{rec['run_id']}.json", rec)
+        write_json(directory / f"{rec['run_id']}.json", rec)
     return directory
 
 

@@ -46,7 +46,7 @@ def main(job_dir: Path) -> None:
     from harness.config import spec_from_dict
     from harness.measure import MemoryMonitor, synchronize
     from harness.methods import get_method
-    from harness.record import write_json_atomic
+    from harness.atomic import write_json as write_json_atomic
     from harness.tasks import get_task
     from harness.train import collate, tokenize_sft, training_batches
 
@@ -156,7 +156,8 @@ def _entry(argv: list[str]) -> int:
     try:
         main(job_dir)
     except BaseException as exc:  # noqa: BLE001 — every rank's failure must reach the record
-        from harness.record import error_info, write_json_atomic
+        from harness.atomic import write_json as write_json_atomic
+        from harness.record import error_info
 
         rank = int(os.environ.get("RANK", 0))
         write_json_atomic(job_dir / f"error.rank{rank}.json", {"rank": rank, **error_info(exc)})

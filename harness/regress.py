@@ -26,7 +26,7 @@ or difference, and a verdict (regression | improvement | unchanged), by the rule
   the stderrs the evaluation itself reports (binomial over the eval examples): repeats of one seed
   score the same, so the eval's own sampling error is the noise that matters. The task score's
   combined stderr is at least 1/n (n eval examples): a score of 0 or 1 reports stderr 0.
-  Forgetting is compared as each probe's *drop* (``harness/probes.py``: base − tuned, negated for
+  Forgetting is compared as each probe's *drop* (``harness/forgetting.py``: base − tuned, negated for
   perplexity; > 0 = forgot): a candidate whose drop grew beyond the bound is a regression.
 - ``status``: a configuration that ran in every baseline repeat but failed (oom/error/timeout) in a
   candidate repeat is a regression ("it no longer fits").
@@ -53,7 +53,7 @@ import pandas as pd
 
 from harness.atomic import write_json
 from harness.errors import UserError, run_cli
-from harness.probes import oriented_drop
+from harness.forgetting import oriented_drop
 from harness.analysis import METRICS, col as _col, identity_cols as _identity_cols, load_frame, num as _num, text as _text, tidy
 
 SUITE = "regression"  # sweeps/sweep/regression.yaml
@@ -154,11 +154,11 @@ def judge_equivalence(rule: Rule, higher_is_better: bool, base: np.ndarray, cand
 
 
 def _probe_table(frame: pd.DataFrame) -> dict[str, tuple[pd.Series, pd.Series]]:
-    """probe → (drop, stderr) per run; drop > 0 = forgot (``harness.probes.oriented_drop``), lower is better."""
+    """probe → (drop, stderr) per run; drop > 0 = forgot (``harness.forgetting.oriented_drop``), lower is better."""
     probes = sorted({c.split(".")[2] for c in frame.columns if c.startswith("metrics.forgetting.") and c.endswith(".delta")})
     out = {}
     for p in probes:
-        delta = _num(frame, f"metrics.forgetting.{p}.delta")  # base − tuned (harness/probes.py)
+        delta = _num(frame, f"metrics.forgetting.{p}.delta")  # base − tuned (harness/forgetting.py)
         hib = frame.get(f"metrics.forgetting.{p}.higher_is_better", pd.Series(True, index=frame.index))
         out[p] = (oriented_drop(delta, hib), _num(frame, f"metrics.forgetting.{p}.stderr"))
     return out

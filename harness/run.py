@@ -38,7 +38,7 @@ def execute(spec: RunSpec, progress: Any = None, tracker: dict | None = None) ->
     import torch
     import transformers
 
-    from harness import artifacts, evaluate, init_from, models
+    from harness import artifacts, evaluate, forgetting, init_from, models
     from harness.measure import MemoryMonitor, StepClock, device_of, flops_per_token, peak_flops
     from harness.methods import get_method
     from harness.methods.base import Job, count_params
@@ -149,7 +149,7 @@ def execute(spec: RunSpec, progress: Any = None, tracker: dict | None = None) ->
             with phase(progress, "tuned probes", len(probe_names)):
                 tuned_probes = evaluate.probe_scores(model, loaded.tokenizer, probe_names, limit=spec.eval.probe_limit,
                                                      batch_size=spec.eval.batch_size)
-            metrics["forgetting"] = evaluate.forgetting(base_probes, tuned_probes)
+            metrics["forgetting"] = forgetting.entries(base_probes, tuned_probes)
         if score_it and caps.needs_reference:
             # PEFT: the base is the same model with adapters off; full fine-tune: a fresh copy of the base.
             reference = None if hasattr(model, "disable_adapter") else models.load(spec.model, seed=spec.seed, dtype=dtype, device=device).model

@@ -191,7 +191,7 @@ def test_memory_budget_is_bracketed_by_the_measured_growth(tmp_path):
 HARD_STOP = r"""
 import json, sys, time
 from harness import watchdog
-from harness.record import now, provenance
+from harness.provenance import now, provenance
 
 class ClimbingMemory:  # 0 GB until polled twice, then 10 GB: a C call that keeps allocating
     device = "cpu"

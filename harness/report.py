@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness import analysis, curves as learning, plots
+from harness import analysis, curves, plots
 from harness.render import Cfg, Report, md_escape, to_html, to_markdown, write  # noqa: F401  (re-exported)
 from harness.analysis import METRICS, REGRESS_FILE, Metric, load_frame, pareto_mask, tidy  # noqa: F401  (re-exported)
 from harness.analysis import col as _col, identity_cols as _identity_cols, num as _num, text as _text  # noqa: F401  (regress)
@@ -188,11 +188,11 @@ def _forgetting_blocks(points: pd.DataFrame, probes: pd.DataFrame, cfg: dict[int
     return blocks
 
 
-def _curve_blocks(curves: pd.DataFrame, reach: dict) -> list:
-    if curves.empty:
+def _curve_blocks(learning: pd.DataFrame, reach: dict) -> list:
+    if learning.empty:
         return []
     rows = []
-    for (model, task, label), c in curves.groupby(["model", "task", "label"], sort=False):
+    for (model, task, label), c in learning.groupby(["model", "task", "label"], sort=False):
         best = c.loc[c["score"].idxmax()]
         n90 = reach[(model, task, label)]
         rows.append([f"{task} · {model}", label, ", ".join(f"{int(r.n_train)}: {r.score:.3f} ± {r.se:.3f}" for r in c.itertuples()),
@@ -257,8 +257,8 @@ def build(results_dir: Path, regress: dict | None = None, out_dir: Path | None =
     points = analysis.aggregate(runs, probes)
     cfg = _cfgs(points)
     claims = analysis.claims(points)
-    curves = learning.learning_curves(runs, frame)
-    reach = {k: learning.reach(c) for k, c in curves.groupby(["model", "task", "label"])} if len(curves) else {}
+    learning = curves.learning_curves(runs, frame)
+    reach = {k: curves.reach(c) for k, c in learning.groupby(["model", "task", "label"])} if len(learning) else {}
 
     counts = runs["status"].value_counts()
     report = Report(
@@ -277,7 +277,7 @@ def build(results_dir: Path, regress: dict | None = None, out_dir: Path | None =
     if regress:
         b.extend(_regress_blocks(regress))
     b.extend(_forgetting_blocks(points, probes, cfg))
-    b.extend(_curve_blocks(curves, reach))
+    b.extend(_curve_blocks(learning, reach))
 
     b.append(("h2", "What was run"))
     hw = sorted({" · ".join(_text(v) for v in row if _text(v) != "null")
@@ -311,8 +311,8 @@ def build(results_dir: Path, regress: dict | None = None, out_dir: Path | None =
     figures = [plots.throughput(runs, group_order), plots.memory_vs_score(points, {c.group: c.front for c in claims}),
                plots.score_vs_forgetting(points, probes), plots.memory_vs_rank(runs), plots.oom_boundary(runs),
                plots.advisor_vs_measured(runs, why_no_estimate)]
-    if len(curves):
-        figures.insert(3, plots.learning_curves(curves, reach))
+    if len(learning):
+        figures.insert(3, plots.learning_curves(learning, reach))
     b.append(("h2", "Plots"))
     b.extend(("plot", p) for p in figures)
     figures += search_figures  # shown in their section above; written beside report.md like the others

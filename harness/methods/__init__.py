@@ -11,7 +11,7 @@ method list read it, and only ``get_method`` imports a method's code.
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from advisor.facts import SIZED_AS
@@ -28,6 +28,7 @@ class Capabilities:
     needs_reference: bool = False  # the loss pulls towards a frozen reference policy: kl_from_base is scored
     generates: bool = False  # samples completions while training
     launches_job: bool = False  # training runs in its own multi-process job
+    sequences_per_example: int = 1  # sequences trained on per example (DPO: a chosen and a rejected one)
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ METHODS: dict[str, MethodInfo] = {
     ),
     "dpo": MethodInfo(
         "dpo", "DPO: preference pairs, no reward model",
-        Capabilities(trains_base=None, needs_reference=True), default_inner="lora",
+        Capabilities(trains_base=None, needs_reference=True, sequences_per_example=2), default_inner="lora",
         options={"beta": 0.1, "loss_type": "sigmoid"},  # beta: strength of the pull towards the reference
     ),
 }
@@ -102,6 +103,16 @@ def inner_of(name: str, inner: str | None) -> str | None:
     return inner
 
 
+def capabilities(name: str, inner: str | None = None) -> Capabilities:
+    """What ``method.name`` (with ``method.inner``) does, from the table alone (no method code is
+    imported): a wrapper trains the base exactly when its inner method does."""
+    caps = info(name).capabilities
+    inner = inner_of(name, inner)
+    if inner is None:
+        return caps
+    return replace(caps, trains_base=info(inner).capabilities.trains_base)
+
+
 def get_method(name: str, inner: str | None = None):
     """The method object for ``method.name`` (and, for a wrapper, ``method.inner``): a wrapper is
     built around its inner method, so no two runs share state through a module-level object."""
@@ -110,4 +121,5 @@ def get_method(name: str, inner: str | None = None):
     return module.METHOD if inner is None else module.WRAPPER(inner=get_method(inner))
 
 
-__all__ = ["INNERS", "METHODS", "Capabilities", "MethodInfo", "get_method", "info", "inner_of", "method_names", "options"]
+__all__ = ["INNERS", "METHODS", "Capabilities", "MethodInfo", "capabilities", "get_method", "info", "inner_of", "method_names",
+           "options"]

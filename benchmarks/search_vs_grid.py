@@ -29,7 +29,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from harness.probes import drop  # noqa: E402
+from harness.forgetting import drop  # noqa: E402
 from harness.record import read_record  # noqa: E402
 
 Z = 2.0  # "within noise" and "significantly" both mean 2 combined standard errors, as harness/probes.py

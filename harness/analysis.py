@@ -21,7 +21,7 @@ Forgetting (record field ``metrics.forgetting.<probe>``, ``delta = base − tune
                                                          se   = √((se_b/base)² + (se_t/tuned)²)  (delta method)
     any other metric:                                    drop = the change in its own unit
 
-    significant = drop > Z × se, Z = ``probes.SIGNIFICANCE_Z`` (2: 97.7% one-sided)
+    significant = drop > Z × se, Z = ``forgetting.SIGNIFICANCE_Z`` (2: 97.7% one-sided)
     collapsed   = significant, and the probe lost half of it: accuracy at most half the base's,
                   or perplexity at least doubled (drop ≥ ln 2)
 
@@ -42,7 +42,7 @@ import pandas as pd
 
 from advisor.facts import HIGHER_IS_BETTER as UP
 from harness.label_fit import build as build_labels
-from harness.probes import SIGNIFICANCE_Z
+from harness.forgetting import SIGNIFICANCE_Z
 
 REGRESS_FILE = "regress.json"
 

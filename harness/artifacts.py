@@ -9,7 +9,8 @@ Layout (``train.save``; single runs default to ``adapter``, sweep points to ``no
         config.json + model.safetensors                      kind=model (full FT, or save=merged)
         tokenizer.json, tokenizer_config.json, …             always: the tokenizer the run trained with
 
-The directory is built in a temp sibling and renamed, so a reader sees all of it or none of it.
+The directory is built in a temp sibling and renamed (``harness/atomic.py``), so a reader sees all
+of it or none of it.
 A failure to save never costs the measurement: it becomes a warning in the record.
 """
 
@@ -17,13 +18,13 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import shutil
 import tempfile
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
+from harness.atomic import write_dir
 from harness.errors import UserError, did_you_mean
 from harness.record import add_warning
 
@@ -58,7 +59,7 @@ def save(model, tok, spec, loaded, record: dict) -> list[dict]:
             # The spec as run (the record's config too, since schema_version 2): enough to reload the exact base.
             "config": spec.to_dict(),
         }
-        _write_dir(final, lambda tmp: _fill(tmp, model, tok, spec, manifest))
+        write_dir(final, lambda tmp: _fill(tmp, model, tok, spec, manifest), replace=True)  # the same run again: the new one
         return [describe(final, spec.results_dir)]
     except Exception as exc:  # noqa: BLE001 — see docstring
         last = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
@@ -103,28 +104,6 @@ def adapter_summary(model) -> dict:
         "target_modules": sorted(targets) if isinstance(targets, (set, list, tuple)) else targets,
         "params": n,
     }
-
-
-def _write_dir(final: Path, build) -> Path:
-    """Build in a temp sibling, then rename over ``final`` (the old one is removed only after)."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", suffix=".tmp", dir=final.parent))
-    try:
-        build(tmp)
-        # mkdtemp makes 0700 and some writers 0600: an artifact is for sharing, like a checkpoint.
-        for p in [tmp, *tmp.rglob("*")]:
-            os.chmod(p, 0o755 if p.is_dir() else 0o644)
-        if final.exists():  # the same run again: swap, then drop the old one
-            old = final.with_name(f".{final.name}.old-{os.getpid()}")
-            os.replace(final, old)
-            os.replace(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
 
 
 def _sizes(directory: Path) -> dict[str, int]:
@@ -350,7 +329,5 @@ def export(located: Located, out: Path, *, merge_adapter: bool, trust_remote_cod
         provenance["exported_merged"] = kind == "adapter" and merge_adapter
         (tmp / "tunebench_export.json").write_text(json.dumps(provenance, indent=2, default=str) + "\n")
 
-    if out.exists():
-        out.rmdir()  # empty: replaced by the finished one
-    _write_dir(out, build)
+    write_dir(out, build)  # an empty --out is replaced by the finished one
     return out, "; ".join(said)

@@ -12,7 +12,7 @@ COMMANDS = {
     "results": "harness.results",
     "report": "harness.report",
     "regress": "harness.regress",
-    "eval": "harness.reeval",
+    "eval": "harness.eval_command",
     "export": "harness.export",
 }
 

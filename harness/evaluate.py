@@ -23,7 +23,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-from harness import probes
+from harness import lm_eval_templates, probes
+from harness.atomic import write_json
 from harness.errors import UserError
 # lm-eval plumbing (offline switch, task managers, the HFLM view, simple_evaluate) is its own module
 from harness.lm_eval_backend import default_task_manager
@@ -32,7 +33,6 @@ from harness.lm_eval_backend import offline as _offline
 from harness.lm_eval_backend import shipped_task_manager as _shipped_task_manager
 from harness.lm_eval_backend import simple_evaluate as _simple_evaluate
 from harness.paths import cache_dir
-from harness.record import write_json_atomic
 from harness.tasks.base import Example, Task, fingerprint
 
 CACHE_VERSION = 2  # 2: scored through lm-eval (v1 entries, by direct generation, are not reused)
@@ -109,15 +109,15 @@ def score(model, tok, task: Task, examples: list[Example], *, batch_size: int) -
     """The task's score on ``examples`` through lm-eval: greedy generation up to the task's
     ``max_new_tokens`` from the chat-templated prompt, each output judged by ``task.score``.
     Returns the score and the generations (in ``examples`` order)."""
-    with tempfile.TemporaryDirectory(prefix="tunebench-eval-") as d, probes.task_scorer(task.score, examples) as token:
-        probes.render(Path(d), probes.TASK_TEMPLATE, probes.task_rows(tok, examples, token), MAX_NEW_TOKENS=task.max_new_tokens)
+    with tempfile.TemporaryDirectory(prefix="tunebench-eval-") as d, lm_eval_templates.task_scorer(task.score, examples) as token:
+        lm_eval_templates.render(Path(d), lm_eval_templates.TASK_TEMPLATE, lm_eval_templates.task_rows(tok, examples, token), MAX_NEW_TOKENS=task.max_new_tokens)
         with _offline(), _eval_mode(model):
             # add_bos_token=False: the chat template already holds every special token it wants,
             # exactly as in training (tokenised with add_special_tokens=False).
             lm = _lm(model, tok, batch_size, add_bos_token=False)
-            out, seconds = _simple_evaluate(lm, _shipped_task_manager(Path(d)), probes.TASK_TEMPLATE, limit=None, samples=True)
-    result = _score_of(out, probes.TASK_TEMPLATE, "task_score", True, seconds)
-    docs = sorted(out["samples"][probes.TASK_TEMPLATE], key=lambda s: s["doc"]["index"])
+            out, seconds = _simple_evaluate(lm, _shipped_task_manager(Path(d)), lm_eval_templates.TASK_TEMPLATE, limit=None, samples=True)
+    result = _score_of(out, lm_eval_templates.TASK_TEMPLATE, "task_score", True, seconds)
+    docs = sorted(out["samples"][lm_eval_templates.TASK_TEMPLATE], key=lambda s: s["doc"]["index"])
     return result, [s["filtered_resps"][0] if isinstance(s["filtered_resps"], list) else s["filtered_resps"] for s in docs]
 
 
@@ -137,13 +137,13 @@ def _cached(path: Path) -> Score | None:
 
 def base_score(model, tok, task: Task, examples: list[Example], *, identity: dict, load: dict, batch_size: int) -> tuple[Score, bool]:
     """Score of the untrained model, from the cache when this exact evaluation was done before."""
-    key = _key(identity, load, task.name, fingerprint(examples), task.max_new_tokens, probes.template_hash(probes.TASK_TEMPLATE))
+    key = _key(identity, load, task.name, fingerprint(examples), task.max_new_tokens, lm_eval_templates.template_hash(lm_eval_templates.TASK_TEMPLATE))
     path = cache_dir() / "base_scores" / f"{key}.json"
     hit = _cached(path)
     if hit is not None:
         return hit, True
     result, _ = score(model, tok, task, examples, batch_size=batch_size)
-    write_json_atomic(path, result.to_dict())
+    write_json(path, result.to_dict())
     return result, False
 
 
@@ -176,7 +176,7 @@ def probe_scores(model, tok, names: Sequence[str], *, limit: int | None, batch_s
     with tempfile.TemporaryDirectory(prefix="tunebench-probes-") as d, _offline(), _eval_mode(model):
         for p in resolved:
             if p.shipped:
-                probes.render(Path(d), p.name, probes.spread(p.rows(), limit))
+                lm_eval_templates.render(Path(d), p.name, probes.spread(p.rows(), limit))
         shipped_tm = _shipped_task_manager(Path(d)) if any(p.shipped for p in resolved) else None
         lm = _lm(model, tok, batch_size)
         for p in resolved:
@@ -196,7 +196,7 @@ def base_probe_scores(
     paths = {}
     for p in probes.resolve(names):
         what = (
-            [p.name, probes.fingerprint(probes.spread(p.rows(), limit)), probes.template_hash(p.name)]
+            [p.name, probes.fingerprint(probes.spread(p.rows(), limit)), lm_eval_templates.template_hash(p.name)]
             if p.shipped
             else [p.name, limit, metadata.version("lm_eval")]
         )
@@ -206,14 +206,9 @@ def base_probe_scores(
     if missing:
         fresh = probe_scores(model, tok, missing, limit=limit, batch_size=batch_size)
         for name, s in fresh.items():
-            write_json_atomic(paths[name], s.to_dict())
+            write_json(paths[name], s.to_dict())
         scores.update(fresh)
     return {n: scores[n] for n in names}, {n: n not in missing for n in names}
-
-
-def forgetting(base: dict[str, Score], tuned: dict[str, Score]) -> dict[str, dict]:
-    """``metrics.forgetting``: one entry per probe (fields in ``harness/probes.py``)."""
-    return {name: probes.forgetting(base[name], tuned[name]) for name in tuned}
 
 
 # ---------------------------------------------------------------- KL from the base model

@@ -12,7 +12,7 @@ types, the config check, the record, the report and the method list read it, and
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Mapping
 
 from advisor.facts import SIZED_AS
@@ -29,6 +29,7 @@ class Capabilities:
     needs_reference: bool = False  # the loss pulls towards a frozen reference policy: kl_from_base is scored
     generates: bool = False  # samples completions while training
     launches_job: bool = False  # training runs in its own multi-process job
+    sequences_per_example: int = 1  # sequences trained on per example (DPO: a chosen and a rejected one)
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,7 @@ METHODS: dict[str, MethodInfo] = {
     ),
     "dpo": MethodInfo(
         "dpo", "DPO: preference pairs, no reward model",
-        Capabilities(trains_base=None, needs_reference=True), default_inner="lora",
+        Capabilities(trains_base=None, needs_reference=True, sequences_per_example=2), default_inner="lora",
         options={"beta": 0.1, "loss_type": "sigmoid"},  # beta: strength of the pull towards the reference
     ),
 }
@@ -103,4 +104,14 @@ def inner_of(name: str, inner: str | None) -> str | None:
     return inner
 
 
-__all__ = ["INNERS", "METHODS", "Capabilities", "MethodInfo", "info", "inner_of", "method_names", "options"]
+def capabilities(name: str, inner: str | None = None) -> Capabilities:
+    """What ``method.name`` (with ``method.inner``) does, from the table alone (no method code is
+    imported): a wrapper trains the base exactly when its inner method does."""
+    caps = info(name).capabilities
+    inner = inner_of(name, inner)
+    if inner is None:
+        return caps
+    return replace(caps, trains_base=info(inner).capabilities.trains_base)
+
+
+__all__ = ["INNERS", "METHODS", "Capabilities", "MethodInfo", "capabilities", "info", "inner_of", "method_names", "options"]

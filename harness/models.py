@@ -10,15 +10,13 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.spec import ModelSpec
+from harness.atomic import write_dir
 from harness.errors import UserError
 from harness.paths import ASSETS_DIR, cache_dir
+from harness.spec import ModelSpec
 
 TINY_TOKENIZER_DIR = ASSETS_DIR / "tiny-tokenizer"
 ARCH_KEYS = (
@@ -50,24 +48,6 @@ def resolve_dtype(name: str, device: str):
             return torch.bfloat16
         return torch.float32
     return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[name]
-
-
-def _atomic_dir(final: Path, build) -> Path:
-    """Build a directory in a temp sibling, then rename: a crash never leaves half a cache entry."""
-    if (final / "config.json").exists():
-        return final
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
-    try:
-        build(tmp)
-        try:
-            os.replace(tmp, final)
-        except OSError:  # another process won the race: theirs is as good as ours
-            shutil.rmtree(tmp, ignore_errors=True)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return final
 
 
 def _sha256(path: Path) -> str:
@@ -104,7 +84,7 @@ def _materialise_tiny(spec: ModelSpec, seed: int) -> tuple[Path, dict]:
         LlamaForCausalLM(config).save_pretrained(tmp)
         tok.save_pretrained(tmp)
 
-    path = _atomic_dir(cache_dir() / "models" / f"{spec.name}-{key}", build)
+    path = write_dir(cache_dir() / "models" / f"{spec.name}-{key}", build)
     return path, {"id": spec.name, "source": "tiny", "init_seed": seed, "arch_hash": key}
 
 
@@ -139,7 +119,7 @@ def _materialise_gguf(spec: ModelSpec) -> tuple[Path, dict]:
             json.dumps({"gguf_file": spec.gguf_file, "package": spec.gguf_package, "sha256": _sha256(gguf)})
         )
 
-    path = _atomic_dir(path, build)
+    path = write_dir(path, build)
     source = json.loads((path / "tunebench_source.json").read_text())
     return path, {"id": spec.name, "source": "gguf", "file": spec.gguf_file, "sha256": source["sha256"]}
 

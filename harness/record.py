@@ -2,11 +2,12 @@
 
 The record (``schema_version`` 2) is the ``Record`` TypedDict below; ``harness/data/record.schema.json``
 is the same contract as a JSON Schema, shipped in the package, and every write is checked
-against it. ``build_record`` makes the record of a run about to start, ``finished`` ends it
-(status, error, last figures) and ``write_record`` writes it atomically: ``run.execute``, the
-watchdog's hard stop, a sweep parent whose child left nothing, and an FSDP job all go through
-them. Readers go through ``read_record`` (which upgrades version-1 records in memory) and the
-accessor ``model_arch``.
+against it. ``build_record`` makes the record of a run about to start (what ran it, versions and
+commit: ``harness/provenance.py``), ``finished`` ends it (status, error, last figures) and
+``write_record`` writes it atomically (``harness/atomic.py``): ``run.execute``, the watchdog's
+hard stop, a sweep parent whose child left nothing, and an FSDP job all go through them. Readers
+go through ``read_record`` (which upgrades version-1 records in memory) and the accessor
+``model_arch``.
 
 Version 2 against 1: ``config`` is exactly the ``RunSpec`` that ran; the architecture measured
 when the model loaded is ``model_arch`` (version 1 overwrote ``config.model.arch`` with it).
@@ -15,20 +16,15 @@ when the model loaded is ``model_arch`` (version 1 overwrote ``config.model.arch
 from __future__ import annotations
 
 import copy
-import datetime as dt
 import json
-import math
-import os
-import platform
-import subprocess
 import sys
-import tempfile
 import traceback
-from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypedDict
 
 from harness import schema
+from harness.atomic import jsonable, write_json
+from harness.provenance import Provenance, now, provenance
 
 if TYPE_CHECKING:
     from harness.spec import RunSpec
@@ -37,8 +33,6 @@ SCHEMA_VERSION = 2
 SCHEMA_FILE = Path(__file__).resolve().parent / "data" / "record.schema.json"
 STATUSES = ("ok", "oom", "error", "timeout")
 TRACEBACK_TAIL = 3000  # characters of traceback kept in an error record
-PACKAGES = ("torch", "transformers", "peft", "trl", "bitsandbytes", "accelerate", "lm_eval", "datasets", "hydra-core")
-REPO_DIR = Path(__file__).resolve().parent.parent
 
 
 class ErrorInfo(TypedDict):
@@ -52,16 +46,6 @@ class Artifact(TypedDict, total=False):
     path: str  # relative to the record's directory
     bytes: int
     files: dict[str, int]
-
-
-class Provenance(TypedDict):
-    tunebench_version: str
-    git_commit: str | None
-    git_dirty: bool | None
-    packages: dict[str, str | None]
-    python: str
-    started_at: str
-    finished_at: str | None
 
 
 class Record(TypedDict, total=False):
@@ -81,80 +65,6 @@ class Record(TypedDict, total=False):
     warnings: list[str]
     execution: dict  # how a sweep ran the point (issue 15)
     tracker: dict  # logger=…: {"name", "run_id", …} of the run in the experiment tracker (harness/trackers/)
-
-
-def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
-
-
-def package_versions() -> dict:
-    out = {}
-    for name in PACKAGES:
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
-    return out
-
-
-def _git(*args: str) -> str | None:
-    try:
-        res = subprocess.run(["git", *args], cwd=REPO_DIR, capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return res.stdout.strip() if res.returncode == 0 else None
-
-
-def provenance(started_at: str) -> dict:
-    from harness import __version__
-
-    dirty = _git("status", "--porcelain", "--untracked-files=no")
-    return {
-        "tunebench_version": __version__,
-        "git_commit": _git("rev-parse", "HEAD"),
-        "git_dirty": None if dirty is None else bool(dirty),
-        "packages": package_versions(),
-        "python": platform.python_version(),
-        "started_at": started_at,
-        "finished_at": None,
-    }
-
-
-def _clean(value):
-    """JSON has no NaN/inf: store them as null so every reader can parse the record."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
-def write_json_atomic(path: Path, data: dict) -> Path:
-    """Write to a temp file in the same directory, fsync, then rename over ``path``.
-
-    Readers see the old file or the new one, never half of one; a crash leaves at most a
-    hidden ``.<name>.*.tmp`` file, which loaders ignore and the next sweep start removes.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(_clean(data), f, indent=2, sort_keys=False, allow_nan=False)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; records are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
 
 
 def record_path(results_dir: str | Path, run_id: str) -> Path:
@@ -224,7 +134,7 @@ def add_warning(record: Record, message: str) -> None:
 def validate(record: dict) -> list[str]:
     """Violations of the shipped schema ([] when the record conforms), of the record as written
     (tuples as lists, NaN as null)."""
-    return schema.errors(_clean(record), _schema())
+    return schema.errors(jsonable(record), _schema())
 
 
 def write_record(results_dir: str | Path, record: Record) -> Path:
@@ -236,7 +146,7 @@ def write_record(results_dir: str | Path, record: Record) -> Path:
     if problems:
         print(f"tunebench: warning: record {record['run_id']} breaks the schema: {problems[0]}", file=sys.stderr)
         record.setdefault("warnings", []).extend(f"schema: {p}" for p in problems[:5])
-    return write_json_atomic(record_path(results_dir, record["run_id"]), record)
+    return write_json(record_path(results_dir, record["run_id"]), record)
 
 
 _SCHEMA: dict | None = None

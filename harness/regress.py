@@ -26,7 +26,7 @@ or difference, and a verdict (regression | improvement | unchanged), by the rule
   the stderrs the evaluation itself reports (binomial over the eval examples): repeats of one seed
   score the same, so the eval's own sampling error is the noise that matters. The task score's
   combined stderr is at least 1/n (n eval examples): a score of 0 or 1 reports stderr 0.
-  Forgetting is compared as each probe's *drop* (``harness/probes.py``: base − tuned, negated for
+  Forgetting is compared as each probe's *drop* (``harness/forgetting.py``: base − tuned, negated for
   perplexity; > 0 = forgot): a candidate whose drop grew beyond the bound is a regression.
 - ``status``: a configuration that ran in every baseline repeat but failed (oom/error/timeout) in a
   candidate repeat is a regression ("it no longer fits").
@@ -51,9 +51,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.probes import oriented_drop
+from harness.atomic import write_json
 from harness.errors import UserError, run_cli
-from harness.record import write_json_atomic
+from harness.forgetting import oriented_drop
 from harness.analysis import METRICS, col as _col, identity_cols as _identity_cols, load_frame, num as _num, text as _text, tidy
 
 SUITE = "regression"  # sweeps/sweep/regression.yaml
@@ -154,11 +154,11 @@ def judge_equivalence(rule: Rule, higher_is_better: bool, base: np.ndarray, cand
 
 
 def _probe_table(frame: pd.DataFrame) -> dict[str, tuple[pd.Series, pd.Series]]:
-    """probe → (drop, stderr) per run; drop > 0 = forgot (``harness.probes.oriented_drop``), lower is better."""
+    """probe → (drop, stderr) per run; drop > 0 = forgot (``harness.forgetting.oriented_drop``), lower is better."""
     probes = sorted({c.split(".")[2] for c in frame.columns if c.startswith("metrics.forgetting.") and c.endswith(".delta")})
     out = {}
     for p in probes:
-        delta = _num(frame, f"metrics.forgetting.{p}.delta")  # base − tuned (harness/probes.py)
+        delta = _num(frame, f"metrics.forgetting.{p}.delta")  # base − tuned (harness/forgetting.py)
         hib = frame.get(f"metrics.forgetting.{p}.higher_is_better", pd.Series(True, index=frame.index))
         out[p] = (oriented_drop(delta, hib), _num(frame, f"metrics.forgetting.{p}.stderr"))
     return out
@@ -379,7 +379,7 @@ def main(argv: list[str]) -> int:
         result = regress(Path(args.baseline), candidate, allow_concurrent=args.allow_concurrent)
         out = Path(args.out) if args.out else Path("results/regress") / f"{stamp}.json"  # beside the command, not in a judged folder
         try:
-            write_json_atomic(out, result)
+            write_json(out, result)
         except OSError as e:
             raise UserError(f"--out {out}: cannot write the result ({e.strerror or e})") from None
         if args.json:

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness import analysis, charts, curves as learning
+from harness import analysis, charts, curves
 from harness.render import Cfg, Report, md_escape, to_html, to_markdown, write  # noqa: F401  (re-exported)
 from harness.analysis import METRICS, REGRESS_FILE, Metric, load_frame, pareto_mask, tidy  # noqa: F401  (re-exported)
 from harness.analysis import col as _col, identity_cols as _identity_cols, num as _num, text as _text  # noqa: F401  (regress)
@@ -188,11 +188,11 @@ def _forgetting_blocks(points: pd.DataFrame, probes: pd.DataFrame, cfg: dict[int
     return blocks
 
 
-def _curve_blocks(curves: pd.DataFrame, reach: dict) -> list:
-    if curves.empty:
+def _curve_blocks(learning: pd.DataFrame, reach: dict) -> list:
+    if learning.empty:
         return []
     rows = []
-    for (model, task, label), c in curves.groupby(["model", "task", "label"], sort=False):
+    for (model, task, label), c in learning.groupby(["model", "task", "label"], sort=False):
         best = c.loc[c["score"].idxmax()]
         n90 = reach[(model, task, label)]
         rows.append([f"{task} · {model}", label, ", ".join(f"{int(r.n_train)}: {r.score:.3f} ± {r.se:.3f}" for r in c.itertuples()),
@@ -257,8 +257,8 @@ def build(results_dir: Path, regress: dict | None = None, out_dir: Path | None =
     points = analysis.aggregate(runs, probes)
     cfg = _cfgs(points)
     claims = analysis.claims(points)
-    curves = learning.learning_curves(runs, frame)
-    reach = {k: learning.reach(c) for k, c in curves.groupby(["model", "task", "label"])} if len(curves) else {}
+    learning = curves.learning_curves(runs, frame)
+    reach = {k: curves.reach(c) for k, c in learning.groupby(["model", "task", "label"])} if len(learning) else {}
 
     counts = runs["status"].value_counts()
     report = Report(
@@ -277,7 +277,7 @@ def build(results_dir: Path, regress: dict | None = None, out_dir: Path | None =
     if regress:
         b.extend(_regress_blocks(regress))
     b.extend(_forgetting_blocks(points, probes, cfg))
-    b.extend(_curve_blocks(curves, reach))
+    b.extend(_curve_blocks(learning, reach))
 
     b.extend(_what_was_run(frame, runs))
     b.extend(_sweep_blocks(points, cfg))
@@ -285,7 +285,7 @@ def build(results_dir: Path, regress: dict | None = None, out_dir: Path | None =
 
     search_blocks, search_figures = search_section(results_dir, out_dir)
     b.extend(search_blocks)
-    figures = _figures(runs, points, probes, claims, curves, reach, why_no_estimate)
+    figures = _figures(runs, points, probes, claims, learning, reach, why_no_estimate)
     b.append(("h2", "Plots"))
     b.extend(("plot", p) for p in figures)
     figures += search_figures  # shown in their section above; written beside report.md like the others
@@ -327,13 +327,13 @@ def _sweep_blocks(points, cfg) -> list:
     return b
 
 
-def _figures(runs, points, probes, claims, curves, reach, why_no_estimate) -> list:
+def _figures(runs, points, probes, claims, learning, reach, why_no_estimate) -> list:
     group_order = [c.group for c in claims]
     figures = [charts.throughput(runs, group_order), charts.memory_vs_score(points, {c.group: c.front for c in claims}),
                charts.score_vs_forgetting(points, probes), charts.memory_vs_rank(runs), charts.oom_boundary(runs),
                charts.advisor_vs_measured(runs, why_no_estimate)]
-    if len(curves):
-        figures.insert(3, charts.learning_curves(curves, reach))
+    if len(learning):
+        figures.insert(3, charts.learning_curves(learning, reach))
     return figures
 
 

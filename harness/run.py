@@ -244,7 +244,7 @@ def _throughput(spec: RunSpec, plan: Plan, metrics: dict, clock: Any, trainable:
 def _score_tuned(spec: RunSpec, plan: Plan, model: Any, loaded: Any, metrics: dict, base_probes: dict | None,
                  dtype: Any, device: str, progress: Any) -> None:
     """The tuned model's task score, forgetting on the probes, and (for a refined policy) KL from the base."""
-    from harness import evaluate, models
+    from harness import evaluate, forgetting, models
     from harness.plain_progress import phase
 
     if plan.score_it:
@@ -255,7 +255,7 @@ def _score_tuned(spec: RunSpec, plan: Plan, model: Any, loaded: Any, metrics: di
         with phase(progress, "tuned probes", len(plan.probe_names)):
             tuned_probes = evaluate.probe_scores(model, loaded.tokenizer, plan.probe_names, limit=spec.eval.probe_limit,
                                                  batch_size=spec.eval.batch_size)
-        metrics["forgetting"] = evaluate.forgetting(base_probes, tuned_probes)
+        metrics["forgetting"] = forgetting.entries(base_probes, tuned_probes)
     if plan.score_it and plan.method.capabilities.needs_reference:
         # PEFT: the base is the same model with adapters off; full fine-tune: a fresh copy of the base.
         reference = None if hasattr(model, "disable_adapter") else models.load(spec.model, seed=spec.seed, dtype=dtype, device=device).model

@@ -19,6 +19,25 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 TINY = ["debug=smoke", "train.lr=5e-3"]
 
 
+TINY_ARCH = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+             "num_key_value_heads": 2, "vocab_size": 1024}  # sweeps/model/tiny.yaml + the tiny tokenizer's 1,024 ids
+
+
+def tiny_flops_per_token(arch: dict, seq_len: float, *, trains_base: bool, adapter_params: int) -> float:
+    """Training FLOPs per token of the tiny Llama, counted by hand (not through advisor.facts):
+
+        per layer  q, o: 2·64·64 = 8,192   k, v: 2·64·(2 heads · 16) = 4,096   MLP: 3·64·128 = 24,576
+        N = 2 layers · 36,864 + LM head 64·1,024 = 139,264 weights in a matmul (embedding lookup: free)
+        weights: 6N when the base trains (forward 2N, input grads 2N, weight grads 2N), 4N when it is
+                 frozen (no weight grads), + 6 per adapter weight
+        attention scores QKᵀ and AV: 2·2·T·64 per layer forward, ×3 with backward → 12·2·64·T = 1,536·T
+
+    FlopCounterMode agrees for full fine-tuning at T = 64: 6·139,264 + 1,536·64 = 933,888 (tests/test_measure.py).
+    """
+    assert {k: arch[k] for k in TINY_ARCH} == TINY_ARCH, arch
+    return (6 if trains_base else 4) * 139_264 + 1_536 * seq_len + 6 * adapter_params
+
+
 @pytest.fixture
 def results_dir(tmp_path) -> Path:
     return tmp_path / "runs"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from harness import artifacts, reeval
+from harness import artifacts, eval_command
 from harness.cli import dispatch
 from tests.conftest import REPO, TINY, cli
 
@@ -136,8 +136,8 @@ def _ids(results: Path) -> list[str]:
 
 
 def test_eval_accepts_an_artifact_dir_a_record_path_and_a_metric(lora_run, results, data):
-    by_dir = reeval.evaluate_run(str(results / "artifacts" / lora_run["run_id"]), str(data["test"]), limit=6)
-    by_record = reeval.evaluate_run(str(results / f"{lora_run['run_id']}.json"), str(data["test"]), limit=6, metric="contains")
+    by_dir = eval_command.evaluate_run(str(results / "artifacts" / lora_run["run_id"]), str(data["test"]), limit=6)
+    by_record = eval_command.evaluate_run(str(results / f"{lora_run['run_id']}.json"), str(data["test"]), limit=6, metric="contains")
     assert by_dir["score"]["n"] == by_record["score"]["n"] == 6
     assert by_dir["scorer"] == "exact_match" and by_record["scorer"] == "contains"
     assert Path(by_dir["path"]) != Path(by_record["path"])  # a different scorer is a different evaluation
@@ -147,14 +147,14 @@ def test_eval_uses_the_tickets_scorer_for_a_tickets_run(tmp_path):
     """A tickets run is scored by the tickets label check: "billing." counts as billing."""
     manifest = {"config": {"task": {"name": "tickets", "seed": 0, "n_train": 8, "n_validation": 4, "n_test": 4,
                                     "difficulty": None, "train_file": None, "eval_file": None, "metric": "exact_match"}}}
-    task, examples, name = reeval.scorer_for(manifest, "task", str(REPO / "harness/data/tickets_handwritten.jsonl"))
+    task, examples, name = eval_command.scorer_for(manifest, "task", str(REPO / "harness/data/tickets_handwritten.jsonl"))
     assert name == "tickets" and len(examples) >= 48
     billing = next(ex for ex in examples if ex.answer == "billing")
     assert task.score("Billing.", billing) == 1.0 and task.score("urgent", billing) == 0.0
 
 
 def test_eval_reruns_forgetting_probes(lora_run, results, data):
-    out = reeval.evaluate_run(lora_run["run_id"], str(data["test"]), results=str(results), limit=2, probes=("general_mc",), probe_limit=4)
+    out = eval_command.evaluate_run(lora_run["run_id"], str(data["test"]), results=str(results), limit=2, probes=("general_mc",), probe_limit=4)
     f = out["forgetting"]["general_mc"]
     assert f["n"] == 4 and 0 <= f["base"] <= 1 and 0 <= f["tuned"] <= 1
     assert f["delta"] == pytest.approx(f["base"] - f["tuned"])

@@ -3,7 +3,7 @@
 
 The run happens once per session (``measured`` in conftest.py, ~10 s). Candidates are that record with one
 measured field moved, the way a slower build, a fatter allocator, a better checkpoint or a run
-that forgot would move it; a forgetting entry is rebuilt with ``probes.forgetting`` from moved
+that forgot would move it; a forgetting entry is rebuilt with ``forgetting.entry`` from moved
 scores, never signed by hand. Every baseline/candidate directory holds 3 repeats with ±1% noise
 on the timed and memory fields, so regress's confidence intervals are real intervals.
 """
@@ -18,7 +18,7 @@ import pytest
 
 from harness import analysis, regress, report, results
 from harness.evaluate import Score
-from harness.probes import forgetting
+from harness import forgetting
 from harness.record import write_record
 
 NOISE = (0.99, 1.0, 1.01)  # per repeat, on tokens/s, MFU and peak memory
@@ -27,7 +27,7 @@ NOISE = (0.99, 1.0, 1.01)  # per repeat, on tokens/s, MFU and peak memory
 def _moved_probe(entry: dict, tuned_mean: float, tuned_stderr: float) -> dict:
     """A forgetting entry as the harness writes it, with the tuned score moved (base kept)."""
     hib, metric, n = entry["higher_is_better"], entry["metric"], entry["n"]
-    return forgetting(Score(entry["base"], entry["base_stderr"], n, 1.0, metric, hib),
+    return forgetting.entry(Score(entry["base"], entry["base_stderr"], n, 1.0, metric, hib),
                       Score(tuned_mean, tuned_stderr, n, 1.0, metric, hib))
 
 

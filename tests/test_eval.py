@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from harness import evaluate, probes
+from harness import evaluate, forgetting, probes
 from harness.errors import UserError
 from harness.evaluate import Score
 from tests.conftest import TINY, cli
@@ -113,18 +113,18 @@ def test_forgetting_sign_conventions_follow_metric_direction():
     acc = lambda m, se=0.02: Score(m, se, 300, 1.0, "acc", True)  # noqa: E731
     ppl = lambda m, se=0.5: Score(m, se, 100, 1.0, "word_perplexity", False)  # noqa: E731
 
-    lost = probes.forgetting(acc(0.50), acc(0.40))
+    lost = forgetting.entry(acc(0.50), acc(0.40))
     assert lost["delta"] == pytest.approx(0.10) and lost["drop"] == pytest.approx(0.10) and lost["significant"]
     assert lost["stderr"] == pytest.approx(math.sqrt(2) * 0.02)
-    assert not probes.forgetting(acc(0.50), acc(0.47))["significant"]  # 0.03 < 2·0.028
-    assert not probes.forgetting(acc(0.40), acc(0.50))["significant"]  # better is never "forgetting"
+    assert not forgetting.entry(acc(0.50), acc(0.47))["significant"]  # 0.03 < 2·0.028
+    assert not forgetting.entry(acc(0.40), acc(0.50))["significant"]  # better is never "forgetting"
 
-    worse = probes.forgetting(ppl(20.0), ppl(25.0))
+    worse = forgetting.entry(ppl(20.0), ppl(25.0))
     assert worse["delta"] == pytest.approx(-5.0) and worse["significant"] and not worse["higher_is_better"]
-    assert worse["drop"] == pytest.approx(5.0) == probes.drop({"delta": -5.0, "higher_is_better": False})  # > 0 = forgot
-    assert probes.drop({"delta": 0.1}) == pytest.approx(0.1)  # a record without a direction: higher is better
-    assert not probes.forgetting(ppl(25.0), ppl(20.0))["significant"]  # lower perplexity = better
-    assert not probes.forgetting(acc(0.5, float("nan")), acc(0.1))["significant"]  # no stderr, no claim
+    assert worse["drop"] == pytest.approx(5.0) == forgetting.drop({"delta": -5.0, "higher_is_better": False})  # > 0 = forgot
+    assert forgetting.drop({"delta": 0.1}) == pytest.approx(0.1)  # a record without a direction: higher is better
+    assert not forgetting.entry(ppl(25.0), ppl(20.0))["significant"]  # lower perplexity = better
+    assert not forgetting.entry(acc(0.5, float("nan")), acc(0.1))["significant"]  # no stderr, no claim
 
 
 def test_run_records_forgetting_and_caches_the_base(run_tiny, cache):

@@ -92,14 +92,15 @@ def test_epochs_instead_of_steps(run_tiny):
 
 
 def test_record_write_is_atomic_under_a_crash(tmp_path, monkeypatch):
+    from harness import atomic
+
     good = {"run_id": "r1", "status": "ok", "metrics": {"x": 1}}
     rec.write_record(tmp_path, good)
 
-    def explode(obj, f, **kw):
-        f.write('{"run_id": "r1", "status": "ok", "metr')  # half a record, then the crash
-        raise OSError("disk full")
+    def explode(fd):
+        raise OSError("disk full")  # the record's bytes are in the temp file; flushing them fails
 
-    monkeypatch.setattr(rec.json, "dump", explode)
+    monkeypatch.setattr(atomic.os, "fsync", explode)
     with pytest.raises(OSError):
         rec.write_record(tmp_path, {"run_id": "r1", "status": "ok", "metrics": {"x": 2}})
     # the old record is intact, no partial file or temp file is left behind

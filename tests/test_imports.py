@@ -31,7 +31,7 @@ LAYERS: dict[str, list[tuple[str, ...]]] = {
         ("harness.tasks", "harness.models", "harness.trackers"),  # what a run is built from and logs to
         ("harness.train", "harness.methods", "harness.evaluate"),  # training and scoring
         ("harness.artifacts", "harness.init_from", "harness.run", "harness.run_outputs", "harness.export",
-         "harness.reeval"),  # one run, its saved outputs, and commands on one run
+         "harness.eval_command"),  # one run, its saved outputs, and commands on one run
         ("harness.results", "harness.trackers.backfill", "harness.analysis", "harness.curves", "harness.regress",
          "harness.render"),  # many records read back
         ("harness.sweep", "harness.search"),  # many runs

@@ -2,7 +2,7 @@
 
 tests/fixtures/regress/: baseline (4 methods x 3 repeats), rerun (same distribution, other noise),
 slow (throughput x 0.7), newtorch (torch 2.14), fullooms (full fine-tuning runs out of memory),
-forgets (full fine-tuning's general_mc accuracy 0.44 → 0.14; entries built by probes.forgetting).
+forgets (full fine-tuning's general_mc accuracy 0.44 → 0.14; entries built by forgetting.entry).
 """
 
 from __future__ import annotations
@@ -118,15 +118,15 @@ def test_forgetting_that_got_better_is_an_improvement_exit_0(dirs, capsys):
 
 
 def test_forgetting_direction_follows_the_probe_metric(dirs, capsys, tmp_path):
-    """Perplexity (lower is better): tuned perplexity rising is forgetting, through probes.forgetting."""
+    """Perplexity (lower is better): tuned perplexity rising is forgetting, through forgetting.entry."""
     from harness.evaluate import Score
-    from harness.probes import forgetting
+    from harness import forgetting
 
     def with_ppl(src, dst, tuned_ppl):
         shutil.copytree(src, dst)
         for path in dst.glob("full-*.json"):
             rec = json.loads(path.read_text())
-            rec["metrics"]["forgetting"]["general_ppl"] = forgetting(
+            rec["metrics"]["forgetting"]["general_ppl"] = forgetting.entry(
                 Score(20.0, 0.5, 100, 1.0, "word_perplexity", False), Score(tuned_ppl, 0.5, 100, 1.0, "word_perplexity", False))
             path.write_text(json.dumps(rec))
         return dst

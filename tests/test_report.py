@@ -2,7 +2,7 @@
 
 Fixtures: tests/fixtures/results/mixed (two sweeps, oom and error points, a corrupt file, hostile
 strings) and tests/fixtures/regress/*, remade by tests/fixtures/make_fixtures.py. The claims tests
-build their own records here, with forgetting entries made by ``harness.probes.forgetting`` itself
+build their own records here, with forgetting entries made by ``harness.forgetting.entry`` itself
 (so a record carries exactly the sign convention the harness writes: ``delta = base − tuned``).
 """
 
@@ -21,8 +21,8 @@ import pytest
 
 from harness import analysis, regress, report
 from harness.evaluate import Score
-from harness.probes import forgetting
-from harness.record import write_json_atomic
+from harness import forgetting
+from harness.atomic import write_json
 
 FIXTURES = Path(__file__).parent / "fixtures"
 MIXED = FIXTURES / "results" / "mixed"
@@ -63,7 +63,7 @@ def make_record(run_id: str, method: str, *, task: str = "tickets", score: float
         "metrics": {"peak_memory_gb": mem, "memory_kind": "cpu_rss_delta", "tokens_per_s": tps, "mfu": tps * 4e-3,
                     "task_score": score, "task_score_stderr": math.sqrt(score * (1 - score) / n_eval), "task_eval_n": n_eval,
                     "train_loss_last": 0.5, "wall_s": 60.0,
-                    "forgetting": {name: forgetting(base, tuned) for name, (base, tuned) in (probes or {}).items()}},
+                    "forgetting": {name: forgetting.entry(base, tuned) for name, (base, tuned) in (probes or {}).items()}},
         "hardware": {"device": "cpu", "device_name": "test CPU", "cpu_count": 2},
         "provenance": {"git_commit": "abc", "python": "3.11.7"},
         "artifacts": [],
@@ -77,7 +77,7 @@ def make_record(run_id: str, method: str, *, task: str = "tickets", score: float
 
 def write_records(directory: Path, records: list[dict]) -> Path:
     for rec in records:
-        write_json_atomic(directory / f"{rec['run_id']}.json", rec)
+        write_json(directory / f"{rec['run_id']}.json", rec)
     return directory
 
 

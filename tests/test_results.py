@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.record import write_json_atomic
+from harness.atomic import write_json
 from harness.results import load, main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -41,14 +41,14 @@ def runs(tmp_path) -> Path:
         record("dora-a", "dora", 16, 200.0),
         record("full-a", "full", None, 100.0, status="oom", sweep=None),
     ):
-        write_json_atomic(d / f"{rec['run_id']}.json", rec)
+        write_json(d / f"{rec['run_id']}.json", rec)
     (d / "corrupt.json").write_text('{"run_id": "half", "status": ')  # a non-atomic writer's leftovers
     (d / "foreign.json").write_text('{"hello": "world"}')
     (d / ".lora-c.json.x1y2.tmp").write_text('{"run_id": "lora-c"')  # an interrupted atomic write
     (d / "artifacts" / "lora-a").mkdir(parents=True)
-    write_json_atomic(d / "artifacts" / "lora-a" / "adapter_config.json", {"r": 4})
+    write_json(d / "artifacts" / "lora-a" / "adapter_config.json", {"r": 4})
     (d / "_cache").mkdir()
-    write_json_atomic(d / "_cache" / "x.json", record("cached", "lora", 1, 1.0))
+    write_json(d / "_cache" / "x.json", record("cached", "lora", 1, 1.0))
     return d
 
 

@@ -335,6 +335,29 @@ def test_scheduler_never_gives_a_gpu_to_two_points_and_runs_the_fsdp_point():
             assert len(held[0]) == 2 and len(held[7]) == 4
 
 
+def test_expected_cost_reads_the_method_table_and_the_models_shape():
+    """The order longest-first relies on: costs from advisor.facts.flops_per_token and the method
+    table's capabilities (a wrapper trains what its inner method trains; DPO trains two sequences
+    per example), and a model named only by its hub id is costed with the catalog's shape."""
+    from advisor.facts import flops_per_token
+    from harness.config import load_spec
+    from harness.sweep.slots import expected_cost, flop_arch
+
+    def cost(*overrides):
+        return expected_cost(load_spec(["model=tiny", "eval.enabled=false", "train.max_steps=10", *overrides]))
+
+    spec = load_spec(["model=tiny", "eval.enabled=false", "train.max_steps=10", "method=full"])
+    t = spec.train
+    tokens = 10 * t.batch_size * t.grad_accum * t.max_seq_len
+    assert cost("method=full") == pytest.approx(tokens * flops_per_token(flop_arch(spec.model), t.max_seq_len, trains_base=True))
+    assert cost("method=fsdp") == pytest.approx(cost("method=full"))  # inner: full, by the table's default
+    assert cost("method=fsdp", "method.inner=lora") == pytest.approx(cost("method=lora"))
+    assert cost("method=dpo", "task=tickets_prefs") == pytest.approx(2 * cost("method=lora", "task=tickets_prefs"))
+    assert cost("method=dpo", "task=tickets_prefs", "method.inner=full") == pytest.approx(2 * cost("method=full", "task=tickets_prefs"))
+    llama = load_spec(["model=hub", "model.name_or_path=meta-llama/Llama-2-7b-hf"]).model
+    assert (flop_arch(llama)["hidden_size"], flop_arch(llama)["num_hidden_layers"]) == (4096, 32)  # Llama-2-7B's config.json
+
+
 def test_scheduler_order_slots_and_refusals():
     from harness.errors import UserError
     from harness.sweep.slots import Machine, Scheduler, core_blocks, detect_machine, slot_count

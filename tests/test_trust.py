@@ -56,9 +56,9 @@ def test_export_takes_trust_remote_code_only_from_the_command_line(tampered_arti
 
 @pytest.mark.parametrize("flag", [[], ["--trust-remote-code"]])
 def test_eval_takes_trust_remote_code_only_from_the_command_line(tampered_artifact, flag):
-    from harness import reeval
+    from harness import eval_command
 
     run_id, results, data, asked = tampered_artifact
     with pytest.raises(_Loaded):
-        reeval._main([run_id, "--results", str(results), "--data", str(data), *flag])
+        eval_command._main([run_id, "--results", str(results), "--data", str(data), *flag])
     assert asked == [bool(flag)]

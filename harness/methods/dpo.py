@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from harness.errors import UserError
+from harness.methods import trl_trainer
 from harness.methods.base import Wrapper, options
 
 
@@ -31,27 +32,13 @@ class DPO(Wrapper):
         pairs_of(task, "validation")  # fails fast on a task without pairs; validation is the small split
 
     def fit(self, model, tok, job, clock, progress):
-        from datasets import Dataset
         from trl import DPOConfig, DPOTrainer
 
-        from harness.measure import device_of
-        from harness.train import MeasureCallback, quiet, training_args
-
         opts = options(job.method)
-        args = training_args(job, device_of(), DPOConfig, beta=opts["beta"], loss_type=[opts["loss_type"]],
-                             max_length=job.train.max_seq_len)
-        measure = MeasureCallback(clock, job.train.batch_size * job.train.grad_accum, progress)
-        trainer = DPOTrainer(
-            model=model,
-            args=args,
-            train_dataset=Dataset.from_list(pairs_of(job.task, "train")),
-            processing_class=tok,
-            callbacks=[measure],
-        )
-        quiet(trainer)
-        trainer.train()
-        acc = [float(log["rewards/accuracies"]) for log in measure.logs if "rewards/accuracies" in log]
-        margins = [float(log["rewards/margins"]) for log in measure.logs if "rewards/margins" in log]
+        logs = trl_trainer.train(model, tok, job, clock, progress, trainer_cls=DPOTrainer, config_cls=DPOConfig,
+                                 rows=pairs_of(job.task, "train"),
+                                 config=dict(beta=opts["beta"], loss_type=[opts["loss_type"]], max_length=job.train.max_seq_len))
+        acc, margins = trl_trainer.logged(logs, "rewards/accuracies"), trl_trainer.logged(logs, "rewards/margins")
         return {
             "dpo_beta": opts["beta"],
             "reward_accuracy_last": acc[-1] if acc else None,

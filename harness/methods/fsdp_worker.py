@@ -197,7 +197,7 @@ def _write(job_dir: Path, model, trainable_names: list[str], rank: int, trace: T
     """Gather the trained weights unsharded (every rank takes part); rank 0 writes them and ``report.json``."""
     from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
 
-    from harness.record import write_json_atomic
+    from harness.atomic import write_json as write_json_atomic
 
     full = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
     if rank != 0:
@@ -214,7 +214,8 @@ def _entry(argv: list[str]) -> int:
     try:
         main(job_dir)
     except BaseException as exc:  # noqa: BLE001 — every rank's failure must reach the record
-        from harness.record import error_info, write_json_atomic
+        from harness.atomic import write_json as write_json_atomic
+        from harness.record import error_info
 
         rank = int(os.environ.get("RANK", 0))
         write_json_atomic(job_dir / f"error.rank{rank}.json", {"rank": rank, **error_info(exc)})

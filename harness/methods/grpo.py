@@ -16,6 +16,7 @@ import importlib
 from dataclasses import dataclass
 
 from harness.errors import UserError
+from harness.methods import trl_trainer
 from harness.methods.base import Wrapper, options
 
 EDGE = 3  # reward_first / reward_last average this many logged steps: one step's mean is noisy
@@ -52,17 +53,10 @@ class GRPO(Wrapper):
                             f"multiple of method.options.num_generations ({opts['num_generations']})")
 
     def fit(self, model, tok, job, clock, progress):
-        from datasets import Dataset
         from trl import GRPOConfig, GRPOTrainer
 
-        from harness.measure import device_of
-        from harness.train import MeasureCallback, quiet, training_args
-
         opts = options(job.method)
-        args = training_args(
-            job,
-            device_of(),
-            GRPOConfig,
+        config = dict(
             num_generations=opts["num_generations"],
             max_completion_length=opts["max_completion_length"],
             beta=opts["beta"],
@@ -71,20 +65,11 @@ class GRPO(Wrapper):
             include_num_input_tokens_seen="no",
         )
         rows = [{"prompt": ex.prompt, "answer": ex.answer} for ex in job.splits["train"]]
-        measure = MeasureCallback(clock, job.train.batch_size * job.train.grad_accum, progress)
-        trainer = GRPOTrainer(
-            model=model,
-            reward_funcs=task_reward(job.task),
-            args=args,
-            train_dataset=Dataset.from_list(rows),
-            processing_class=tok,
-            callbacks=[measure],
-        )
-        quiet(trainer)
-        trainer.train()
-        rewards = [float(log["reward"]) for log in measure.logs if "reward" in log]
-        lengths = [float(log["completions/mean_length"]) for log in measure.logs if "completions/mean_length" in log]
-        kls = [float(log["kl"]) for log in measure.logs if "kl" in log]
+        logs = trl_trainer.train(model, tok, job, clock, progress, trainer_cls=GRPOTrainer, config_cls=GRPOConfig,
+                                 rows=rows, config=config, reward_funcs=task_reward(job.task))
+        rewards = trl_trainer.logged(logs, "reward")
+        lengths = trl_trainer.logged(logs, "completions/mean_length")
+        kls = trl_trainer.logged(logs, "kl")
         return {
             "reward_first": _edge_mean(rewards, last=False),
             "reward_last": _edge_mean(rewards, last=True),

@@ -56,7 +56,7 @@ def probe_cells(t: TrialRow, probes: list[str]) -> list[str]:
         if not e:
             out.append("–")
             continue
-        from harness.probes import drop
+        from harness.forgetting import drop
 
         out.append(f"{e['base']:.3g} → {e['tuned']:.3g} ({fmt(drop(e), e.get('stderr'))}{', significant' if e.get('significant') else ''})")
     return out

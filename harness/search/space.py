@@ -228,7 +228,7 @@ def value_of(objective: str, metrics: Mapping[str, Any]) -> tuple[float | None, 
         entry = forgetting.get(probe)
         if not entry:
             return None, None
-        from harness.probes import drop
+        from harness.forgetting import drop
 
         return _finite(drop(entry)), _finite(entry.get("stderr"))
     if base == "forgetting":

@@ -21,12 +21,12 @@ import os
 import sys
 from dataclasses import dataclass
 
-from harness.spec import RunSpec
+from harness.config import RunSpec
 from harness.errors import UserError
 from harness.sweep.plan import Point
 
 FAKE_GPUS_ENV = "TUNEBENCH_VISIBLE_GPUS"
-DEFAULT_PARAMS = 135e6  # a model whose shape is not in its config (GGUF, hub): SmolLM2-135M, the default
+DEFAULT_MODEL = "smollm2-135m"  # the default model: a model the advisor's catalog does not know is costed as it
 TINY_VOCAB = 1024  # the tiny byte-level tokenizer's ids (harness/models.py); a tiny arch may not name it
 
 
@@ -112,13 +112,25 @@ def need(point: Point, machine: Machine) -> int:
 # ---------------------------------------------------------------- expected time
 
 
-def _params(arch) -> float:
-    """Matmul parameters of a Llama-shaped arch dict: 12·L·d² (attention 4d², MLP 3·d·ff ≈ 8d²) + vocab·d."""
-    if not arch or "hidden_size" not in arch:
-        return DEFAULT_PARAMS
-    d, layers = arch["hidden_size"], arch.get("num_hidden_layers", 1)
-    ff = arch.get("intermediate_size", 4 * d)
-    return layers * (4 * d * d + 3 * d * ff) + arch.get("vocab_size", TINY_VOCAB) * d
+def flop_arch(model) -> dict:
+    """The shape a point's FLOPs are counted on (``advisor.facts.flops_per_token``'s arch dict): the
+    config's own (tiny and cost-only models; unnamed fields at Llama's defaults and the tiny
+    tokenizer's vocabulary), else the advisor catalog's entry for the model's hub id or name
+    (``smollm2-135m``), else the default model's."""
+    arch = dict(model.arch or {})
+    if "hidden_size" in arch:
+        heads = arch.get("num_attention_heads", 1)
+        return {"num_hidden_layers": 1, "intermediate_size": 4 * arch["hidden_size"], "num_attention_heads": heads,
+                "num_key_value_heads": heads, "vocab_size": TINY_VOCAB, **arch}
+    from advisor.errors import AdvisorError
+    from advisor.inputs.catalog import resolve_model
+
+    for name in (model.name_or_path, model.name, DEFAULT_MODEL):
+        try:
+            return resolve_model(name).arch.to_record()
+        except (AdvisorError, TypeError):  # unknown to the catalog, or no name_or_path
+            continue
+    raise AssertionError(f"the default model {DEFAULT_MODEL} is missing from advisor/inputs/catalog.py")
 
 
 # Relative speeds for ordering only (advisor/decide/rules.py's practitioners' figures): QLoRA dequantises
@@ -129,26 +141,27 @@ DORA_SPEED = 0.80
 
 def expected_cost(spec: RunSpec) -> float:
     """FLOPs a point is expected to spend: a relative cost for ordering, turned into seconds once
-    points of the same sweep have been timed. Training 6N (full) or 4N (frozen base) per token,
-    the guides' QLoRA/DoRA slowdowns, GRPO's rollouts and DPO's pairs; scoring base and tuned 2N."""
-    from advisor.memory.rl import GRPO_DEFAULTS
+    points of the same sweep have been timed. Training per token ``advisor.facts.flops_per_token``
+    (6N + attention when the method trains the base, 4N when it is frozen; adapters are left out),
+    the guides' QLoRA/DoRA slowdowns, and from the method table: the sequences per example (DPO's
+    pairs) and the rollouts a generating method samples; scoring base and tuned, 2N per token."""
+    from advisor.facts import flops_per_token, matmul_params
+    from harness.method_table import capabilities, options
 
     t, m = spec.train, spec.method
+    caps = capabilities(m.name, m.inner)
     steps = t.max_steps if t.max_steps > 0 else t.epochs * spec.task.n_train / (t.batch_size * t.grad_accum)
-    tokens = steps * t.batch_size * t.grad_accum * t.max_seq_len
-    n = _params(spec.model.arch)
-    full = m.name == "full" or (m.name in ("fsdp", "grpo", "dpo") and m.inner == "full")
-    train = tokens * n * (6 if full else 4)
+    tokens = steps * t.batch_size * t.grad_accum * t.max_seq_len * caps.sequences_per_example
+    arch = flop_arch(spec.model)
+    train = tokens * flops_per_token(arch, t.max_seq_len, trains_base=bool(caps.trains_base))
     if m.quantize:
         train /= QLORA_SPEED
-    if m.use_dora or m.name == "dora":
+    if m.use_dora:
         train /= DORA_SPEED
-    if m.name == "grpo":  # sample every rollout (about as slow again as training on it)
-        train *= 2 * int(m.options.get("num_generations", GRPO_DEFAULTS["num_generations"])) / max(1, t.batch_size)
-    if m.name == "dpo":  # chosen and rejected
-        train *= 2
+    if caps.generates:  # sample every rollout (about as slow again as training on it)
+        train *= 2 * int(options(m.name, m.options)["num_generations"]) / max(1, t.batch_size)
     scored = (spec.eval.limit or spec.task.n_test) if spec.eval.enabled and spec.model.scored else 0
-    return train + 2 * scored * t.max_seq_len * 2 * n
+    return train + 2 * scored * t.max_seq_len * 2 * matmul_params(arch)
 
 
 def expected_seconds(points: list[Point], measured: dict[int, float]) -> dict[int, float]:

@@ -21,8 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from harness.atomic import write_json
 from harness.errors import UserError
-from harness.record import write_json_atomic
 from harness.sweep.plan import Point, existing, pending
 
 TIMEOUT_MARGIN_S = 60  # the task stops its point this long before Slurm's --time kills everything
@@ -62,7 +62,7 @@ def write_array(sweep_name: str, points, results_dir: Path, launcher: dict) -> t
     folder = results_dir / "slurm" / f"{sweep_name}-{time.strftime('%Y%m%d-%H%M%S')}"
     folder.mkdir(parents=True, exist_ok=True)
     plan = folder / "plan.json"
-    write_json_atomic(plan, {
+    write_json(plan, {
         "sweep": sweep_name,
         "timeout_s": max(60, launcher["timeout_min"] * 60 - TIMEOUT_MARGIN_S),
         "points": [{"run_id": p.run_id, "label": p.label, "overrides": list(p.overrides)} for p in points],

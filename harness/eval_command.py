@@ -68,14 +68,14 @@ def scorer_for(manifest: dict, metric: str, data: str):
 def forgetting_probes(located, model, tok, names: tuple[str, ...], *, limit: int | None, batch_size: int,
                       trust_remote_code: bool = False) -> dict:
     """``metrics.forgetting``-shaped entries for the trained model, through the eval engineer's
-    probe API (``evaluate.probe_scores`` / ``base_probe_scores``; fields in ``harness/probes.py``).
+    probe API (``evaluate.probe_scores`` / ``base_probe_scores``; fields in ``harness/forgetting.py``).
 
     The base side comes from the same cache the run used; when it is missing, an adapter run
     scores the base with its adapter disabled (no second copy), a saved model loads its base.
     """
     import contextlib
 
-    from harness import artifacts, evaluate, models
+    from harness import artifacts, evaluate, forgetting, models
     from harness.measure import device_of
 
     spec = artifacts.spec_of(located.manifest, trust_remote_code=trust_remote_code)
@@ -90,7 +90,7 @@ def forgetting_probes(located, model, tok, names: tuple[str, ...], *, limit: int
         base_model, ctx = loaded.model, contextlib.nullcontext()
     with ctx:
         base, _ = evaluate.base_probe_scores(base_model, tok, names, limit=limit, batch_size=batch_size, identity=identity, load=load)
-    return evaluate.forgetting(base, tuned)
+    return forgetting.entries(base, tuned)
 
 
 def eval_key(data_sha: str, metric: str, limit: int | None) -> str:
@@ -103,8 +103,9 @@ def evaluate_run(run: str, data: str, *, results: str = "results/runs", metric: 
     """Load, score, write the evaluation record; returns it (``path`` says where it went).
     ``progress``: where the phases (eval, probes) go (``harness/plain_progress.py``)."""
     from harness import artifacts, evaluate
+    from harness.atomic import write_json
     from harness.plain_progress import phase
-    from harness.record import now, provenance, write_json_atomic
+    from harness.provenance import now, provenance
 
     if batch_size < 1 or (limit is not None and limit < 1):
         raise UserError("--batch-size and --limit must be >= 1")
@@ -139,7 +140,7 @@ def evaluate_run(run: str, data: str, *, results: str = "results/runs", metric: 
                                                 trust_remote_code=trust_remote_code)
     out["provenance"]["finished_at"] = now()
     path = located.results_dir / EVALS_SUBDIR / f"{located.run_id}-{eval_key(data_sha, scorer, limit)}.json"
-    write_json_atomic(path, out)
+    write_json(path, out)
     out["path"] = str(path)
     return out
 

@@ -195,7 +195,8 @@ def sweep_of(frame: pd.DataFrame) -> pd.Series:
     """The sweep's name, else the record's folder below the results directory, else ``(top level)``."""
     folder = col(frame, "path").map(lambda p: str(p).rsplit("/", 1)[0] if isinstance(p, str) and "/" in p else None)
     name = col(frame, "sweep")
-    return pd.Series([name[i] if isinstance(name[i], str) else (f"folder {folder[i]}" if folder[i] else "(top level)")
+    # isinstance, not truthiness: map() turns a None among strings into NaN, which is truthy
+    return pd.Series([name[i] if isinstance(name[i], str) else (f"folder {folder[i]}" if isinstance(folder[i], str) else "(top level)")
                       for i in frame.index], index=frame.index, dtype=object)
 
 

@@ -5,6 +5,9 @@
 #   scripts/mutation.sh                 # every module below, one after the other
 #   scripts/mutation.sh regress schema  # some of them
 #   JOBS=4 scripts/mutation.sh measure  # more mutmut workers (default 1: a shared machine)
+#   SAMPLE=10 scripts/mutation.sh schema # a systematic 1-in-10 sample of the mutants (also 2, 5)
+#   BEFORE=1 scripts/mutation.sh schema  # without the tests/test_*_mutants.py files: the score before them
+#   MUTANT_NAMES="harness.schema.x_errors__mutmut_7 …" scripts/mutation.sh schema  # rerun just these
 #
 # Each module runs in its own scratch copy of the working tree ($MUTATION_DIR/<module>, default
 # /tmp/tunebench-mutation) with a generated setup.cfg [mutmut] section: mutmut reads one config
@@ -24,21 +27,23 @@ case "$SAMPLE" in 1) tail_glob="";; 2) tail_glob="[02468]";; 5) tail_glob="[05]"
   *) echo "mutation.sh: SAMPLE must be 1, 2, 5 or 10 (got '$SAMPLE')" >&2; exit 2;; esac
 PY="${PYTHON:-python}"
 
-# name | file to mutate | functions (mutmut name globs; "*" = all) | test files
+# name | file(s) to mutate | functions (mutmut name globs; "*" = all) | tests (files or node ids)
+# The tests are the module's fast-tier tests that run in-process without training a model: a test
+# that needs the session's real tiny run (conftest `run_tiny`, `measured`) would train it again for
+# every mutant (mutmut runs each mutant in a fresh pytest session).
 MODULES=(
   "regress|harness/regress.py|log_ratio_ci _summary _show judge_ratio judge_equivalence _probe_table _status_row _data_changed compare provenance_diff summarize cpu_concurrency refuse_concurrent_mix regress _load|tests/test_regress.py tests/test_regress_mutants.py"
-  "sweep_plan|harness/sweep/plan.py|*|tests/test_sweep_plan_mutants.py tests/test_record.py"
-  "schema|harness/schema.py|*|tests/test_record.py tests/test_schema_mutants.py"
-  "measure|harness/measure.py|*|tests/test_measure.py tests/test_measure_mutants.py"
-  "train_batching|harness/train.py|collate batch_order _grouped padding_fraction total_steps training_batches|tests/test_foundation.py tests/test_train_batching_mutants.py"
-  "analysis|harness/analysis.py harness/significance.py|*|tests/test_report.py tests/test_report_fit.py tests/test_analysis_mutants.py"
+  "sweep_plan|harness/sweep/plan.py|*|tests/test_sweeps.py::test_every_preset_composes_and_each_point_validates tests/test_sweeps.py::test_rank_ablation_is_lora_and_dora_at_seven_ranks_with_alpha_2r tests/test_sweeps.py::test_override_quotes_what_hydra_would_misread tests/test_sweeps.py::test_a_second_runner_of_the_same_sweep_is_refused tests/test_sweep_plan_mutants.py"
+  "schema|harness/schema.py|*|tests/test_record.py::test_the_schema_uses_only_what_the_validator_checks tests/test_record.py::test_the_schema_declares_every_config_field tests/test_record.py::test_a_version_1_record_still_loads_and_reports tests/test_record.py::test_every_committed_record_loads_with_its_architecture tests/test_schema_mutants.py"
+  "measure|harness/measure.py|*|tests/test_measure.py::test_stepclock_excludes_exactly_the_warmup_steps tests/test_measure.py::test_stepclock_keeps_one_measured_step_when_the_run_is_short tests/test_measure.py::test_cpu_peak_flops_keeps_the_best_measurement_so_a_busy_moment_cannot_poison_it tests/test_measure_mutants.py"
+  "train_batching|harness/train.py|collate batch_order _grouped padding_fraction total_steps training_batches|tests/test_learning.py::test_length_grouping_cuts_padding_and_keeps_every_row_once_per_epoch tests/test_train_batching_mutants.py"
+  "analysis|harness/analysis.py harness/claims.py|*|tests/test_report.py tests/test_report_fit.py tests/test_analysis_mutants.py"
 )
 
 # Tests left out of every mutant run: each spawns a whole harness process (seconds) to check what a
 # faster test in the same file already checks in-process (exit codes, the suite's own settings).
 DESELECT=(
   "tests/test_regress.py::test_harness_regress_exits_1_when_forgetting_got_worse"
-  "tests/test_regress.py::test_the_regression_suite_is_affordable_and_repeated"
 )
 
 want=("$@")
@@ -61,7 +66,11 @@ for row in "${MODULES[@]}"; do
   (cd "$REPO" && git ls-files -co --exclude-standard -z | tar --null -T - --ignore-failed-read -cf - 2>/dev/null) \
     | tar -C "$copy" -xf -
   # Existing test files only (a module's *_mutants.py appears once it has survivors to kill).
-  sel=""; for t in $tests; do [ -e "$copy/$t" ] && sel="$sel    $t"$'\n'; done
+  sel=""; for t in $tests; do
+    [ -e "$copy/${t%%::*}" ] || continue
+    [ "${BEFORE:-0}" = 1 ] && case "$t" in *_mutants.py) continue;; esac  # the score before those tests
+    sel="$sel    $t"$'\n'
+  done
   only=""; for f in $files; do [ -e "$copy/$f" ] && only="$only    $f"$'\n'; done
   also=""; for top in "$copy"/*; do
     b="$(basename "$top")"; case "$b" in harness|tests|mutants|setup.cfg|pyproject.toml) continue;; esac
@@ -88,6 +97,7 @@ EOF
   elif [ -n "$tail_glob" ]; then
     for f in $files; do names+=("$(echo "$f" | sed 's/\.py$//; s#/#.#g').*__mutmut_*${tail_glob}"); done
   fi
+  if [ -n "${MUTANT_NAMES:-}" ]; then read -r -a names <<<"$MUTANT_NAMES"; fi  # rerun just these (e.g. survivors)
   echo "== $name: mutating $files ($funcs) against$(echo $sel)"
   (cd "$copy" && env -u PYTHONPATH OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 \
       nice -n 10 "$PY" -m mutmut run --max-children "$JOBS" "${names[@]}" >"$copy/mutmut-run.log" 2>&1) \

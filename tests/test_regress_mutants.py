@@ -57,7 +57,7 @@ def test_log_ratio_ci_needs_two_repeats_a_side_and_identical_repeats_give_a_poin
     assert lo < lo90 < hi90 < hi
 
 
-@pytest.mark.parametrize("factor, verdict", [(0.85, "regression"), (0.95, "unchanged"), (1.0, "unchanged"),
+@pytest.mark.parametrize("factor, verdict", [(0.85, "regression"), (0.905, "unchanged"), (0.95, "unchanged"), (1.0, "unchanged"),
                                              (1.05, "unchanged"), (1.2, "improvement")])
 def test_throughput_is_judged_by_where_the_whole_ci_lies(factor, verdict):
     tight = np.array([100.0, 100.1, 99.9])
@@ -93,6 +93,7 @@ def test_memory_is_a_band_on_the_ratio_of_medians_lower_is_better():
     assert row["ratio"] == pytest.approx(1.2) and row["verdict"] == "regression"
     assert regress.judge_ratio(MEM, False, base, base * 0.94)["verdict"] == "improvement"
     assert regress.judge_ratio(MEM, False, base, base * 1.04)["verdict"] == "unchanged"
+    assert regress.judge_ratio(MEM, False, base, base * 0.97)["verdict"] == "unchanged"  # 3% less: inside the band
     # beyond the band but with a CI that includes 1 (noise): unchanged
     noisy = np.array([0.5, 1.0, 2.0])
     assert regress.judge_ratio(MEM, False, noisy, noisy * 1.2)["verdict"] == "unchanged"
@@ -140,6 +141,7 @@ def test_the_status_row_names_which_side_a_configuration_is_missing_from_and_wha
     assert (row["verdict"], row["note"]) == ("improvement", "failed in the baseline, runs now")
     row = regress._status_row("full", mixed, mixed)
     assert (row["verdict"], row["note"], row["metric"], row["point"]) == ("unchanged", "", "status", "full")
+    assert (row["unit"], row["test"], row["change_text"]) == ("", "status", "")
 
 
 def test_forgetting_probes_come_from_delta_columns_and_default_to_higher_is_better():
@@ -248,3 +250,63 @@ def test_regress_reads_both_directories_and_refuses_an_empty_one(tmp_path):
     assert result["summary"]["verdict"] == "ok" and result["created_at"].endswith("+00:00")
     with pytest.raises(UserError, match=r"--candidate .*: no run records in it"):
         regress.regress(FIXTURES / "baseline", tmp_path)
+
+
+def _with(frame, **metrics):
+    out = frame.copy()
+    for k, v in metrics.items():
+        out[f"metrics.{k}"] = v
+    return out
+
+
+def test_a_score_of_zero_is_judged_against_one_eval_example_not_against_stderr_zero(baseline):
+    """A score of 0 reports stderr 0: the floor of 1/n (n = metrics.task_eval_n) keeps one flipped
+    example of 24 from being a change, while three are an improvement."""
+    base = _with(baseline, task_score=0.0, task_score_stderr=0.0, task_eval_n=24)
+    for flipped, verdict in ((1, "unchanged"), (3, "improvement")):
+        cand = _with(base, task_score=flipped / 24)
+        row = next(r for r in regress.compare(base, cand) if r["point"] == "lora" and r["metric"] == "task_score")
+        assert row["verdict"] == verdict and row["bound"] == pytest.approx(2 / 24), flipped
+    # records without task_eval_n: no floor, and nothing breaks
+    bare = base.drop(columns="metrics.task_eval_n")
+    row = next(r for r in regress.compare(bare, _with(bare, task_score=1 / 24))
+               if r["point"] == "lora" and r["metric"] == "task_score")
+    assert row["verdict"] == "improvement" and row["bound"] == 0.0
+
+
+def test_each_side_brings_its_own_stderr_to_the_bound(baseline):
+    base = _with(baseline, task_score=0.5, task_score_stderr=0.0, task_eval_n=1000)
+    cand = _with(baseline, task_score=0.6, task_score_stderr=0.05, task_eval_n=1000)
+    row = next(r for r in regress.compare(base, cand) if r["point"] == "lora" and r["metric"] == "task_score")
+    assert row["bound"] == pytest.approx(0.1) and row["verdict"] == "unchanged"
+
+
+def test_a_metric_missing_on_one_side_skips_that_row_only(baseline):
+    cand = _with(baseline, mfu=float("nan"))
+    metrics = [r["metric"] for r in regress.compare(baseline, cand) if r["point"] == "lora"]
+    assert "mfu" not in metrics
+    assert {"tokens_per_s", "peak_memory_gb", "train_loss_last", "task_score"} <= set(metrics)
+
+
+def test_the_data_changed_row_has_every_field_the_table_prints(baseline):
+    base = _with(baseline, test_fingerprint="a")
+    row = next(r for r in regress.compare(base, _with(baseline, test_fingerprint="b"))
+               if r["point"] == "lora" and r["metric"] == "task_score")
+    assert row == {"point": "lora", "metric": "task_score", "unit": "", "test": "data", "verdict": "not compared",
+                   "note": "the test examples differ between baseline and candidate (the task's data changed)",
+                   "baseline_text": "", "candidate_text": "", "change_text": ""}
+
+
+def test_regress_refuses_cpu_throughput_measured_concurrently_unless_allowed(tmp_path):
+    import json
+    import shutil
+
+    shared = tmp_path / "shared"
+    shutil.copytree(FIXTURES / "baseline", shared)
+    for path in shared.glob("*.json"):
+        rec = json.loads(path.read_text())
+        rec["execution"] = {"concurrency": 2}
+        path.write_text(json.dumps(rec))
+    with pytest.raises(UserError, match="allow-concurrent"):
+        regress.regress(FIXTURES / "baseline", shared)
+    assert regress.regress(FIXTURES / "baseline", shared, allow_concurrent=True)["summary"]["verdict"] == "ok"

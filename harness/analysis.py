@@ -1,6 +1,8 @@
 """Run records as tidy tables: labels, comparable groups, forgetting per probe, aggregation, Pareto.
 
-Used by ``harness report``, ``harness regress`` and the plots; nothing here draws or prints.
+Used by ``harness report``, ``harness regress`` and the plots; nothing here draws or prints. What
+the report claims from these tables (best score and its ties, fastest, least forgetting) is
+``harness.claims``.
 
 Comparable groups. A claim ("best task score", a Pareto set) compares only runs on the same model,
 task and *training budget*: optimizer steps × examples per step (``batch_size × grad_accum ×
@@ -193,7 +195,8 @@ def sweep_of(frame: pd.DataFrame) -> pd.Series:
     """The sweep's name, else the record's folder below the results directory, else ``(top level)``."""
     folder = col(frame, "path").map(lambda p: str(p).rsplit("/", 1)[0] if isinstance(p, str) and "/" in p else None)
     name = col(frame, "sweep")
-    return pd.Series([name[i] if isinstance(name[i], str) else (f"folder {folder[i]}" if folder[i] else "(top level)")
+    # isinstance, not truthiness: map() turns a None among strings into NaN, which is truthy
+    return pd.Series([name[i] if isinstance(name[i], str) else (f"folder {folder[i]}" if isinstance(folder[i], str) else "(top level)")
                       for i in frame.index], index=frame.index, dtype=object)
 
 
@@ -354,58 +357,3 @@ def aggregate(runs: pd.DataFrame, probes: pd.DataFrame | None = None) -> pd.Data
     points["collapsed"] = points["point"].map(collapsed).fillna("")
     points = points.assign(_g=natural(points["group"]), _l=natural(points["label"]))
     return points.sort_values(["_g", "method", "_l"]).drop(columns=["_g", "_l"]).reset_index(drop=True)
-
-
-# ---------------------------------------------------------------- claims
-
-
-def ties(points: pd.DataFrame, best: int) -> list[int]:
-    """Rows whose task score is within Z combined stderrs of row ``best``'s (a floor of one eval
-    example's worth, 1/n, where an exact 0 or 1 reports stderr 0)."""
-    b = points.loc[best]
-    out = []
-    for i, p in points.iterrows():
-        if i == best or pd.isna(p["task_score"]):
-            continue
-        floor = 1 / max(b["task_eval_n"], p["task_eval_n"]) if pd.notna(b["task_eval_n"]) and pd.notna(p["task_eval_n"]) else 0.0
-        se = max(math.hypot(np.nan_to_num(b["task_score_stderr"]), np.nan_to_num(p["task_score_stderr"])), floor)
-        if b["task_score"] - p["task_score"] <= SIGNIFICANCE_Z * se:
-            out.append(i)
-    return sorted(out, key=lambda i: -points.at[i, "task_score"])
-
-
-@dataclass
-class GroupClaims:
-    """What one comparable group's points say: each winner is a row index of ``points``."""
-    group: str
-    points: pd.DataFrame  # the group's configurations with at least one ok run
-    best_score: int | None
-    score_ties: list[int]
-    fastest: int | None
-    lowest_memory: int | None
-    no_drop: list[int]  # probes measured, none dropped significantly: the "least forgetting" set
-    flagged: list[int]  # a significant drop on some probe
-    front: list[int]
-    front_metrics: list[str]
-
-
-def claims(points: pd.DataFrame) -> list[GroupClaims]:
-    """Per comparable group, largest first: best score (and its statistical ties), fastest, lowest
-    memory, least forgetting (only configurations with no significant probe drop), the Pareto set."""
-    out = []
-    sizes = points[points["n_ok"] > 0].groupby("group").size()
-    for group in sorted(sizes.index, key=lambda g: (-sizes[g], natural(pd.Series([g]))[0])):
-        g = points[(points["group"] == group) & (points["n_ok"] > 0)]
-
-        def arg(key):
-            vals = g[key].dropna()
-            return None if vals.empty else (vals.idxmax() if METRICS[key].higher_is_better else vals.idxmin())
-
-        best = arg("task_score")
-        measured = g[g["n_probes"] > 0]
-        used = [k for k in ("task_score", "peak_memory_gb", "tokens_per_s", "forgot_share") if g[k].notna().all()]
-        front = g[pareto_mask(g, used)].index.tolist() if used and len(g) > 1 else []
-        out.append(GroupClaims(group, g, best, ties(g, best) if best is not None else [], arg("tokens_per_s"),
-                               arg("peak_memory_gb"), measured.index[measured["n_sig"] == 0].tolist(),
-                               measured.index[measured["n_sig"] > 0].tolist(), front, used))
-    return out

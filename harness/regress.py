@@ -125,7 +125,7 @@ def judge_ratio(rule: Rule, higher_is_better: bool, base: np.ndarray, cand: np.n
         lo, hi = good_ci or (good, good)
         verdict = "regression" if hi < 1 - tol else "improvement" if lo > 1 / (1 - tol) else "unchanged"
     else:
-        lo, hi = good_ci or (0.0, math.inf)  # without a CI the band alone decides
+        lo, hi = good_ci or (good, good)  # without a CI the band alone decides
         if good < 1 / (1 + tol) and hi < 1:
             verdict = "regression"
         elif good > 1 / (1 - tol) and lo > 1:

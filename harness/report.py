@@ -29,6 +29,7 @@ import numpy as np
 import pandas as pd
 
 from harness import analysis, charts, curves
+from harness.claims import GroupClaims, claims as group_claims
 from harness.render import Cfg, Report, md_escape, to_html, to_markdown, write  # noqa: F401  (re-exported)
 from harness.analysis import METRICS, REGRESS_FILE, Metric, load_frame, pareto_mask, tidy  # noqa: F401  (re-exported)
 from harness.analysis import col as _col, identity_cols as _identity_cols, num as _num, text as _text  # noqa: F401  (regress)
@@ -126,7 +127,7 @@ def _shared(p) -> str:
     return " †" if pd.notna(p["concurrency"]) and p["concurrency"] > 1 else ""
 
 
-def _headline(claims: list[analysis.GroupClaims], cfg: dict[int, Cfg]) -> list:
+def _headline(claims: list[GroupClaims], cfg: dict[int, Cfg]) -> list:
     rows, singles, fronts = [], [], []
     for c in claims:
         g = c.points
@@ -256,7 +257,7 @@ def build(results_dir: Path, regress: dict | None = None, out_dir: Path | None =
     probes = analysis.aggregate_probes(runs, analysis.probe_drops(frame))
     points = analysis.aggregate(runs, probes)
     cfg = _cfgs(points)
-    claims = analysis.claims(points)
+    claims = group_claims(points)
     learning = curves.learning_curves(runs, frame)
     reach = {k: curves.reach(c) for k, c in learning.groupby(["model", "task", "label"])} if len(learning) else {}
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from harness import analysis, regress, report, results
+from harness.claims import claims as group_claims
 from harness.evaluate import Score
 from harness import forgetting
 from harness.record import write_record
@@ -134,7 +135,7 @@ def test_report_names_the_winner_of_each_criterion(measured, tmp_path):
     drop = runs.set_index("run_id")["forgetting"]  # share of probes with a significant drop
     assert drop[other["run_id"]] > drop[measured["run_id"] + "-rep0"]  # positive = forgot, larger = worse
     probes = analysis.aggregate_probes(runs, analysis.probe_drops(frame))
-    (claims,) = analysis.claims(analysis.aggregate(runs, probes))  # one task and budget: one comparable group
+    (claims,) = group_claims(analysis.aggregate(runs, probes))  # one task and budget: one comparable group
     name = lambda i: claims.points.at[i, "point"]  # noqa: E731
     assert name(claims.fastest) == name(claims.lowest_memory) == name(claims.best_score) == label
     assert label not in {name(i) for i in claims.no_drop} and label in {name(i) for i in claims.flagged}

@@ -23,7 +23,8 @@ LAYERS: dict[str, list[tuple[str, ...]]] = {
         # leaves: import no other harness module but each other
         ("harness", "harness.errors", "harness.paths", "harness.model_names", "harness.typecheck", "harness.schema",
          "harness.console", "harness.plain_progress", "harness.charts", "harness.label_fit", "harness.lm_eval_backend",
-         "harness.loss", "harness.checkpointing", "harness.sweep.progress", "harness.tasks.base"),
+         "harness.loss", "harness.checkpointing", "harness.sweep.progress", "harness.tasks.base", "harness.atomic",
+         "harness.forgetting", "harness.lm_eval_templates", "harness.provenance"),
         ("harness.method_table",),  # names and capabilities, no torch: what the spec types check against
         ("harness.spec",),  # the typed run spec: frozen dataclasses that check their own values
         ("harness.config",),  # Hydra composition of the YAML into the spec
@@ -32,7 +33,7 @@ LAYERS: dict[str, list[tuple[str, ...]]] = {
         ("harness.train", "harness.methods", "harness.evaluate"),  # training and scoring
         ("harness.artifacts", "harness.init_from", "harness.run", "harness.run_outputs", "harness.export",
          "harness.eval_command"),  # one run, its saved outputs, and commands on one run
-        ("harness.results", "harness.trackers.backfill", "harness.analysis", "harness.curves", "harness.regress",
+        ("harness.results", "harness.trackers.backfill", "harness.analysis", "harness.claims", "harness.curves", "harness.regress",
          "harness.render"),  # many records read back
         ("harness.sweep", "harness.search"),  # many runs
         ("harness.report", "harness.cli", "harness.__main__"),  # entry points

@@ -280,12 +280,15 @@ def main(argv=None) -> int:
     p.add_argument("--limit", type=int, default=0, help="simulate at most this many new configurations")
     p.add_argument("--markdown", help="also write the table as markdown to this path")
     p.add_argument("--only", help="simulate only configurations whose key contains this text")
+    p.add_argument("--redo", action="store_true", help="simulate again the --only configurations even if cached "
+                   "(after a change to the simulator that touches them)")
     p.add_argument("--retry-errors", action="store_true", help="simulate again the configurations whose simulation failed")
     args = p.parse_args(argv)
     configs = grid()
     cache = load_cache()
     if not args.table_only:
-        redo = lambda k: k not in cache or (args.retry_errors and "error" in cache[k]["sim"])  # noqa: E731
+        redo = lambda k: (k not in cache or (args.retry_errors and "error" in cache[k]["sim"])  # noqa: E731
+                          or (args.redo and args.only is not None))
         todo = [c for c in configs if redo(key(c)) and (not args.only or args.only in key(c))]
         if args.limit:
             todo = todo[: args.limit]

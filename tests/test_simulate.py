@@ -97,3 +97,21 @@ def test_estimate_simulate_refuses_what_transformers_cannot_build_in_one_line(tm
     assert res.returncode == 2
     lines = [ln for ln in res.stderr.splitlines() if ln.startswith("advisor: error:")]
     assert len(lines) == 1 and "llama-nonsense" in lines[0] and "Traceback" not in res.stderr, res.stderr[-800:]
+
+
+def test_simulated_reserved_memory_is_the_analytic_overhead_model(monkeypatch):
+    """One overhead model: the simulated path's reserved memory is advisor.overhead's terms (cuBLAS
+    workspaces + FRAG × the churned items), so changing FRAG there moves it by FRAG × churn."""
+    from advisor import overhead
+    from advisor.simulate import report
+
+    fake, _ = _pair("lora")
+    base = report.breakdown(fake, adapted=True, per_gpu=False)
+    churn = overhead.churn_gb(base.items())
+    assert churn == pytest.approx(base.activations) and churn > 0  # adapters and weights are static
+    assert base.peak_reserved_gb == pytest.approx(overhead.reserved_gb(base.peak_allocated_gb + overhead.CUBLAS_WORKSPACE_GB, churn))
+    monkeypatch.setattr(overhead, "FRAG", overhead.FRAG + 0.5)
+    moved = report.breakdown(fake, adapted=True, per_gpu=False)
+    assert moved.peak_reserved_gb - base.peak_reserved_gb == pytest.approx(0.5 * churn)
+    lo, hi = overhead.RANGES[base.peak_phase if base.peak_phase == "optimizer step" else "backward start"]
+    assert moved.peak_reserved_gb_range[1] == pytest.approx(moved.peak_reserved_gb * (1 + hi))

@@ -64,6 +64,13 @@ def first_layer_savings(s) -> float:
     return norm + targeted * mask * d
 
 
+def eager_attention(s) -> bool:
+    """Whether attention materializes S × S scores: asked for (``--attention eager``), forced by Gemma 2's
+    soft-capping, or the default of a family transformers has no SDPA path for (gpt-oss) unless flash is asked."""
+    arch = s.arch
+    return s.attention == "eager" or arch.attn_softcap or (arch.sdpa_unsupported and s.attention == "sdpa")
+
+
 def layer_activation_bytes(s) -> float:
     """Bytes autograd saves in one decoder layer, per token, without checkpointing (MoE: layer average)."""
     arch, a = s.arch, s.act_bytes
@@ -86,9 +93,10 @@ def layer_activation_bytes(s) -> float:
     kv_saved = kv if s.attention == "flash" or arch.mla else q
     total += a * (q + 2 * kv_saved + o_in) if not arch.mla else a * (q + kv + arch.heads * arch.mla[4] + o_in)
     total += F32 * arch.heads  # flash / memory-efficient attention's fp32 log-sum-exp per head
-    if s.attention == "eager" or arch.attn_softcap:  # fp32 softmax output + its bf16 copy, per head per key
+    if eager_attention(s):  # fp32 softmax output + its bf16 copy, per head per key
         # Gemma 2's tanh soft-capping of the scores has no fused kernel: eager attention, + the saved tanh output
-        total += (F32 + a + (a if arch.attn_softcap else 0)) * arch.heads * s.seq_len
+        soft = arch.eager_softmax_bytes if arch.sdpa_unsupported else F32 + a
+        total += (soft + (a if arch.attn_softcap else 0)) * arch.heads * s.seq_len
     attn_in = {"q_proj": "x1", "k_proj": "x1", "v_proj": "x1", "o_proj": "attn"}
     saved = {"x1", "attn"} if keep_inputs else set()
     total += _lora_terms(s, mods, arch.attn_linears(), attn_in, dtype, saved)
@@ -171,7 +179,7 @@ def backward_working_bytes(s) -> float:
     Gated MLP: the gradients of act(gate) and of up are formed while the product's gradient and the saved
     tensors they replace are still held: 2 × ff beyond the layer's saved tensors (plain MLP: 1 × ff);
     MoE: one expert's routed tokens at a time, + the shared expert. Attention: dq, dk, dv and the
-    flash/memory-efficient kernels' fp32 dq accumulator. Plus the residual gradient in and out (2 × d).
+    flash/memory-efficient kernels' fp32 dq accumulator; eager attention the S × S gradients of its softmax. Plus the residual gradient in and out (2 × d).
     Float8 linears add the fp8 casts of the matmul's input and gradient (1 B each)."""
     arch, a = s.arch, s.act_bytes
     m = F32 if s.kbit_prep else a
@@ -182,6 +190,9 @@ def backward_working_bytes(s) -> float:
         mlp = max(mlp if arch.dense_layers else 0, moe)
     kv = arch.kv_dim if s.attention == "flash" or arch.mla else arch.q_dim
     attn = a * (arch.q_dim + 2 * kv) + F32 * arch.q_dim
+    if eager_attention(s):  # the softmax's backward: the gradient of its output and of its input, S × S per head,
+        # formed while the saved softmax output is still held (in its own dtype: gpt-oss bf16, generic eager fp32)
+        attn += 2 * (arch.eager_softmax_bytes if arch.sdpa_unsupported else F32) * arch.heads * s.seq_len
     fp8 = (arch.hidden + max(arch.intermediate, arch.expert_intermediate)) if s.float8 else 0
     dora = 0
     if s.method == "dora":  # the magnitude's gradient: the incoming gradient × the base and LoRA results, in fp32
@@ -241,3 +252,17 @@ def dora_weight_bytes(s) -> float:
         experts = arch.experts * block(arch.mlp_linears(arch.expert_intermediate)) if s.lora_experts else 0
         n += arch.moe_layers * (experts + (block(arch.mlp_linears(arch.shared_intermediate)) if arch.shared_intermediate else 0))
     return s.act_bytes * n / arch.layers
+
+
+def expert_merge_bytes(s) -> float:
+    """Per layer (not per token; MoE layers averaged over the stack): LoRA on stacked 3-D experts. On
+    transformers >= 5 each MoE layer keeps its experts as one parameter per projection, and peft's
+    all-linear reaches them through ``ParamWrapper`` (target_parameters), which adds B·A to the whole
+    expert weight every forward: the merged E × (gate/up + down) weight, in the weight's dtype, is a new
+    tensor that the experts' matmuls save for backward. gpt-oss's experts (``experts_fused`` on any
+    version) are outside peft's expert mapping: not adapted, nothing merged. Selective checkpointing
+    recomputes the merge (an add, not a matmul)."""
+    arch = s.arch
+    if not (s.method == "lora" and s.lora_experts and arch.is_moe and s.stack == "hf") or arch.experts_fused:
+        return 0.0
+    return s.act_bytes * arch.experts * arch.expert_params * arch.moe_layers / arch.layers

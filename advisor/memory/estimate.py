@@ -32,7 +32,8 @@ from dataclasses import asdict, dataclass, field
 
 from advisor.inputs.catalog import GIB
 from advisor.memory import overhead
-from advisor.memory.activations import (adapter_temporaries_bytes, backward_working_bytes, dora_weight_bytes, first_layer_savings,
+from advisor.memory.activations import (adapter_temporaries_bytes, backward_working_bytes, dora_weight_bytes, expert_merge_bytes,
+                                        first_layer_savings,
                                         head_activation_bytes, layer_activation_bytes, loss_bytes, selective_layer_bytes)  # fmt: skip
 from advisor.memory.setup import Setup
 from advisor.memory.state import adapter_params, optimizer_bytes
@@ -152,7 +153,7 @@ def _trainable(s: Setup, layer: float, notes: list) -> dict:
         t["adapter_b"] = t["adapter_a"] + (trainable * ab / shard if foreach else 0)
         return t
     P = arch.total_params
-    largest = max(arch.embedding_params, arch.largest_linear)
+    largest = arch.largest_tensor(stacked_experts=s.stack == "hf")  # transformers >= 5: 3-D experts
     grads_full = P * wb / shard
     t["states"] = P * optimizer_bytes(s.optimizer, wb) / shard
     if s.optimizer_in_backward:
@@ -185,7 +186,7 @@ def _activations(s: Setup, notes: list) -> dict:
     """Saved activations and the loss at backward's two moments: the loss (head) and the deepest layer's backward."""
     arch, L = s.arch, s.arch.layers
     tokens = s.batch_size * s.seq_len
-    layer = layer_activation_bytes(s) * tokens + dora_weight_bytes(s)
+    layer = layer_activation_bytes(s) * tokens + dora_weight_bytes(s) + expert_merge_bytes(s)
     head = head_activation_bytes(s) * tokens
     work = backward_working_bytes(s) * tokens
     loss = loss_bytes(s, tokens)

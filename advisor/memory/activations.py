@@ -266,3 +266,16 @@ def expert_merge_bytes(s) -> float:
     if not (s.method == "lora" and s.lora_experts and arch.is_moe and s.stack == "hf") or arch.experts_fused:
         return 0.0
     return s.act_bytes * arch.experts * arch.expert_params * arch.moe_layers / arch.layers
+
+
+def dora_norm_bytes(s) -> float:
+    """Not per token: DoRA's weight-norm working set while one module's forward runs. peft forms
+    ``lora_B(lora_A(eye(d_in)))`` (the eye in the adapter dtype, saved by lora_A while the product
+    lives), casts the product to the compute dtype and adds it to the base weight: the eye, the product
+    and its cast at once, for the largest adapted module. A forward frees it before backward starts;
+    full checkpointing recomputes each layer's forward during backward, on top of what backward holds."""
+    if s.method != "dora" or s.ckpt != "full":
+        return 0.0
+    ad, a = s.adapter_bytes, s.act_bytes
+    mods = set(s.target_modules) - {"lm_head"}
+    return max((ad * i * i + (ad + a) * i * o for m, (i, o) in s.arch.linears().items() if m in mods), default=0.0)

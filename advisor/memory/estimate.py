@@ -139,7 +139,7 @@ def _trainable(s: Setup, layer: float, notes: list) -> dict:
     shard = n if s.sharded else 1
     off_states = "optimizer" in s.offloads
     t = {"grads_a": 0.0, "grads_b": 0.0, "states": 0.0, "foreach": 0.0, "adapter_a": 0.0, "adapter_b": 0.0,
-         "paged": 0.0, "host": 0.0, "head_grad": 0.0, "trainable": arch.total_params}  # fmt: skip
+         "paged": 0.0, "host": 0.0, "head_grad": 0.0, "grads_end": 0.0, "trainable": arch.total_params}  # fmt: skip
     if s.adapted:
         t["trainable"] = trainable = adapter_params(s)
         ab = s.adapter_bytes
@@ -163,6 +163,9 @@ def _trainable(s: Setup, layer: float, notes: list) -> dict:
         # loss's tensors are freed, the LM head's gradient is (counted with the layer working set).
         t["grads_a"] = grads_full if s.grad_accum > 1 else 0.0
         t["head_grad"] = 0.0 if s.grad_accum > 1 else arch.hidden * arch.vocab * wb / shard
+        if not s.sharded and s.grad_accum == 1:  # backward reaches the first layer with every later layer's
+            # gradients (and the head's) allocated: all but the first layer's and the input embedding's
+            t["grads_end"] = max(0.0, grads_full - layer - (0 if arch.tied else arch.embedding_params * wb))
         if n > 1 and s.sharding == "ddp":  # DDP's bucket views: a second copy of every gradient
             t["grads_b"] += P * wb
             t["grads_a"] += P * wb
@@ -177,6 +180,7 @@ def _trainable(s: Setup, layer: float, notes: list) -> dict:
         t["host"] = t["states"] + grads_full
         t["states"] = t["foreach"] = 0.0
         t["grads_b"] = t["grads_a"] = layer if s.sharded else largest * wb
+        t["grads_end"] = 0.0
         notes.append("optimizer states and step offloaded to CPU")
     return t
 
@@ -207,7 +211,9 @@ def _activations(s: Setup, notes: list) -> dict:
     head_cast = arch.vocab * arch.hidden * s.act_bytes if s.autocast and (s.kbit_prep or s.precision == "bf16-mixed") else 0.0
     at_loss = {"activations": saved + head + head_cast, "logits": loss}
     at_layer = {"activations": saved + head + recompute + work, "logits": 0.0}
-    return {"at_loss": at_loss, "at_layer": at_layer, "host": host, "tokens": tokens}
+    # the first layer's backward, when every later layer's gradients exist (see _trainable's grads_end)
+    at_end = {"activations": (layer - saved_first if s.ckpt == "none" else per_layer + recompute) + work, "logits": 0.0}
+    return {"at_loss": at_loss, "at_layer": at_layer, "at_end": at_end, "host": host, "tokens": tokens}
 
 
 def estimate(s: Setup, *, frag: float | None = None, cpu_slack: float | None = None, cpu_runtime_gb: float | None = None,
@@ -225,7 +231,8 @@ def estimate(s: Setup, *, frag: float | None = None, cpu_slack: float | None = N
                 "quant_constants": w["quant"] + w["dequant"], "runtime_overhead": runtime}  # fmt: skip
     at_loss = {**static_a, "gradients": t["grads_a"], **act["at_loss"]}
     at_layer = {**static_a, "gradients": t["grads_a"] + t["head_grad"], **act["at_layer"]}
-    phase_a = max(at_loss, at_layer, key=lambda d: sum(d.values()))
+    at_end = {**static_a, "gradients": t["grads_a"] + t["grads_end"], **act["at_end"]}
+    phase_a = max(at_loss, at_layer, at_end, key=lambda d: sum(d.values()))
     phase_b = {
         "weights": w["b"] + w["root"], "gradients": t["grads_b"], "optimizer_states": t["states"] + t["foreach"],
         "activations": 0.0, "adapter": t["adapter_b"], "quant_constants": w["quant"], "logits": 0.0, "runtime_overhead": runtime,

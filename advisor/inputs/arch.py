@@ -51,6 +51,10 @@ class Arch:
     # ---- transformers has no SDPA path for this family (gpt-oss's attention sinks): its default is eager
     # attention, S × S scores per head; ``eager_softmax_bytes``: the dtype its softmax output is kept in
     sdpa_unsupported: bool = False
+    # ---- plain MLP: ff-wide tensors its activation saves for backward. A fused GELU (torch's, exact or tanh)
+    # saves its input only; HF's "gelu_new" (Phi, GPT-2 defaults) is a chain of elementwise ops that saves its
+    # input, x³'s input, tanh's output and 0.5·x: 4 (listed with saved_tensors_hooks on transformers 5)
+    act_saved: int = 1
     eager_softmax_bytes: int = 4
     # ---- DeepSeek multi-head latent attention: (q_lora_rank or 0, kv_lora_rank, nope, rope, v head dims)
     mla: tuple[int, int, int, int, int] | None = None
@@ -243,6 +247,10 @@ SIZED = frozenset({
 # and the sink logit in the scores' dtype, bf16 under autocast; the generic eager path: fp32, plus the
 # bf16 copy the value matmul saves). Gemma 2 is eager by its soft-capping (attn_softcap).
 NO_SDPA = {"gpt_oss": 2}
+# Plain-MLP activations that are chains of elementwise ops (each saving a tensor), by name, and the
+# activation a family's config defaults to when it names none (transformers' config classes).
+COMPOSITE_ACT = {"gelu_new": 4}
+_PLAIN_ACT_DEFAULT = {"phi": "gelu_new", "gpt2": "gelu_new", "gpt_bigcode": "gelu_pytorch_tanh"}
 
 
 def _get(cfg: dict, field: str, where: str, family: str, default=None):
@@ -296,6 +304,8 @@ def from_hf(cfg: dict, *, where: str = "config") -> Arch:
         if mt == "falcon":
             par = bool(cfg.get("parallel_attn", True))
             norms = 2 if cfg.get("new_decoder_architecture") or not par else 1
+        act = cfg.get("hidden_act") or cfg.get("activation_function") or _PLAIN_ACT_DEFAULT.get(mt, "gelu")
+        kw["act_saved"] = COMPOSITE_ACT.get(str(act), 1)
         kw.update(mlp=PLAIN, parallel=par, norms_per_layer=norms, layernorm=ln,
                   linear_bias=bool(cfg.get("bias", mt != "falcon")))  # fmt: skip
         if mt == "gpt_bigcode":

@@ -8,7 +8,7 @@ Counted tensor by tensor (bytes per token; ``a`` = activation bytes, 2 for bf16)
   expand k and v to every query head first (repeat_kv), so GQA/MQA save q-wide k and v; the
   flash-attention-2 kernel takes them unexpanded. Eager attention adds the fp32 softmax.
 - gated MLP: act(gate) saves gate's output, the product saves act's output and up's: 3 × ff.
-  Plain MLP (GELU): only fc1's output, for GELU's backward: 1 × ff.
+  Plain MLP (GELU): only fc1's output, for GELU's backward: 1 × ff; HF's composite "gelu_new" 4 × ff (the hf stack; litgpt/torchtune use torch's fused GELU).
 - mixture of experts: each token's k experts keep their MLP activations, plus the expert output
   (for the routing weight's gradient) and the fp32 router softmax; the shared expert as a dense MLP.
 - trainable inputs: a linear whose weight trains saves its input (full fine-tuning), shared by
@@ -107,7 +107,8 @@ def layer_activation_bytes(s) -> float:
 
     def mlp_block(width: int, per_token: int, *, own_input: bool, lora: bool = True) -> float:
         """Saved by one MLP per token routed through it; ``own_input``: its input is a fresh copy (an expert's gather)."""
-        t = (1 if arch.mlp == PLAIN else 3) * m * width
+        # plain: fc1's output (+ what HF's composite GELU saves; litgpt and torchtune call torch's fused GELU)
+        t = ((arch.act_saved if s.stack == "hf" else 1) if arch.mlp == PLAIN else 3) * m * width
         kept = ({"prod"} | ({x2} if own_input or x2 == "x2" else set())) if keep_inputs else set()
         if lora:
             t += _lora_terms(s, mods, arch.mlp_linears(width), mlp_in, dtype, kept)

@@ -121,7 +121,7 @@ def layer_activation_bytes(s) -> float:
         return total + dense
     k = arch.experts_per_tok
     # each token's k experts, their outputs (saved for the routing weight's grad) and the fp32 router softmax
-    moe = mlp_block(arch.expert_intermediate, k, own_input=True, lora=s.lora_experts) + k * a * d + F32 * arch.experts
+    moe = mlp_block(arch.expert_intermediate, k, own_input=True, lora=s.adapts_experts) + k * a * d + F32 * arch.experts
     if arch.shared_intermediate:
         moe += mlp_block(arch.shared_intermediate, 1, own_input=False)
     return total + (arch.dense_layers * dense + arch.moe_layers * moe) / arch.layers
@@ -234,7 +234,7 @@ def selective_layer_bytes(s) -> float:
     total = (F32 if s.kbit_prep else a) * arch.hidden + attn
     if not arch.is_moe:
         return total + dense
-    moe = a * arch.experts_per_tok * outs(arch.mlp_linears(arch.expert_intermediate), lora=s.lora_experts) + a * arch.experts
+    moe = a * arch.experts_per_tok * outs(arch.mlp_linears(arch.expert_intermediate), lora=s.adapts_experts) + a * arch.experts
     if arch.shared_intermediate:
         moe += a * outs(arch.mlp_linears(arch.shared_intermediate))
     return total + (arch.dense_layers * dense + arch.moe_layers * moe) / arch.layers
@@ -250,7 +250,7 @@ def dora_weight_bytes(s) -> float:
     block = lambda shapes: sum(i * o for m, (i, o) in shapes.items() if m in mods)  # noqa: E731
     n = arch.layers * block(arch.attn_linears()) + arch.dense_layers * block(arch.mlp_linears())
     if arch.is_moe:
-        experts = arch.experts * block(arch.mlp_linears(arch.expert_intermediate)) if s.lora_experts else 0
+        experts = arch.experts * block(arch.mlp_linears(arch.expert_intermediate)) if s.adapts_experts else 0
         n += arch.moe_layers * (experts + (block(arch.mlp_linears(arch.shared_intermediate)) if arch.shared_intermediate else 0))
     return s.act_bytes * n / arch.layers
 
@@ -264,7 +264,7 @@ def expert_merge_bytes(s) -> float:
     version) are outside peft's expert mapping: not adapted, nothing merged. Selective checkpointing
     recomputes the merge (an add, not a matmul)."""
     arch = s.arch
-    if not (s.method == "lora" and s.lora_experts and arch.is_moe and s.stack == "hf") or arch.experts_fused:
+    if not (s.method == "lora" and s.adapts_experts and arch.is_moe and s.stack == "hf"):
         return 0.0
     return s.act_bytes * arch.experts * arch.expert_params * arch.moe_layers / arch.layers
 

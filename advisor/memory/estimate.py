@@ -163,6 +163,8 @@ def _trainable(s: Setup, layer: float, notes: list) -> dict:
         # loss's tensors are freed, the LM head's gradient is (counted with the layer working set).
         t["grads_a"] = grads_full if s.grad_accum > 1 else 0.0
         t["head_grad"] = 0.0 if s.grad_accum > 1 else arch.hidden * arch.vocab * wb / shard
+        if s.sharded:  # FSDP: a layer's gradient is unsharded (full size) until its reduce-scatter, during its backward
+            t["head_grad"] += layer
         if not s.sharded and s.grad_accum == 1:  # backward reaches the first layer with every later layer's
             # gradients (and the head's) allocated: all but the first layer's and the input embedding's
             t["grads_end"] = max(0.0, grads_full - layer - (0 if arch.tied else arch.embedding_params * wb))
@@ -248,7 +250,7 @@ def estimate(s: Setup, *, frag: float | None = None, cpu_slack: float | None = N
         notes.append("QLoRA via prepare_model_for_kbit_training: non-4-bit parameters and the residual stream in fp32")
     if arch.is_moe:
         notes.append(f"MoE: all {arch.experts} experts' weights held, {arch.experts_per_tok} active per token"
-                     + ("" if not s.adapted else "; LoRA on every expert too" if s.lora_experts
+                     + ("" if not s.adapted else "; LoRA on every expert too" if s.adapts_experts
                         else "; LoRA on attention and shared experts (all-linear does not reach fused experts)"))  # fmt: skip
     if s.float8:
         notes.append("float8 linears (torchao): fp8 matmuls; eager Float8Linear saves its high-precision input, so activations are unchanged")

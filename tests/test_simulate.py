@@ -97,3 +97,43 @@ def test_estimate_simulate_refuses_what_transformers_cannot_build_in_one_line(tm
     assert res.returncode == 2
     lines = [ln for ln in res.stderr.splitlines() if ln.startswith("advisor: error:")]
     assert len(lines) == 1 and "llama-nonsense" in lines[0] and "Traceback" not in res.stderr, res.stderr[-800:]
+
+
+def test_simulated_reserved_memory_is_the_analytic_overhead_model(monkeypatch):
+    """One overhead model: the simulated path's reserved memory is advisor.overhead's terms (cuBLAS
+    workspaces + FRAG × the churned items), so changing FRAG there moves it by FRAG × churn."""
+    from advisor import overhead
+    from advisor.simulate import report
+
+    fake, _ = _pair("lora")
+    base = report.breakdown(fake, adapted=True, per_gpu=False)
+    churn = overhead.churn_gb(base.items())
+    assert churn == pytest.approx(base.activations) and churn > 0  # adapters and weights are static
+    assert base.peak_reserved_gb == pytest.approx(overhead.reserved_gb(base.peak_allocated_gb + overhead.CUBLAS_WORKSPACE_GB, churn))
+    monkeypatch.setattr(overhead, "FRAG", overhead.FRAG + 0.5)
+    moved = report.breakdown(fake, adapted=True, per_gpu=False)
+    assert moved.peak_reserved_gb - base.peak_reserved_gb == pytest.approx(0.5 * churn)
+    lo, hi = overhead.RANGES[base.peak_phase if base.peak_phase == "optimizer step" else "backward start"]
+    assert moved.peak_reserved_gb_range[1] == pytest.approx(moved.peak_reserved_gb * (1 + hi))
+
+
+def test_doras_identity_matrices_do_not_outlive_their_forward():
+    """peft's DoRA forms lora_B(lora_A(eye(d_in))) for a detached weight norm: a real run frees the eye and
+    the product when the module returns. The tracker's hook cycles kept them into backward until a full
+    collection after each decoder layer (down_proj here: d_in 2048, an eye of 16 MiB in fp32)."""
+    from advisor.simulate.step import StepSpec, run
+
+    r = run(WIDE, StepSpec(method="dora", rank=4, batch_size=1, seq_len=4, lora_dropout=0.0))
+    assert r["phases"]["forward"]["total"] > 2048 * 2048 * 4  # the eye is there while its module runs
+    assert r["phases"]["backward"]["total"] < 2048 * 2048 * 2  # and no d_in × d_in tensor reaches backward
+
+
+def test_attention_dropout_is_simulated_as_a_gpus_fused_kernel_holds_it():
+    """A GPU's flash/memory-efficient SDPA applies attention dropout in the kernel (an RNG seed kept, nothing
+    S × S); torch's CPU SDPA would fall back to its math path and keep fp32 scores. GPTBigCode defaults
+    attn_pdrop to 0.1: its simulated step must hold what the same step at p = 0 holds."""
+    from advisor.simulate.step import StepSpec, run
+
+    big = dict(model_type="gpt_bigcode", n_embd=64, n_head=4, n_layer=1, vocab_size=64, multi_query=True, n_positions=256)
+    s = StepSpec(method="full", batch_size=2, seq_len=128)
+    assert run({**big, "attn_pdrop": 0.1}, s)["peak"] == run({**big, "attn_pdrop": 0.0}, s)["peak"]

@@ -7,7 +7,7 @@ leaves HEADROOM of the budget free, its memory breakdown, and its time per epoch
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from advisor.inputs.catalog import GpuBudget, Model
 from advisor.memory import overhead
@@ -113,14 +113,14 @@ def size(model: Model, opt: Option, gpu: GpuBudget, seq_len: int, target_batch: 
     fits at all, else (fits=False) the leanest."""
     if opt.objective == "grpo":  # a step trains on one prompt's G completions
         target_batch = GRPO_DEFAULTS["num_generations"]
+    if opt.method == "qlora" and stack.float8:  # float8 linears need a bf16 base: QLoRA's 4-bit one is sized without
+        stack = replace(stack, float8=False)
     plans = []
     for ckpt, micro in CONFIGS:
         if micro > target_batch or (stack.checkpointing and not ckpt and (True, micro) in CONFIGS):
             continue  # a fixed --checkpointing: one config per micro-batch
         accum = max(1, target_batch // micro)
         obj, model_seq = objective_of(opt, seq_len)
-        if opt.method == "qlora" and stack.float8:
-            continue  # float8 linears need a bf16 base
         setup = _setup(model, opt, micro, ckpt, model_seq, gpu, accum, stack)
         whole = None
         if opt.objective == "sft":

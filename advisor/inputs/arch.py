@@ -48,6 +48,14 @@ class Arch:
     # ---- Gemma 2 soft-capping: tanh on the attention scores forces eager attention; tanh on the logits
     attn_softcap: bool = False
     logit_softcap: bool = False
+    # ---- transformers has no SDPA path for this family (gpt-oss's attention sinks): its default is eager
+    # attention, S × S scores per head; ``eager_softmax_bytes``: the dtype its softmax output is kept in
+    sdpa_unsupported: bool = False
+    # ---- plain MLP: ff-wide tensors its activation saves for backward. A fused GELU (torch's, exact or tanh)
+    # saves its input only; HF's "gelu_new" (Phi, GPT-2 defaults) is a chain of elementwise ops that saves its
+    # input, x³'s input, tanh's output and 0.5·x: 4 (listed with saved_tensors_hooks on transformers 5)
+    act_saved: int = 1
+    eager_softmax_bytes: int = 4
     # ---- DeepSeek multi-head latent attention: (q_lora_rank or 0, kv_lora_rank, nope, rope, v head dims)
     mla: tuple[int, int, int, int, int] | None = None
     # ---- context: max_position_embeddings (0: unknown); rope_scaling declared in the config
@@ -177,6 +185,16 @@ class Arch:
             shapes += self.mlp_linears(self.expert_intermediate).values()
         return max(i * o for i, o in shapes)
 
+    def largest_tensor(self, stacked_experts: bool) -> int:
+        """Elements of the largest single parameter tensor: the embedding, a linear, or, where each MoE
+        layer's experts are one 3-D parameter per projection (transformers >= 5, gpt-oss on any), the
+        stacked experts (E × 2·ff × d for a gated MLP's fused gate/up, E × ff × d for a plain one).
+        Per-tensor work (CPU AdamW's temporaries, optimizer-in-backward) is that large."""
+        out = max(self.embedding_params, self.largest_linear)
+        if self.is_moe and (stacked_experts or self.experts_fused):
+            out = max(out, self.experts * self.hidden * self.expert_intermediate * (1 if self.mlp == PLAIN else 2))
+        return out
+
     def to_record(self) -> dict:
         """The harness's ``config.model.arch`` spelling (dense fields; MoE adds its own)."""
         out = {
@@ -222,6 +240,17 @@ SIZED = frozenset({
     "gemma3_text", "phi", "phi3", "gpt_neox", "falcon", "gpt_bigcode", "gpt2", "stablelm", "llama4_text",
     "gpt_oss", "deepseek_v2", "deepseek_v3", "olmo", "olmo2", "granite", "smollm3",
 })  # fmt: skip
+
+
+# Families whose transformers (5.x) modeling class has ``_supports_sdpa = False``, so the default
+# attention is eager, and the bytes its eager softmax output is kept in (gpt-oss: softmax over the scores
+# and the sink logit in the scores' dtype, bf16 under autocast; the generic eager path: fp32, plus the
+# bf16 copy the value matmul saves). Gemma 2 is eager by its soft-capping (attn_softcap).
+NO_SDPA = {"gpt_oss": 2}
+# Plain-MLP activations that are chains of elementwise ops (each saving a tensor), by name, and the
+# activation a family's config defaults to when it names none (transformers' config classes).
+COMPOSITE_ACT = {"gelu_new": 4}
+_PLAIN_ACT_DEFAULT = {"phi": "gelu_new", "gpt2": "gelu_new", "gpt_bigcode": "gelu_pytorch_tanh"}
 
 
 def _get(cfg: dict, field: str, where: str, family: str, default=None):
@@ -275,6 +304,8 @@ def from_hf(cfg: dict, *, where: str = "config") -> Arch:
         if mt == "falcon":
             par = bool(cfg.get("parallel_attn", True))
             norms = 2 if cfg.get("new_decoder_architecture") or not par else 1
+        act = cfg.get("hidden_act") or cfg.get("activation_function") or _PLAIN_ACT_DEFAULT.get(mt, "gelu")
+        kw["act_saved"] = COMPOSITE_ACT.get(str(act), 1)
         kw.update(mlp=PLAIN, parallel=par, norms_per_layer=norms, layernorm=ln,
                   linear_bias=bool(cfg.get("bias", mt != "falcon")))  # fmt: skip
         if mt == "gpt_bigcode":
@@ -298,6 +329,8 @@ def from_hf(cfg: dict, *, where: str = "config") -> Arch:
             raise AdvisorError(f"{where}: missing {', '.join(missing)} (multi-head latent attention needs them)")
         kw["mla"] = (int(cfg.get("q_lora_rank") or 0), int(cfg["kv_lora_rank"]), *(int(cfg[x]) for x in need))
     kw["attn_softcap"] = bool(cfg.get("attn_logit_softcapping"))
+    if mt in NO_SDPA:  # transformers' class sets _supports_sdpa = False: eager unless flash is asked for
+        kw["sdpa_unsupported"], kw["eager_softmax_bytes"] = True, NO_SDPA[mt]
     kw["logit_softcap"] = bool(cfg.get("final_logit_softcapping"))
     qkv_bias = bool(cfg.get("attention_bias", False)) or mt in ("qwen", "qwen2", "qwen2_moe")
     ctx = next((cfg[k] for k in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")

@@ -8,7 +8,7 @@ Counted tensor by tensor (bytes per token; ``a`` = activation bytes, 2 for bf16)
   expand k and v to every query head first (repeat_kv), so GQA/MQA save q-wide k and v; the
   flash-attention-2 kernel takes them unexpanded. Eager attention adds the fp32 softmax.
 - gated MLP: act(gate) saves gate's output, the product saves act's output and up's: 3 × ff.
-  Plain MLP (GELU): only fc1's output, for GELU's backward: 1 × ff.
+  Plain MLP (GELU): only fc1's output, for GELU's backward: 1 × ff; HF's composite "gelu_new" 4 × ff (the hf stack; litgpt/torchtune use torch's fused GELU).
 - mixture of experts: each token's k experts keep their MLP activations, plus the expert output
   (for the routing weight's gradient) and the fp32 router softmax; the shared expert as a dense MLP.
 - trainable inputs: a linear whose weight trains saves its input (full fine-tuning), shared by
@@ -64,6 +64,13 @@ def first_layer_savings(s) -> float:
     return norm + targeted * mask * d
 
 
+def eager_attention(s) -> bool:
+    """Whether attention materializes S × S scores: asked for (``--attention eager``), forced by Gemma 2's
+    soft-capping, or the default of a family transformers has no SDPA path for (gpt-oss) unless flash is asked."""
+    arch = s.arch
+    return s.attention == "eager" or arch.attn_softcap or (arch.sdpa_unsupported and s.attention == "sdpa")
+
+
 def layer_activation_bytes(s) -> float:
     """Bytes autograd saves in one decoder layer, per token, without checkpointing (MoE: layer average)."""
     arch, a = s.arch, s.act_bytes
@@ -86,9 +93,10 @@ def layer_activation_bytes(s) -> float:
     kv_saved = kv if s.attention == "flash" or arch.mla else q
     total += a * (q + 2 * kv_saved + o_in) if not arch.mla else a * (q + kv + arch.heads * arch.mla[4] + o_in)
     total += F32 * arch.heads  # flash / memory-efficient attention's fp32 log-sum-exp per head
-    if s.attention == "eager" or arch.attn_softcap:  # fp32 softmax output + its bf16 copy, per head per key
+    if eager_attention(s):  # fp32 softmax output + its bf16 copy, per head per key
         # Gemma 2's tanh soft-capping of the scores has no fused kernel: eager attention, + the saved tanh output
-        total += (F32 + a + (a if arch.attn_softcap else 0)) * arch.heads * s.seq_len
+        soft = arch.eager_softmax_bytes if arch.sdpa_unsupported else F32 + a
+        total += (soft + (a if arch.attn_softcap else 0)) * arch.heads * s.seq_len
     attn_in = {"q_proj": "x1", "k_proj": "x1", "v_proj": "x1", "o_proj": "attn"}
     saved = {"x1", "attn"} if keep_inputs else set()
     total += _lora_terms(s, mods, arch.attn_linears(), attn_in, dtype, saved)
@@ -99,7 +107,8 @@ def layer_activation_bytes(s) -> float:
 
     def mlp_block(width: int, per_token: int, *, own_input: bool, lora: bool = True) -> float:
         """Saved by one MLP per token routed through it; ``own_input``: its input is a fresh copy (an expert's gather)."""
-        t = (1 if arch.mlp == PLAIN else 3) * m * width
+        # plain: fc1's output (+ what HF's composite GELU saves; litgpt and torchtune call torch's fused GELU)
+        t = ((arch.act_saved if s.stack == "hf" else 1) if arch.mlp == PLAIN else 3) * m * width
         kept = ({"prod"} | ({x2} if own_input or x2 == "x2" else set())) if keep_inputs else set()
         if lora:
             t += _lora_terms(s, mods, arch.mlp_linears(width), mlp_in, dtype, kept)
@@ -112,7 +121,7 @@ def layer_activation_bytes(s) -> float:
         return total + dense
     k = arch.experts_per_tok
     # each token's k experts, their outputs (saved for the routing weight's grad) and the fp32 router softmax
-    moe = mlp_block(arch.expert_intermediate, k, own_input=True, lora=s.lora_experts) + k * a * d + F32 * arch.experts
+    moe = mlp_block(arch.expert_intermediate, k, own_input=True, lora=s.adapts_experts) + k * a * d + F32 * arch.experts
     if arch.shared_intermediate:
         moe += mlp_block(arch.shared_intermediate, 1, own_input=False)
     return total + (arch.dense_layers * dense + arch.moe_layers * moe) / arch.layers
@@ -174,7 +183,7 @@ def backward_working_bytes(s) -> float:
     Gated MLP: the gradients of act(gate) and of up are formed while the product's gradient and the saved
     tensors they replace are still held: 2 × ff beyond the layer's saved tensors (plain MLP: 1 × ff);
     MoE: one expert's routed tokens at a time, + the shared expert. Attention: dq, dk, dv and the
-    flash/memory-efficient kernels' fp32 dq accumulator. Plus the residual gradient in and out (2 × d).
+    flash/memory-efficient kernels' fp32 dq accumulator; eager attention the S × S gradients of its softmax. Plus the residual gradient in and out (2 × d).
     Float8 linears add the fp8 casts of the matmul's input and gradient (1 B each)."""
     arch, a = s.arch, s.act_bytes
     m = F32 if s.kbit_prep else a
@@ -185,6 +194,9 @@ def backward_working_bytes(s) -> float:
         mlp = max(mlp if arch.dense_layers else 0, moe)
     kv = arch.kv_dim if s.attention == "flash" or arch.mla else arch.q_dim
     attn = a * (arch.q_dim + 2 * kv) + F32 * arch.q_dim
+    if eager_attention(s):  # the softmax's backward: the gradient of its output and of its input, S × S per head,
+        # formed while the saved softmax output is still held (in its own dtype: gpt-oss bf16, generic eager fp32)
+        attn += 2 * (arch.eager_softmax_bytes if arch.sdpa_unsupported else F32) * arch.heads * s.seq_len
     fp8 = (arch.hidden + max(arch.intermediate, arch.expert_intermediate)) if s.float8 else 0
     dora = 0
     if s.method == "dora":  # the magnitude's gradient: the incoming gradient × the base and LoRA results, in fp32
@@ -225,7 +237,7 @@ def selective_layer_bytes(s) -> float:
     total = (F32 if s.kbit_prep else a) * arch.hidden + attn
     if not arch.is_moe:
         return total + dense
-    moe = a * arch.experts_per_tok * outs(arch.mlp_linears(arch.expert_intermediate), lora=s.lora_experts) + a * arch.experts
+    moe = a * arch.experts_per_tok * outs(arch.mlp_linears(arch.expert_intermediate), lora=s.adapts_experts) + a * arch.experts
     if arch.shared_intermediate:
         moe += a * outs(arch.mlp_linears(arch.shared_intermediate))
     return total + (arch.dense_layers * dense + arch.moe_layers * moe) / arch.layers
@@ -241,6 +253,33 @@ def dora_weight_bytes(s) -> float:
     block = lambda shapes: sum(i * o for m, (i, o) in shapes.items() if m in mods)  # noqa: E731
     n = arch.layers * block(arch.attn_linears()) + arch.dense_layers * block(arch.mlp_linears())
     if arch.is_moe:
-        experts = arch.experts * block(arch.mlp_linears(arch.expert_intermediate)) if s.lora_experts else 0
+        experts = arch.experts * block(arch.mlp_linears(arch.expert_intermediate)) if s.adapts_experts else 0
         n += arch.moe_layers * (experts + (block(arch.mlp_linears(arch.shared_intermediate)) if arch.shared_intermediate else 0))
     return s.act_bytes * n / arch.layers
+
+
+def expert_merge_bytes(s) -> float:
+    """Per layer (not per token; MoE layers averaged over the stack): LoRA on stacked 3-D experts. On
+    transformers >= 5 each MoE layer keeps its experts as one parameter per projection, and peft's
+    all-linear reaches them through ``ParamWrapper`` (target_parameters), which adds B·A to the whole
+    expert weight every forward: the merged E × (gate/up + down) weight, in the weight's dtype, is a new
+    tensor that the experts' matmuls save for backward. gpt-oss's experts (``experts_fused`` on any
+    version) are outside peft's expert mapping: not adapted, nothing merged. Selective checkpointing
+    recomputes the merge (an add, not a matmul)."""
+    arch = s.arch
+    if not (s.method == "lora" and s.adapts_experts and arch.is_moe and s.stack == "hf"):
+        return 0.0
+    return s.act_bytes * arch.experts * arch.expert_params * arch.moe_layers / arch.layers
+
+
+def dora_norm_bytes(s) -> float:
+    """Not per token: DoRA's weight-norm working set while one module's forward runs. peft forms
+    ``lora_B(lora_A(eye(d_in)))`` (the eye in the adapter dtype, saved by lora_A while the product
+    lives), casts the product to the compute dtype and adds it to the base weight: the eye, the product
+    and its cast at once, for the largest adapted module. A forward frees it before backward starts;
+    full checkpointing recomputes each layer's forward during backward, on top of what backward holds."""
+    if s.method != "dora" or s.ckpt != "full":
+        return 0.0
+    ad, a = s.adapter_bytes, s.act_bytes
+    mods = set(s.target_modules) - {"lm_head"}
+    return max((ad * i * i + (ad + a) * i * o for m, (i, o) in s.arch.linears().items() if m in mods), default=0.0)

@@ -32,8 +32,8 @@ from dataclasses import asdict, dataclass, field
 
 from advisor.inputs.catalog import GIB
 from advisor.memory import overhead
-from advisor.memory.activations import (adapter_temporaries_bytes, backward_working_bytes, dora_weight_bytes, first_layer_savings,
-                                        head_activation_bytes, layer_activation_bytes, loss_bytes, selective_layer_bytes)  # fmt: skip
+from advisor.memory.activations import (adapter_temporaries_bytes, backward_working_bytes, dora_norm_bytes, dora_weight_bytes,
+                                        expert_merge_bytes, first_layer_savings, head_activation_bytes, layer_activation_bytes, loss_bytes, selective_layer_bytes)  # fmt: skip
 from advisor.memory.setup import Setup
 from advisor.memory.state import adapter_params, optimizer_bytes
 from advisor.memory.state import weights as _weights
@@ -139,7 +139,7 @@ def _trainable(s: Setup, layer: float, notes: list) -> dict:
     shard = n if s.sharded else 1
     off_states = "optimizer" in s.offloads
     t = {"grads_a": 0.0, "grads_b": 0.0, "states": 0.0, "foreach": 0.0, "adapter_a": 0.0, "adapter_b": 0.0,
-         "paged": 0.0, "host": 0.0, "head_grad": 0.0, "trainable": arch.total_params}  # fmt: skip
+         "paged": 0.0, "host": 0.0, "head_grad": 0.0, "grads_end": 0.0, "trainable": arch.total_params}  # fmt: skip
     if s.adapted:
         t["trainable"] = trainable = adapter_params(s)
         ab = s.adapter_bytes
@@ -152,7 +152,7 @@ def _trainable(s: Setup, layer: float, notes: list) -> dict:
         t["adapter_b"] = t["adapter_a"] + (trainable * ab / shard if foreach else 0)
         return t
     P = arch.total_params
-    largest = max(arch.embedding_params, arch.largest_linear)
+    largest = arch.largest_tensor(stacked_experts=s.stack == "hf")  # transformers >= 5: 3-D experts
     grads_full = P * wb / shard
     t["states"] = P * optimizer_bytes(s.optimizer, wb) / shard
     if s.optimizer_in_backward:
@@ -163,6 +163,11 @@ def _trainable(s: Setup, layer: float, notes: list) -> dict:
         # loss's tensors are freed, the LM head's gradient is (counted with the layer working set).
         t["grads_a"] = grads_full if s.grad_accum > 1 else 0.0
         t["head_grad"] = 0.0 if s.grad_accum > 1 else arch.hidden * arch.vocab * wb / shard
+        if s.sharded:  # FSDP: a layer's gradient is unsharded (full size) until its reduce-scatter, during its backward
+            t["head_grad"] += layer
+        if not s.sharded and s.grad_accum == 1:  # backward reaches the first layer with every later layer's
+            # gradients (and the head's) allocated: all but the first layer's and the input embedding's
+            t["grads_end"] = max(0.0, grads_full - layer - (0 if arch.tied else arch.embedding_params * wb))
         if n > 1 and s.sharding == "ddp":  # DDP's bucket views: a second copy of every gradient
             t["grads_b"] += P * wb
             t["grads_a"] += P * wb
@@ -177,6 +182,7 @@ def _trainable(s: Setup, layer: float, notes: list) -> dict:
         t["host"] = t["states"] + grads_full
         t["states"] = t["foreach"] = 0.0
         t["grads_b"] = t["grads_a"] = layer if s.sharded else largest * wb
+        t["grads_end"] = 0.0
         notes.append("optimizer states and step offloaded to CPU")
     return t
 
@@ -185,13 +191,13 @@ def _activations(s: Setup, notes: list) -> dict:
     """Saved activations and the loss at backward's two moments: the loss (head) and the deepest layer's backward."""
     arch, L = s.arch, s.arch.layers
     tokens = s.batch_size * s.seq_len
-    layer = layer_activation_bytes(s) * tokens + dora_weight_bytes(s)
+    layer = layer_activation_bytes(s) * tokens + dora_weight_bytes(s) + expert_merge_bytes(s)
     head = head_activation_bytes(s) * tokens
     work = backward_working_bytes(s) * tokens
     loss = loss_bytes(s, tokens)
     kept = (4 if s.kbit_prep else s.act_bytes) * arch.hidden * tokens  # one layer input per checkpointed layer
     per_layer = {"none": layer, "full": kept, "selective": selective_layer_bytes(s) * tokens + dora_weight_bytes(s)}[s.ckpt]
-    recompute = 0.0 if s.ckpt == "none" else layer  # backward recomputes one checkpointed layer at a time
+    recompute = 0.0 if s.ckpt == "none" else layer + dora_norm_bytes(s)  # backward recomputes one checkpointed layer at a time
     host = 0.0
     saved_first = first_layer_savings(s) * tokens
     if "activations" in s.offloads:  # saved tensors go to pinned host memory; two layers' worth stay on the GPU
@@ -207,7 +213,9 @@ def _activations(s: Setup, notes: list) -> dict:
     head_cast = arch.vocab * arch.hidden * s.act_bytes if s.autocast and (s.kbit_prep or s.precision == "bf16-mixed") else 0.0
     at_loss = {"activations": saved + head + head_cast, "logits": loss}
     at_layer = {"activations": saved + head + recompute + work, "logits": 0.0}
-    return {"at_loss": at_loss, "at_layer": at_layer, "host": host, "tokens": tokens}
+    # the first layer's backward, when every later layer's gradients exist (see _trainable's grads_end)
+    at_end = {"activations": (layer - saved_first if s.ckpt == "none" else per_layer + recompute) + work, "logits": 0.0}
+    return {"at_loss": at_loss, "at_layer": at_layer, "at_end": at_end, "host": host, "tokens": tokens}
 
 
 def estimate(s: Setup, *, frag: float | None = None, cpu_slack: float | None = None, cpu_runtime_gb: float | None = None,
@@ -225,7 +233,8 @@ def estimate(s: Setup, *, frag: float | None = None, cpu_slack: float | None = N
                 "quant_constants": w["quant"] + w["dequant"], "runtime_overhead": runtime}  # fmt: skip
     at_loss = {**static_a, "gradients": t["grads_a"], **act["at_loss"]}
     at_layer = {**static_a, "gradients": t["grads_a"] + t["head_grad"], **act["at_layer"]}
-    phase_a = max(at_loss, at_layer, key=lambda d: sum(d.values()))
+    at_end = {**static_a, "gradients": t["grads_a"] + t["grads_end"], **act["at_end"]}
+    phase_a = max(at_loss, at_layer, at_end, key=lambda d: sum(d.values()))
     phase_b = {
         "weights": w["b"] + w["root"], "gradients": t["grads_b"], "optimizer_states": t["states"] + t["foreach"],
         "activations": 0.0, "adapter": t["adapter_b"], "quant_constants": w["quant"], "logits": 0.0, "runtime_overhead": runtime,
@@ -241,7 +250,7 @@ def estimate(s: Setup, *, frag: float | None = None, cpu_slack: float | None = N
         notes.append("QLoRA via prepare_model_for_kbit_training: non-4-bit parameters and the residual stream in fp32")
     if arch.is_moe:
         notes.append(f"MoE: all {arch.experts} experts' weights held, {arch.experts_per_tok} active per token"
-                     + ("" if not s.adapted else "; LoRA on every expert too" if s.lora_experts
+                     + ("" if not s.adapted else "; LoRA on every expert too" if s.adapts_experts
                         else "; LoRA on attention and shared experts (all-linear does not reach fused experts)"))  # fmt: skip
     if s.float8:
         notes.append("float8 linears (torchao): fp8 matmuls; eager Float8Linear saves its high-precision input, so activations are unchanged")

@@ -127,6 +127,13 @@ class Setup:
         return "selective" if self.checkpointing == "selective" else "none"
 
     @property
+    def adapts_experts(self) -> bool:
+        """Whether LoRA reaches the routed experts: ``lora_experts``, where peft can. On the hf stack peft's
+        expert mapping (transformers >= 5's stacked experts, through ParamWrapper) covers Mixtral, Qwen-MoE
+        and the like, not gpt-oss's experts (``experts_fused``: listed on a built model, none adapted)."""
+        return self.lora_experts and not (self.arch.experts_fused and self.stack == "hf")
+
+    @property
     def offloads(self) -> tuple[str, ...]:
         return () if self.offload == "none" else tuple(self.offload.split("+"))
 

@@ -38,7 +38,7 @@ def adapter_params(s) -> int:
 
     n = arch.layers * block(arch.attn_linears()) + arch.dense_layers * block(arch.mlp_linears())
     if arch.is_moe:
-        experts = arch.experts * block(arch.mlp_linears(arch.expert_intermediate)) if s.lora_experts else 0
+        experts = arch.experts * block(arch.mlp_linears(arch.expert_intermediate)) if s.adapts_experts else 0
         shared = block(arch.mlp_linears(arch.shared_intermediate)) if arch.shared_intermediate else 0
         n += arch.moe_layers * (experts + shared)
     if "lm_head" in mods:

@@ -38,10 +38,35 @@ def harness_command(rec) -> str:
         f"train.lr={sci(rec.lr)}", f"train.epochs={rec.epochs}", "train.max_steps=-1",
         f"train.batch_size={plan.micro_batch}", f"train.grad_accum={plan.grad_accum}",
         f"train.max_seq_len={plan.setup.seq_len}", f"train.grad_checkpointing={str(plan.setup.grad_checkpointing).lower()}",
-        f"train.dtype={rec.precision}", f"train.weight_decay={rec.weight_decay}", f"budget_gb={plan.budget_gb:g}",
-        "task=custom", "task.train_file=train.jsonl", "task.eval_file=eval.jsonl",
     ]  # fmt: skip
-    return " ".join(parts)
+    stack, left = _stack_overrides(rec, supervised=opt.objective == "sft" and opt.gpus == 1)
+    dtype = "fp32" if plan.setup.precision == "fp32" else rec.precision
+    parts += [*stack, f"train.dtype={dtype}", f"train.weight_decay={rec.weight_decay}", f"budget_gb={plan.budget_gb:g}",
+              "task=custom", "task.train_file=train.jsonl", "task.eval_file=eval.jsonl"]  # fmt: skip
+    line = " ".join(parts)
+    return line + (f"  # not carried: {'; '.join(left)}" if left else "")
+
+
+def _stack_overrides(rec, *, supervised: bool) -> tuple[list[str], list[str]]:
+    """The recipe's stack options as harness overrides (``train.loss``, ``train.checkpointing``), and the
+    ones the harness cannot run, each with why (they stay in the estimate, not in the measurement)."""
+    s, opts = rec.plan.setup, rec.inputs.stack
+    want = []
+    if s.loss_kind in ("fused", "chunked"):  # the harness's chunked loss never holds the whole logits either
+        want.append(("train.loss=chunked", f"--loss {s.loss}"))
+    if s.ckpt == "selective":
+        want.append(("train.checkpointing=selective", "--checkpointing selective"))
+    if supervised:
+        parts, left = [w for w, _ in want], []
+    else:  # fsdp/grpo/dpo run their own loop: the harness refuses these there
+        parts, left = [], [f"{flag} (the harness's {rec.plan.option.top_method} runs its own loop)" for _, flag in want]
+    if opts.offload != "none":
+        left.append(f"--offload {opts.offload} (the harness has no CPU offload)")
+    if s.precision == "bf16-mixed":
+        left.append("--precision bf16-mixed (the harness loads weights in the compute dtype)")
+    if opts.float8:
+        left.append("--float8 (the harness has no float8 linears)")
+    return parts, left
 
 
 def recipe_dict(rec) -> dict:

@@ -74,8 +74,9 @@ def run(setup, model, *, config: dict | None = None, trust_remote_code: bool = F
     else:
         result = step.run(cfg, spec)
     result["seconds"] = time.time() - t0
-    b = report.breakdown(result, adapted=setup.adapted, per_gpu=setup.gpus > 1, notes=result.get("notes", ()), device=setup.device)
-    return b, report.extras(result)
+    b = report.breakdown(result, adapted=setup.adapted, per_gpu=setup.gpus > 1, notes=result.get("notes", ()), device=setup.device,
+                         gpus=setup.gpus)
+    return b, report.extras(result, adapted=setup.adapted, gpus=setup.gpus)
 
 
 def simulate(setup, model, *, config: dict | None = None, trust_remote_code: bool = False) -> dict:

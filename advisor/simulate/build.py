@@ -25,7 +25,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-NF4_BLOCK, NESTED_BLOCK = 64, 256  # bitsandbytes' 4-bit blocksize and its double-quant blocksize
+NF4_BLOCK, NESTED_BLOCK = 64, 256
+# Attention dropout inside SDPA: a GPU's flash and memory-efficient kernels apply it in the kernel and keep
+# only the Philox seed and offset for backward, so it costs no memory; torch's CPU SDPA has no fused dropout
+# and falls back to its math path (fp32 B × H × S × S scores, softmax and mask saved). The simulated step
+# stands for the GPU's, so SDPA runs at p = 0 (GPTBigCode defaults attn_pdrop to 0.1; most families to 0).
+ATTENTION_DROPOUT = ("attn_pdrop", "attention_dropout")  # bitsandbytes' 4-bit blocksize and its double-quant blocksize
 
 
 @dataclass
@@ -42,6 +47,9 @@ def meta_model(config: dict, dtype: torch.dtype, *, trust_remote_code: bool = Fa
     model_type = cfg.pop("model_type", "llama")
     hf = AutoConfig.for_model(model_type, **cfg)
     hf._attn_implementation = "sdpa" if _sdpa_ok(hf) else "eager"
+    for key in ATTENTION_DROPOUT:  # see ATTENTION_DROPOUT: a GPU's fused kernel keeps only its RNG seed
+        if getattr(hf, key, 0) and hf._attn_implementation == "sdpa":
+            setattr(hf, key, 0.0)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(hf, dtype=dtype, trust_remote_code=trust_remote_code)
     if getattr(model.config, "use_cache", None) is not None:

@@ -79,10 +79,11 @@ def print_simulation(d: dict) -> None:
         print(f"  {name:<15} {p['allocated_gb']:8.2f} GB allocated  ({kinds})")
     o = d["overhead"]
     lo, hi = o["reserved_gb_range"]
-    print(f"reserved (modelled): {o['reserved_gb']:.2f} GB, range {lo:.2f}-{hi:.2f} GB; outside it the CUDA context "
-          f"{o['cuda_context_gb']['gb']:.1f} GB")  # fmt: skip
+    print(f"reserved (modelled, advisor.memory.overhead): {o['reserved_gb']:.2f} GB, range {lo:.2f}-{hi:.2f} GB; outside it "
+          f"the CUDA context (+ NCCL) {o['cuda_context_gb']['gb']:.1f} GB")  # fmt: skip
     for name, t in o["terms"].items():
-        print(f"  {name:<28} {t['gb']:6.3f} GB  {t['mechanism']}")
+        value = f"{t['gb']:6.3f} GB" if "gb" in t else f"{t['relative'][0]:+.0%}/{t['relative'][1]:+.0%}"
+        print(f"  {name:<28} {value:>9}  {t['mechanism']}")
 
 
 def print_objective(d: dict) -> None:

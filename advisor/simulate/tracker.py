@@ -17,7 +17,10 @@ for a snag found by running it on Hugging Face models (the notes are in ``adviso
   backward). With automatic GC on, the peak depends on when it runs (fake and real tensors
   allocate different Python objects): GC is off while tracking, the young generations are
   collected after every module's forward and everything after each backward (``collect``), so
-  such tensors die where they would without the tracker, the same way on fake and real tensors.
+  such tensors die where they would without the tracker, the same way on fake and real tensors;
+  a full collection after each decoder layer's forward frees the cycles that outlived two young
+  collections (DoRA's eye graphs: a 2-layer Llama-2-7B DoRA step with checkpointing, 1 × 1024, peaked at
+  4.57 GiB with young collections only, 3.13 GiB with this).
 
 A phase is where the step is when an operator allocates: ``forward`` (decoder), ``loss`` (the head
 and cross-entropy; set by the caller), ``backward`` and ``optimizer step``. Each phase keeps the
@@ -148,7 +151,24 @@ class PeakTracker(Peaks, MemTracker):
 
 
 def _collect_young(module, args, output) -> None:
-    gc.collect(1)  # generations 0 and 1: what this module's forward left in cycles (cheap: young objects only)
+    """What this module's forward left in cycles: generations 0 and 1 after every module (cheap: young
+    objects only); everything after each decoder layer. A cycle that survived two young collections while
+    its module was still running (DoRA's ``lora_B(lora_A(eye))``: created by lora_B, released only when
+    the DoRA layer returns) is in the old generation by then, and would otherwise live until backward ends."""
+    gc.collect(2 if isinstance(module, _decoder_layer_cls()) else 1)
+
+
+_LAYER_CLS: list = []
+
+
+def _decoder_layer_cls() -> type:
+    if not _LAYER_CLS:
+        try:
+            from transformers.modeling_layers import GradientCheckpointingLayer
+        except ImportError:  # transformers without the common decoder-layer base: young collections only
+            GradientCheckpointingLayer = type("NoLayer", (), {})
+        _LAYER_CLS.append(GradientCheckpointingLayer)
+    return _LAYER_CLS[0]
 
 
 def _named(dev_snap: dict) -> dict:

@@ -1,0 +1,49 @@
+"""`advisor recommend … --emit harness` carries the stack options into the harness command, and the
+command composes as a harness config (the same `load_spec` `python -m harness` runs on)."""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+BASE = ["recommend", "--gpu", "24GB", "--examples", "3000", "--model", "SmolLM2-135M", "--emit", "harness"]
+
+
+def _emit(capsys, *flags: str) -> tuple[str, list[str]]:
+    from advisor.cli import main
+
+    assert main([*BASE, *flags]) == 0
+    line = capsys.readouterr().out.strip()
+    argv = shlex.split(line, comments=True)
+    assert argv[:3] == ["python", "-m", "harness"]
+    return line, argv[3:]
+
+
+def test_emitted_command_carries_the_stack_flags_and_composes(capsys):
+    from harness.config import load_spec
+
+    _, overrides = _emit(capsys, "--loss", "fused", "--checkpointing", "selective", "--precision", "fp32")
+    spec = load_spec(overrides)
+    assert spec.train.loss == "chunked"  # the harness's loss that never holds the whole logits
+    assert spec.train.checkpoint_mode == "selective"
+    assert spec.train.dtype == "fp32"
+
+
+def test_emitted_command_keeps_the_defaults_without_stack_flags(capsys):
+    from harness.config import load_spec
+
+    line, overrides = _emit(capsys)
+    spec = load_spec(overrides)
+    assert spec.train.loss == "standard" and spec.train.checkpoint_mode in ("none", "full")
+    assert "#" not in line
+
+
+@pytest.mark.parametrize("flags, named", [(("--offload", "optimizer"), "--offload optimizer"),
+                                          (("--float8",), "--float8")])  # fmt: skip
+def test_what_the_harness_cannot_run_is_named_not_dropped(capsys, flags, named):
+    from harness.config import load_spec
+
+    line, overrides = _emit(capsys, *flags)
+    load_spec(overrides)  # the command itself still composes
+    assert "# not carried:" in line and named in line.split("#", 1)[1]

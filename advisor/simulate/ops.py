@@ -18,7 +18,7 @@ Per operator:
   are not operators on the device and are skipped (``_IGNORE_OPS`` + every aliasing overload).
 
 Phases: ``micro`` (one micro-batch's forward and backward, repeated ``grad_accum`` times) and
-``optimizer`` (``opt.step()``, once). The optimizer is traced on its second step (its states exist
+``optimizer`` (the Trainer's gradient clipping at norm 1.0 and ``opt.step()``, once). The optimizer is traced on its second step (its states exist
 then), and runs as on a GPU: ``foreach`` (torch's default on CUDA) where the Trainer did not pick
 ``fused``; a fake CPU step would otherwise run the per-parameter loop.
 """
@@ -51,6 +51,8 @@ class Op:
     phase: str
     tensors: int = 1  # tensors a foreach/fused kernel walks (one launch per group on the device)
     low_precision: bool = True  # a matmul in 16 bits (tensor cores at the bf16 rate) or in fp32
+    reads: tuple = ()  # (storage, bytes) of each input: what a fusing compiler can keep on chip
+    writes: tuple = ()  # (storage, bytes) of each output (an in-place op's output is its input's storage)
 
 
 def _attention_flops(packet, args, out) -> float:
@@ -71,6 +73,7 @@ class OpCounter(TorchDispatchMode):
         self.ops: list[Op] = []
         self.phase = "micro"
         self.recording = True
+        self._alive: list = []  # outputs kept referenced, so no storage address is reused within the trace
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -90,8 +93,15 @@ class OpCounter(TorchDispatchMode):
         kind = "attention" if packet in ATTENTION else "matmul" if packet in MATMUL else "memory"
         low = all(t.dtype in (torch.bfloat16, torch.float16) for t in ins[:2]) if kind == "matmul" else True
         tensors = len(ins) if str(packet).startswith("aten._foreach") or "fused" in str(packet) else 1
-        self.ops.append(Op(str(packet), kind, flops, float(moved), self.phase, tensors, low))
+        reads = tuple((_key(t), get_num_bytes(t)) for t in ins)
+        writes = tuple((_key(t), get_num_bytes(t)) for t in outs)
+        self._alive.extend(outs)
+        self.ops.append(Op(str(packet), kind, flops, float(moved), self.phase, tensors, low, reads, writes))
         return out
+
+
+def _key(t: torch.Tensor) -> int:
+    return t.untyped_storage()._cdata
 
 
 def _aliases_input(t: torch.Tensor, ins: list) -> bool:
@@ -128,6 +138,7 @@ def trace(config: dict, spec) -> list[Op]:
             counter.recording = False
             opt.step()  # the first step creates the states; the second is the one every later step repeats
             counter.recording, counter.phase = True, "optimizer"
+            torch.nn.utils.clip_grad_norm_(trainable, 1.0)  # the Trainer's max_grad_norm (1.0 by default)
             opt.step()
     return counter.ops
 

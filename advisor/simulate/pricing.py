@@ -23,6 +23,13 @@ sustained fractions are published measurements, not fitted to any throughput row
   with transformers' module hooks and autograd's bookkeeping; device: 1.28 µs between two kernels
   (measured inside a replayed CUDA graph).
 
+``torch.compile`` (``compile``: the torchtune rows; the model and loss, forward and backward, not
+the optimizer): Inductor fuses each run of memory-bound operators between two matmul/attention
+kernels into one kernel, which reads each tensor from outside the run once and writes only what
+is read after the run (saved for backward, the next matmul's input) or updated in place;
+intermediates stay on chip. A custom operator (bitsandbytes' dequantize) is opaque to Inductor: it
+runs as its own kernel and ends the run. Matmuls and attention are unchanged (``fused``).
+
 Range: ``low`` = fast rates, host issue overlapped with the device (max of the two sums);
 ``high`` = slow rates, and every operator waits for whichever of host and device is slower
 (a host-bound operator is not hidden). The point estimate is their geometric mean, as the
@@ -78,6 +85,45 @@ def phase_s(ops, dev, r: Rates, *, causal: bool, overlap: bool) -> float:
     return sum(max(d, r.host_s) for d in dev_s)
 
 
+def fused(ops: list) -> list:
+    """The operators as Inductor runs them: each run of memory-bound ones becomes one kernel (see above)."""
+    from advisor.simulate.ops import Op
+
+    last_read: dict = {}
+    for i, op in enumerate(ops):
+        for k, _ in op.reads:
+            last_read[k] = i
+    out: list = []
+    run: list = []
+
+    def flush(end: int) -> None:
+        if not run:
+            return
+        external: dict = {}
+        made: set = set()
+        for op in run:
+            for k, b in op.reads:
+                if k not in made:
+                    external[k] = max(external.get(k, 0), b)
+            made.update(k for k, _ in op.writes)
+        kept: dict = {}
+        for op in run:
+            for k, b in op.writes:
+                if last_read.get(k, -1) > end or k in external:
+                    kept[k] = max(kept.get(k, 0), b)
+        out.append(Op("fused", "memory", 0.0, float(sum(external.values()) + sum(kept.values())), run[0].phase))
+        run.clear()
+
+    for i, op in enumerate(ops):
+        if op.kind == "memory" and op.name.startswith("aten."):  # a custom op (bitsandbytes') is opaque to Inductor
+            run.append(op)
+        else:
+            flush(i - 1)
+            out.append(op)
+    flush(len(ops) - 1)
+    return out
+
+
 @dataclass(frozen=True)
 class Priced:
     seconds: float
@@ -98,10 +144,12 @@ class Priced:
         return self.tokens / self.high, self.tokens / self.low
 
 
-def price(ops, dev, *, gpu_name: str | None, grad_accum: int, tokens: float, causal: bool, optimizer_shards: int = 1) -> Priced:
+def price(ops, dev, *, gpu_name: str | None, grad_accum: int, tokens: float, causal: bool, optimizer_shards: int = 1,
+          compile: bool = False) -> Priced:  # fmt: skip
     """Step time of ``grad_accum`` micro-batches and one optimizer step on ``dev`` (``speed.step.Rates``);
     ``optimizer_shards``: FSDP ranks, each stepping 1/N of the parameters."""
     micro = [op for op in ops if op.phase == "micro"]
+    micro = fused(micro) if compile else micro
     optim = [op for op in ops if op.phase == "optimizer"]
 
     def step(fast: bool) -> float:

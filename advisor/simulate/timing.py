@@ -33,7 +33,7 @@ def simulated_time(setup, config: dict, dev, *, tokens: float | None = None, opt
     counted = tokens if tokens is not None else setup.batch_size * setup.seq_len * setup.grad_accum
     name = dev.name if dev.name != "GPU" else None
     priced = pricing.price(traced, dev, gpu_name=name, grad_accum=setup.grad_accum, tokens=counted,
-                           causal=setup.attention == "flash", optimizer_shards=optimizer_shards)  # fmt: skip
+                           causal=setup.attention == "flash", optimizer_shards=optimizer_shards, compile=setup.compile)  # fmt: skip
     return priced, ops.totals(traced)
 
 

@@ -30,7 +30,7 @@ def simulated_time_rows(rows: list[dict] | None = None, *, progress=None) -> lis
         label = r["method"] + (f" r{r['rank']}" if r["rank"] else "")
         err = 100 * (priced.tokens_per_s - measured) / measured
         out.append(TimeRow(r["id"], model.name, label, g.name, s.seq_len, measured, priced.tokens_per_s, lo, hi, err,
-                           r.get("src") or r["source"]))  # fmt: skip
+                           r.get("src") or r["source"], r.get("time_excluded") or ""))  # fmt: skip
         if progress:
             progress(out[-1])
     return out
@@ -39,11 +39,14 @@ def simulated_time_rows(rows: list[dict] | None = None, *, progress=None) -> lis
 def by_source(rows) -> dict:
     """MAPE, bias and the share inside the range / under the range's high end, per source and overall."""
     groups: dict = {}
+    rows = [r for r in rows if not r.excluded]  # a row whose workload the source does not state (printed, not scored)
     for r in rows:
         groups.setdefault(r.note, []).append(r)
     groups["all"] = list(rows)
 
     def summary(rs):
+        if not rs:
+            return {"n": 0, "mape_pct": None, "bias_pct": None, "in_range": 0, "time_high_holds": 0}
         errs = [r.error_pct for r in rs]
         return {"n": len(rs), "mape_pct": round(sum(map(abs, errs)) / len(rs), 1), "bias_pct": round(sum(errs) / len(rs), 1),
                 "in_range": sum(r.in_range for r in rs),
@@ -72,9 +75,14 @@ def print_report(d: dict) -> None:
     c.print(_time_table("Time, simulated: published rows (the harness's step on fake tensors, priced per operator)", d["rows"]))
     c.print(f"  {'source':<24} {'n':>3} {'MAPE':>6} {'bias':>6} {'in range':>9} {'time ≤ high':>12}   analytic MAPE")
     for src, s in d["by_source"].items():
-        a = d["analytic_same_rows"].get(src, {})
+        a = d["analytic_same_rows"].get(src, {}).get("mape_pct")
+        if not s["n"]:
+            continue
         c.print(f"  {src:<24} {s['n']:>3} {s['mape_pct']:>5.1f}% {s['bias_pct']:>+5.1f}% {s['in_range']:>5}/{s['n']:<3} "
-                f"{s['time_high_holds']:>8}/{s['n']:<3}   {a.get('mape_pct', float('nan')):.1f}%")  # fmt: skip
+                f"{s['time_high_holds']:>8}/{s['n']:<3}   {'–' if a is None else f'{a:.1f}%'}")  # fmt: skip
+    for r in d["rows"]:
+        if r["excluded"]:
+            c.print(f"  [dim]{r['id']} not scored: {r['excluded']}[/]")
     c.print(f"[dim]{d['basis']}[/]")
 
 

@@ -90,7 +90,8 @@ def published_time_rows() -> list[TimeRow]:
         model, g, s, mean_len = published_setup(r)
         st = sft_step(s, gpu_rates(g), mean_len=mean_len)
         label = r["method"] + (f" r{r['rank']}" if r["rank"] else "")
-        rows.append(_row(r["id"], model.name, label, g.name, s.seq_len, float(r["tokens_per_s"]), st, r["seq_len_note"]))
+        row = _row(r["id"], model.name, label, g.name, s.seq_len, float(r["tokens_per_s"]), st, r["seq_len_note"])
+        rows.append(replace(row, excluded=r.get("time_excluded") or ""))
     return rows
 
 

@@ -333,7 +333,7 @@ def cmd_validate(args) -> int:
         sim_rows = report["simulated_runs"] = simulated_runs(runs)
         from advisor.simulate import validate_time_sim
 
-        report["time_simulated"] = validate_time_sim.as_dict(validate_time_sim.simulated_time_rows(), validate_time.published_time_rows())
+        report["time_simulated"] = validate_time_sim.as_dict(validate_time_sim.simulated_time_rows(), validate_speed.published_time_rows())
     if args.json:
         print(json.dumps(report, indent=2))
     else:

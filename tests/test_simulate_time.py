@@ -76,9 +76,11 @@ def test_optimizer_step_moves_the_adamw_states_once():
 def test_pricing_is_a_roofline_on_the_datasheet():
     from advisor.simulate.ops import Op
     from advisor.simulate.pricing import KERNEL_GAP_S, MAMF, price, rates
-    from advisor.throughput import gpu_device
+    from advisor.speed.step import gpu_rates
 
-    dev = gpu_device("A100-80GB", 312)
+    from advisor.facts import GPUS
+
+    dev = gpu_rates(GPUS["A100-80GB"])
     big = Op("aten.mm", "matmul", 1e15, 1e9, "micro")
     stream = Op("aten.add", "memory", 0.0, 1e10, "micro")
     attn = Op("aten._scaled_dot_product_flash_attention_for_cpu", "attention", 1e14, 1e8, "micro")
@@ -101,7 +103,7 @@ def test_pricing_is_a_roofline_on_the_datasheet():
 
 
 def test_published_throughput_rows_name_their_sources():
-    from advisor.validate_time import published_rows, published_setup
+    from advisor.validate.speed import published_rows, published_setup
 
     rows = published_rows()
     assert len(rows) >= 10 and len({r["src"] for r in rows}) >= 3
@@ -113,7 +115,7 @@ def test_published_throughput_rows_name_their_sources():
 
 def test_simulated_validation_prices_a_row_and_reports_it_per_source(tmp_path):
     from advisor.simulate.validate_time_sim import as_dict, simulated_time_rows
-    from advisor.validate_time import published_rows, published_time_rows
+    from advisor.validate.speed import published_rows, published_time_rows
 
     (tmp_path / "config.json").write_text(json.dumps({**TINY, "architectures": ["LlamaForCausalLM"]}))
     row = {**next(r for r in published_rows() if r["id"] == "PT2"), "model": str(tmp_path / "config.json"),

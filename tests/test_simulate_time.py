@@ -124,4 +124,4 @@ def test_simulated_validation_prices_a_row_and_reports_it_per_source(tmp_path):
     assert r.id == "PT2" and r.note == "peft" and r.low_tps < r.predicted_tps < r.high_tps
     assert r.error_pct == pytest.approx(100 * (r.predicted_tps - 7174) / 7174)
     d = as_dict([r], published_time_rows())
-    assert d["by_source"]["peft"]["n"] == 1 and d["analytic_same_rows"]["all"]["n"] == 1
+    assert d["by_source"]["peft"]["n"] == 1 and d["analytic_same_rows"]["peft"]["n"] == 1

@@ -12,6 +12,8 @@ plain figure per source.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 
 def simulated_time_rows(rows: list[dict] | None = None, *, progress=None) -> list:
     from advisor.simulate import config_for
@@ -59,8 +61,8 @@ def by_source(rows) -> dict:
 def as_dict(rows, analytic) -> dict:
     from advisor.render.speed import _rows
 
-    keep = {r.id for r in rows}
-    same = [r for r in analytic if r.id in keep]
+    src = {r.id: (r.note, r.excluded) for r in rows}  # the analytic rows grouped by the same sources
+    same = [replace(a, note=src[a.id][0], excluded=src[a.id][1]) for a in analytic if a.id in src]
     return {"rows": _rows(rows), "by_source": by_source(rows), "analytic_same_rows": by_source(same),
             "basis": "simulated step priced per operator on the row's GPU datasheet (advisor/simulate/pricing.py); "
                      "no fitted constant: leave-one-source-out = per source"}  # fmt: skip

@@ -125,3 +125,20 @@ def test_simulated_validation_prices_a_row_and_reports_it_per_source(tmp_path):
     assert r.error_pct == pytest.approx(100 * (r.predicted_tps - 7174) / 7174)
     d = as_dict([r], published_time_rows())
     assert d["by_source"]["peft"]["n"] == 1 and d["analytic_same_rows"]["peft"]["n"] == 1
+
+
+def test_estimate_simulate_gpu_prints_the_analytic_step_time_keys(tmp_path, capsys):
+    from advisor.cli import main
+
+    (tmp_path / "config.json").write_text(json.dumps({**TINY, "_name_or_path": "org/tiny-llama"}))
+    args = ["estimate", "--model", str(tmp_path), "--method", "full", "--batch-size", str(B), "--seq-len", str(S),
+            "--gpu", "A100-80GB", "--json"]  # fmt: skip
+    assert main(args) == 0
+    analytic = json.loads(capsys.readouterr().out)["step_time"]
+    assert main([*args, "--simulate"]) == 0
+    sim = json.loads(capsys.readouterr().out)["step_time"]
+    assert set(analytic) <= set(sim) and sim["simulated"] is True and "simulated" not in analytic
+    lo, hi = sim["seconds_range"]
+    assert lo < sim["seconds"] < hi and sim["tokens_per_step"] == B * S
+    decoder, head = _linear_weights(TINY)
+    assert sim["flops_per_micro_batch"] >= 6 * (decoder + head) * B * S

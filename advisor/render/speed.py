@@ -107,7 +107,7 @@ def time_dict(published, harness) -> dict:
 
     return {
         "published": {"rows": _rows(published), "mape_pct": rounded(mape(published)),
-                      "in_range": sum(r.in_range for r in published), "n": sum(r.error_pct is not None for r in published)},
+                      "in_range": sum(r.in_range for r in published if not r.excluded), "n": sum(r.error_pct is not None and not r.excluded for r in published)},
         "harness": {"rows": _rows(harness), "mape_pct": rounded(mape(harness)),
                     "in_range": sum(r.in_range for r in harness), "n": sum(r.error_pct is not None and not r.excluded for r in harness)},
         "basis": "tokens/s as each source counts them; predicted = geometric mean of the fast and slow ends of the device's rates",
@@ -142,6 +142,8 @@ def print_time(report: dict, directory) -> None:
     for r in p["rows"]:
         if r["note"]:
             c.print(f"  [dim]{esc(r['id'])}: {esc(r['note'])}[/]")
+        if r["excluded"]:
+            c.print(f"  [dim]{esc(r['id'])} not scored: {esc(r['excluded'])}[/]")
     if p["mape_pct"] is not None:
         c.print(f"\n[bold]time, published: MAPE {p['mape_pct']:.0f}%[/] over {p['n']} rows; {p['in_range']} inside the predicted range")
     if h["rows"]:

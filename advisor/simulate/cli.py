@@ -62,14 +62,36 @@ def run_simulation(args, model, setup, objective) -> int:
         from dataclasses import replace
 
         model = replace(model, params=b.total_params)
+    step = _step_time(args, model, setup)
     if args.json:
         from advisor.simulate import as_dict
 
-        print(json.dumps(as_dict(model, setup, b, extras), indent=2))
+        d = as_dict(model, setup, b, extras)
+        if step is not None:
+            d["step_time"] = step
+        print(json.dumps(d, indent=2))
         return 0
     render_estimate.print_estimate(model, setup, b)
     print_simulation(extras)
+    if step is not None:
+        from advisor.simulate.timing import print_time
+
+        print_time(step)
     return 0
+
+
+def _step_time(args, model, setup) -> dict | None:
+    """``--gpu``: the simulated step's operators priced on that GPU (advisor/simulate/pricing.py)."""
+    if not getattr(args, "gpu", None):
+        return None
+    from advisor.inputs.catalog import parse_gpu
+    from advisor.simulate import config_for
+    from advisor.simulate.timing import device_for, simulated_time, time_dict
+
+    dev = device_for(parse_gpu(args.gpu))
+    shards = setup.gpus if setup.gpus > 1 and setup.sharding != "ddp" else 1  # FSDP: each rank steps 1/N of the parameters
+    priced, totals = simulated_time(setup, config_for(model), dev, optimizer_shards=shards, trust_remote_code=args.trust_remote_code)
+    return time_dict(priced, totals, dev)
 
 
 def print_simulation(d: dict) -> None:

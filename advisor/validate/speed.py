@@ -71,21 +71,29 @@ def published_rows() -> list[dict]:
     return list(csv.DictReader(text.splitlines()))
 
 
+def published_setup(r: dict) -> tuple:
+    """(model, GPU, Setup, tokens counted per sequence) of one published throughput row."""
+    model = resolve_model(r["model"])
+    g = GPUS[r["gpu_catalog"]]
+    fw = {"fused_optimizer": True} if r["framework"] == "torchtune" else {}
+    s = Setup(
+        arch=model.arch, method=r["method"], rank=int(r["rank"] or 16), targets=r["targets"] or "all-linear",
+        batch_size=int(r["batch"]), seq_len=int(r["effective_seq_len"]), grad_checkpointing=r["grad_ckpt"] == "yes",
+        optimizer=r["optimizer"], adapter_dtype=r["adapter_dtype"] or "auto", lora_dropout=float(r["lora_dropout"] or 0),
+        loss=r["loss"], optimizer_in_backward=r["optimizer_in_bwd"] == "yes", compile=r["compile"] == "yes",
+        attention=r.get("attention") or "sdpa", checkpointing=r.get("checkpointing") or "", **fw,
+    )  # fmt: skip
+    return model, g, s, float(r.get("mean_len") or s.seq_len)
+
+
 def published_time_rows() -> list[TimeRow]:
     rows = []
     for r in published_rows():
-        model = resolve_model(r["model"])
-        g = GPUS[r["gpu_catalog"]]
-        fw = {"fused_optimizer": True} if r["framework"] == "torchtune" else {}
-        s = Setup(
-            arch=model.arch, method=r["method"], rank=int(r["rank"] or 16), targets=r["targets"] or "all-linear",
-            batch_size=int(r["batch"]), seq_len=int(r["effective_seq_len"]), grad_checkpointing=r["grad_ckpt"] == "yes",
-            optimizer=r["optimizer"], adapter_dtype=r["adapter_dtype"] or "auto", lora_dropout=float(r["lora_dropout"] or 0),
-            loss=r["loss"], optimizer_in_backward=r["optimizer_in_bwd"] == "yes", compile=r["compile"] == "yes", **fw,
-        )  # fmt: skip
-        st = sft_step(s, gpu_rates(g))
+        model, g, s, mean_len = published_setup(r)
+        st = sft_step(s, gpu_rates(g), mean_len=mean_len)
         label = r["method"] + (f" r{r['rank']}" if r["rank"] else "")
-        rows.append(_row(r["id"], model.name, label, g.name, s.seq_len, float(r["tokens_per_s"]), st, r["seq_len_note"]))
+        row = _row(r["id"], model.name, label, g.name, s.seq_len, float(r["tokens_per_s"]), st, r["seq_len_note"])
+        rows.append(replace(row, excluded=r.get("time_excluded") or ""))
     return rows
 
 

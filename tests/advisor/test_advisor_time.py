@@ -110,7 +110,7 @@ def test_validate_prints_time_error_per_published_row(run_cli, tmp_path):
     assert code == 0
     t = json.loads(out)["time"]
     pub = {r["id"]: r for r in t["published"]["rows"]}
-    assert set(pub) == {"T1", "T3", "T5", "F1"}
+    assert {"T1", "T3", "T5", "F1"} <= set(pub) and len(pub) >= 10
     for r in pub.values():
         assert r["error_pct"] == pytest.approx(100 * (r["predicted_tps"] - r["measured_tps"]) / r["measured_tps"], abs=0.2)
         assert r["low_tps"] < r["predicted_tps"] < r["high_tps"]

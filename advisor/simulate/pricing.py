@@ -41,6 +41,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from advisor.speed.step import StepTime
+
 MAMF = {"A100-80GB": 0.859, "A100-40GB": 0.859, "H100": 0.801, "H200": 0.803}
 MAMF_TABLE = (0.601, 0.859)  # lowest and highest efficiency in the published table
 ATTENTION = (0.35, 0.73)
@@ -125,23 +127,13 @@ def fused(ops: list) -> list:
 
 
 @dataclass(frozen=True)
-class Priced:
-    seconds: float
-    low: float
-    high: float
-    tokens: float
+class Priced(StepTime):
+    """The analytic step time's fields (seconds, range, tokens), and where the time went."""
+
     compute_s: float  # matmul + attention time at the fast rates (what MFU measures)
     memory_s: float  # memory-bound kernels at the fast rates
     host_s: float  # issuing every operator at the fast host rate
     kernels: int  # per optimizer step
-
-    @property
-    def tokens_per_s(self) -> float:
-        return self.tokens / self.seconds
-
-    @property
-    def tokens_per_s_range(self) -> tuple[float, float]:
-        return self.tokens / self.high, self.tokens / self.low
 
 
 def price(ops, dev, *, gpu_name: str | None, grad_accum: int, tokens: float, causal: bool, optimizer_shards: int = 1,

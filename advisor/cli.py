@@ -193,10 +193,10 @@ def _inputs(args):
 
 def _recipe(args):
     from advisor.decide.procedure import recommend
-    from advisor.inputs import records
+    from advisor.inputs import harness_runs
 
     inp = _inputs(args)
-    runs, warnings = records.load_runs(args.results or "results", must_exist=args.results is not None)
+    runs, warnings = harness_runs.load_runs(args.results or "results", must_exist=args.results is not None)
     rec = recommend(inp, runs)  # the rules, then one pass over the records' evidence (advisor.decide.evidence)
     rec.warnings.extend(warnings)
     return rec
@@ -233,11 +233,7 @@ def cmd_estimate(args) -> int:
     from advisor.facts import OPTIMIZERS
     from advisor.inputs.catalog import resolve_model
     from advisor.inputs.catalog import check_seq_len
-    from advisor.memory.estimate import estimate
-    from advisor.memory.rl import Objective
-    from advisor.memory.setup import ATTENTION, DEVICES, METHODS, SHARDING, SHARDING_ALIASES, STACKS, Setup
-    from advisor.render import estimate as render_estimate
-    from advisor.speed.step import on_gpu
+    from advisor.memory.setup import ATTENTION, DEVICES, SHARDING, SHARDING_ALIASES, STACKS, Setup
 
     # cheap flag checks first: a bad flag is reported before a config.json is read
     stack_opts = _stack(args)
@@ -246,16 +242,7 @@ def cmd_estimate(args) -> int:
     stack = _choice("--stack", args.stack, STACKS)
     attention = _choice("--attention", args.attention, ATTENTION)
 
-    method = _choice("--method", args.method, METHODS + ("grpo", "dpo"))
-    objective = Objective("sft")
-    if method in ("grpo", "dpo"):
-        try:
-            beta = float(args.beta)
-        except ValueError:
-            raise AdvisorError(f"--beta: '{args.beta}' must be a number >= 0, e.g. --beta 0.04") from None
-        objective = Objective(method, _int("--num-generations", args.num_generations, low=2, example="--num-generations 8"),
-                              _int("--max-completion-len", args.max_completion_len, low=1, example="--max-completion-len 256"), beta)  # fmt: skip
-        method = _choice("--inner", args.inner, METHODS)
+    method, objective = _objective(args)
     batch = _int("--batch-size", args.batch_size, low=1, example="--batch-size 4")
     if batch is None:
         batch = objective.num_generations if objective.name == "grpo" else 1
@@ -284,12 +271,38 @@ def cmd_estimate(args) -> int:
         from advisor.simulate.cli import run_simulation
 
         return run_simulation(args, model, setup, objective)
+    return _show_estimate(args, model, setup, objective, gpu)
+
+
+def _objective(args):
+    """``--method`` as (what trains, the objective): grpo/dpo train their ``--inner`` method."""
+    from advisor.memory.rl import Objective
+    from advisor.memory.setup import METHODS
+
+    method = _choice("--method", args.method, METHODS + ("grpo", "dpo"))
+    if method not in ("grpo", "dpo"):
+        return method, Objective("sft")
+    try:
+        beta = float(args.beta)
+    except ValueError:
+        raise AdvisorError(f"--beta: '{args.beta}' must be a number >= 0, e.g. --beta 0.04") from None
+    objective = Objective(method, _int("--num-generations", args.num_generations, low=2, example="--num-generations 8"),
+                          _int("--max-completion-len", args.max_completion_len, low=1, example="--max-completion-len 256"), beta)  # fmt: skip
+    return _choice("--inner", args.inner, METHODS), objective
+
+
+def _show_estimate(args, model, setup, objective, gpu) -> int:
+    """The analytic estimate (a whole GRPO/DPO setup, or one SFT step), with the step time on ``gpu``."""
+    from advisor.memory.estimate import estimate
+    from advisor.render import estimate as render_estimate
+    from advisor.render import speed as render_speed
+    from advisor.speed.step import on_gpu
+
+    step = on_gpu(setup, objective, gpu)
     if objective.name != "sft":
         from advisor.memory.rl import estimate_setup
-        from advisor.render import speed as render_speed
 
         whole = estimate_setup(setup, objective)
-        step = on_gpu(setup, objective, gpu)
         if args.json:
             print(json.dumps(render_speed.setup_estimate_dict(model, whole, step), indent=2))
         else:
@@ -299,26 +312,21 @@ def cmd_estimate(args) -> int:
     if args.json:
         d = render_estimate.estimate_dict(model, setup, b)
         if gpu:
-            from advisor.render import speed as render_speed
-
-            d["step_time"] = render_speed.step_dict(on_gpu(setup, objective, gpu))
+            d["step_time"] = render_speed.step_dict(step)
         print(json.dumps(d, indent=2))
     else:
         render_estimate.print_estimate(model, setup, b)
-        if gpu:
-            from advisor.render import speed as render_speed
-
-            render_speed.print_step(on_gpu(setup, objective, gpu))
+        render_speed.print_step(step)
     return 0
 
 
 def cmd_validate(args) -> int:
-    from advisor.inputs import records
+    from advisor.inputs import harness_runs
     from advisor.render import validate as render_validate
     from advisor.validate import memory as validate_memory
 
     directory = args.dir or "results"
-    runs, warnings = records.load_runs(directory, must_exist=args.dir is not None, flag="validate DIR")
+    runs, warnings = harness_runs.load_runs(directory, must_exist=args.dir is not None, flag="validate DIR")
     published, sources = validate_memory.validate_loso()
     harness = validate_memory.validate_runs(runs)
     fitted = None

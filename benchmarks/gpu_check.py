@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO))
 COMMON = ["train.dtype=bf16", "eval.enabled=false", "train.save=none", "train.measure_skip_steps=2"]
 SMOL = ["model=smollm2-135m", "task=tickets", "train.max_steps=12", "train.batch_size=8", "train.max_seq_len=256"]
 COST = ["task=tickets", "train.max_steps=6", "train.batch_size=4", "train.max_seq_len=256"]
-# Tickets examples are ≤ 129 SmolLM2 tokens (advisor/inputs/records.py); the fit check prices 160.
+# Tickets examples are ≤ 129 SmolLM2 tokens (advisor/inputs/harness_runs.py); the fit check prices 160.
 FIT_SEQ = 160
 STARTUP_S = 25  # imports + CUDA context per process, before any training
 

@@ -36,7 +36,7 @@ DEVICE_NAMES = [
 def test_harness_mfu_and_advisor_time_model_use_the_same_gpu_peak(monkeypatch, device_name, peak):
     import torch
 
-    from advisor.inputs.records import load_runs
+    from advisor.inputs.harness_runs import load_runs
     from advisor.validate.speed import run_device
     from harness import measure
 
@@ -96,7 +96,7 @@ def test_the_report_sizes_a_record_as_advisor_validate_does(tmp_path):
     import json
     import shutil
 
-    from advisor.inputs.records import load_runs
+    from advisor.inputs.harness_runs import load_runs
     from advisor.validate.memory import validate_runs
     from harness import report
 

@@ -66,7 +66,7 @@ def test_chunked_loss_equals_the_models_own(monkeypatch, lora, items):
 def _held_after_forward(model, batch, loss="standard", ckpt="none") -> int:
     """Activation bytes alive between forward and backward (what checkpointing and chunking cut),
     counted by PyTorch's memory tracker on real tensors."""
-    from advisor.simulate.tracker import PeakTracker
+    from advisor.simulate.mem_tracking import PeakTracker
     from harness.checkpointing import enable
     from harness.loss import causal_lm_loss
 

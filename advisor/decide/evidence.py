@@ -28,7 +28,7 @@ from advisor.decide.hyper import hyper
 from advisor.decide.recipe import Step
 from advisor.decide.sizing import Option, size
 from advisor.facts import best_first, default_lora_alpha
-from advisor.inputs.records import number, same_model
+from advisor.inputs.harness_runs import number, same_model
 from advisor.memory.estimate import estimate
 from advisor.memory.setup import setup_for_run
 
@@ -224,7 +224,7 @@ def _switch(rec, method: str, fits, rank: int | None = None) -> bool:
     return True
 
 def _row(p: Point) -> dict:
-    """An evidence entry shaped like advisor.inputs.records's (for a run it did not list)."""
+    """An evidence entry shaped like advisor.inputs.harness_runs's (for a run it did not list)."""
     return {
         "run_id": p.run_id, "status": "ok", "method": p.method, "rank": p.rank, "task": None, "device": None,
         "batch_size": None, "max_seq_len": None, "measured_peak_gb": None, "memory_kind": None, "estimated_peak_gb": None,

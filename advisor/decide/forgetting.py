@@ -20,7 +20,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from advisor.inputs.records import number, same_model
+from advisor.inputs.harness_runs import number, same_model
 
 SIGNIFICANT = 2.0  # standard errors: a drop beyond it is forgetting; a score lead beyond it is a win
 ADAPTERS = ("lora", "qlora", "dora")  # one family: the same adapters, the base's precision differs

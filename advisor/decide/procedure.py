@@ -226,7 +226,7 @@ def _warnings(rec: Recipe, inp: Inputs, n: int, objective: str, warnings: list[s
 
 
 def recommend(inp: Inputs, runs=()) -> Recipe:
-    """The recipe for ``inp``; ``runs`` are harness records (advisor.inputs.records.Run) to learn from."""
+    """The recipe for ``inp``; ``runs`` are harness records (advisor.inputs.harness_runs.Run) to learn from."""
     steps: list[Step] = []
     warnings: list[str] = []
     gated = _gate(inp, steps)

@@ -1,5 +1,5 @@
 """What the advisor reads: the model catalog and ``config.json`` shapes (``catalog``, ``arch``), the
-harness's run records (``records``, the one reader), and the published measurements in ``DATA``."""
+harness's run records (``harness_runs``, the one reader), and the published measurements in ``DATA``."""
 
 from pathlib import Path
 

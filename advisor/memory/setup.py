@@ -21,7 +21,7 @@ from advisor.inputs.arch import Arch
 from advisor.facts import LINEAR_NAMES, LOSS_CHUNK_TOKENS, OPTIMIZERS, SFT_METHODS, TARGET_PRESETS  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
-    from advisor.inputs.records import Run
+    from advisor.inputs.harness_runs import Run
 
 METHODS = SFT_METHODS  # what trains; fsdp/grpo/dpo wrap one of these
 TARGETS = tuple(TARGET_PRESETS)
@@ -242,7 +242,7 @@ class StackOptions:
 
 
 def setup_for_run(run: "Run") -> tuple[Setup | None, str]:
-    """The Setup a harness run (``inputs.records.Run``) trained with, or (None, why it cannot be modelled)."""
+    """The Setup a harness run (``inputs.harness_runs.Run``) trained with, or (None, why it cannot be modelled)."""
     if run.arch is None:
         return None, "no model_arch (or config.model.arch) in the record"
     method = run.method

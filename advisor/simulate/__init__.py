@@ -51,13 +51,13 @@ def config_for(model) -> dict:
     """The transformers config of an ``advisor.inputs.catalog.Model``: its config.json if it came from one."""
     from pathlib import Path
 
-    from advisor.simulate import configs
+    from advisor.simulate import model_config
 
     if getattr(model, "config", None) is not None:
         return model.config
     if model.hub_id and (Path(model.hub_id) / "config.json").is_file():
-        return configs.from_path(model.hub_id)
-    return configs.from_catalog(model)
+        return model_config.from_path(model.hub_id)
+    return model_config.from_catalog(model)
 
 
 def run(setup, model, *, config: dict | None = None, trust_remote_code: bool = False):

@@ -23,17 +23,17 @@ def resolve_for_simulation(text: str):
     from pathlib import Path
 
     from advisor.inputs.catalog import resolve_model
-    from advisor.simulate import configs
+    from advisor.simulate import model_config
 
     path = Path(text).expanduser()
     if not (path.is_file() or (path / "config.json").is_file()):
         return resolve_model(text)  # a catalog name or a size
-    cfg = configs.from_path(path)
+    cfg = model_config.from_path(path)
     try:
         arch = resolve_model(text).arch  # the analytic shape, where the advisor can size it
     except AdvisorError:  # one it cannot (hybrid Mamba / linear attention): a stand-in carries the flags
-        arch = configs.stand_in_arch(cfg)
-    label = configs.label(configs.raw(path))
+        arch = model_config.stand_in_arch(cfg)
+    label = model_config.label(model_config.raw(path))
 
     @dataclass(frozen=True)
     class FromConfig:

@@ -34,7 +34,7 @@ def forward_only(config: dict, spec, batch: int, seq: int, *, keep: int | None =
 
     from advisor.simulate import build
     from advisor.simulate.step import _autocast, padded_batch, prepared_model
-    from advisor.simulate.tracker import PeakTracker
+    from advisor.simulate.mem_tracking import PeakTracker
 
     model = prepared_model(config, replace(spec, checkpointing="none"))
     model.eval()

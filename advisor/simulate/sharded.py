@@ -20,7 +20,7 @@ from torch.distributed._tools.fsdp2_mem_tracker import FSDPMemTracker
 
 from advisor.errors import AdvisorError
 from advisor.simulate.step import StepSpec, optimizer_for, padded_batch, prepared_model, step_loss
-from advisor.simulate.tracker import Peaks
+from advisor.simulate.mem_tracking import Peaks
 
 
 class ShardedPeakTracker(Peaks, FSDPMemTracker):

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from advisor.simulate.tracker import PeakTracker
+from advisor.simulate.mem_tracking import PeakTracker
 
 
 @dataclass(frozen=True)

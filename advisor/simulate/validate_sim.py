@@ -24,7 +24,7 @@ from advisor.memory.estimate import CPU_RUNTIME_GB, CPU_SLACK_FRAC
 def _simulate(run, cache: dict) -> tuple[dict | None, str]:
     from advisor.inputs.catalog import MODELS
     from advisor.memory.setup import setup_for_run
-    from advisor.simulate import configs, run as sim_run
+    from advisor.simulate import model_config, run as sim_run
     from advisor.validate.speed import run_workload
 
     objective = None
@@ -38,7 +38,7 @@ def _simulate(run, cache: dict) -> tuple[dict | None, str]:
     key = (setup, objective)
     if key not in cache:
         model = MODELS["SmolLM2-135M"]
-        cfg = configs.from_arch(setup.arch)
+        cfg = model_config.from_arch(setup.arch)
         if objective is None:
             b, extras = sim_run(setup, model, config=cfg)
             cache[key] = {"allocated_gb": b.peak_allocated_gb, "transient_gb": extras["kinds"]["activations"] + extras["kinds"]["temporaries"]}

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from advisor.errors import AdvisorError
 from advisor.inputs import DATA
 from advisor.inputs.catalog import GIB, resolve_model
-from advisor.inputs.records import Run, run_from_record
+from advisor.inputs.harness_runs import Run, run_from_record
 from advisor.memory import overhead
 from advisor.memory.estimate import estimate
 from advisor.memory.rl import estimate_setup

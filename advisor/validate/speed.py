@@ -9,7 +9,7 @@ whose measurement falls inside the predicted range says so.
 
 Sequence lengths: a record keeps the mean non-padding length; batches are padded to their longest
 example, which for the harness's tasks is ≈ mean × (1 + 0.072·ln n) for the longest of n
-examples (advisor/inputs/records.py's PEAK_LEN_SPREAD): n = the batch for the typical step's time, n =
+examples (advisor/inputs/harness_runs.py's PEAK_LEN_SPREAD): n = the batch for the typical step's time, n =
 every example seen for the peak's memory.
 """
 
@@ -23,7 +23,7 @@ from advisor.facts import gpu_for_device_name
 from advisor.facts import GPUS
 from advisor.inputs import DATA
 from advisor.inputs.catalog import resolve_model
-from advisor.inputs.records import PEAK_LEN_SPREAD, Run
+from advisor.inputs.harness_runs import PEAK_LEN_SPREAD, Run
 from advisor.memory.rl import Objective
 from advisor.memory.setup import setup_for_run
 from advisor.memory.setup import Setup

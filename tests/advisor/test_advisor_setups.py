@@ -97,12 +97,12 @@ def test_adapter_run_needs_no_separate_reference_model(objective):
 
 def test_grpo_dpo_harness_records_validate(tmp_path):
     """The harness's own GRPO and DPO runs (SmolLM2-135M, CPU) are compared, not excluded."""
-    from advisor.inputs import records
+    from advisor.inputs import harness_runs
     from advisor.validate import memory as validate_memory
 
     for f in (DATA / "harness_methods").glob("*.json"):
         (tmp_path / f.name).write_text(f.read_text())
-    runs, _ = records.load_runs(tmp_path)
+    runs, _ = harness_runs.load_runs(tmp_path)
     rows = {r.method: r for r in validate_memory.validate_runs(runs)}
     for name in ("grpo(lora)", "dpo(lora)"):
         r = rows[name]

@@ -23,12 +23,12 @@ NOISE = 1.25
 
 
 def _method_rows(tmp_path):
-    from advisor.inputs import records
+    from advisor.inputs import harness_runs
     from advisor.validate import speed as validate_speed
 
     for f in (DATA / "harness_methods").glob("*.json"):
         (tmp_path / f.name).write_text(f.read_text())
-    runs, _ = records.load_runs(tmp_path)
+    runs, _ = harness_runs.load_runs(tmp_path)
     return {r.method: r for r in validate_speed.harness_time_rows(runs) if not r.excluded}
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from advisor.inputs import records
-from advisor.inputs.records import load_runs
+from advisor.inputs import harness_runs
+from advisor.inputs.harness_runs import load_runs
 from advisor.validate import memory as validate_memory
 from advisor.validate.calibration import mape
 
@@ -176,14 +176,14 @@ def test_record_shape_errors_never_crash(tmp_path):
     bad = make_record("bad")
     del bad["config"]["train"]
     write(tmp_path, bad)
-    runs, warnings = records.load_runs(tmp_path)
+    runs, warnings = harness_runs.load_runs(tmp_path)
     assert runs == [] and warnings
 
 
 def test_real_harness_record_round_trips():
     from advisor_testkit import TINY_RECORD
 
-    run = records.run_from_record(json.loads(TINY_RECORD.read_text()), TINY_RECORD.name)
+    run = harness_runs.run_from_record(json.loads(TINY_RECORD.read_text()), TINY_RECORD.name)
     assert run.method == "lora" and run.device == "cpu" and run.arch.layers == 2
     from advisor.memory.setup import setup_for_run
 
@@ -201,7 +201,7 @@ def test_a_records_loss_and_checkpointing_are_what_the_memory_model_sizes():
     def sized(loss, ckpt):
         rec = make_record("r", batch=16, seq=512, mean_seq=512)
         rec["config"]["train"].update(loss=loss, checkpointing=ckpt, grad_checkpointing=False)
-        setup, why = setup_for_run(records.run_from_record(rec, "r.json"))
+        setup, why = setup_for_run(harness_runs.run_from_record(rec, "r.json"))
         assert setup is not None, why
         return setup, estimate(setup).peak_allocated_gb
 

@@ -2,7 +2,7 @@
 least forgetting, and the Pareto set — what ``harness report`` states in its headline, one
 ``GroupClaims`` per group (split from ``harness.analysis``, which builds the tables they read).
 
-A tie: a configuration whose task score is within ``Z`` (``probes.SIGNIFICANCE_Z``, 2) combined
+A tie: a configuration whose task score is within ``Z`` (``forgetting.SIGNIFICANCE_Z``, 2) combined
 stderrs of the best one's, with a floor of one eval example's worth (1/n) where an exact 0 or 1
 reports stderr 0.
 """
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from harness.analysis import METRICS, natural, pareto_mask
-from harness.probes import SIGNIFICANCE_Z
+from harness.forgetting import SIGNIFICANCE_Z
 
 
 def ties(points: pd.DataFrame, best: int) -> list[int]:

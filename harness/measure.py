@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 
 from advisor.facts import flops_per_token, gpu_for_device_name, matmul_params  # noqa: F401  (re-exported)
+from harness.atomic import write_json
 from harness.paths import cache_dir
 
 GB = 1024**3
@@ -222,9 +223,7 @@ def cpu_peak_flops(dtype_name: str, threads: int, measure=_matmul_flops) -> floa
     flops = max(measure(dtype), float(cached.get(key) or 0.0))
     if flops != cached.get(key):
         cached[key] = flops
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(cached, indent=1))
-        os.replace(tmp, path)
+        write_json(path, cached)
     return flops
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 from harness import charts
+from harness.atomic import write_bytes, write_text
 
 
 @dataclass(frozen=True)
@@ -149,8 +150,8 @@ def write(report: Report, figures: list[charts.Plot], out_dir: Path) -> tuple[Pa
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "plots").mkdir(exist_ok=True)
     for p in figures:
-        (out_dir / "plots" / f"{p.name}.png").write_bytes(p.png)
+        write_bytes(out_dir / "plots" / f"{p.name}.png", p.png)
     html_path, md_path = out_dir / "report.html", out_dir / "report.md"
-    html_path.write_text(to_html(report), encoding="utf-8")
-    md_path.write_text(to_markdown(report), encoding="utf-8")
+    write_text(html_path, to_html(report))
+    write_text(md_path, to_markdown(report))
     return html_path, md_path

@@ -11,11 +11,13 @@ and ``.tmp`` files of interrupted writes. A corrupt or foreign file is named on 
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import re
 import sys
 from pathlib import Path
 
+from harness.atomic import write_bytes, write_text
 from harness.errors import UserError, did_you_mean, run_cli
 from harness.model_names import short_name
 from harness.record import read_record
@@ -165,7 +167,7 @@ def _exportable(df):
 def export(df, csv: str | None = None, parquet: str | None = None) -> list[Path]:
     written = []
     if csv:
-        _exportable(df).to_csv(csv, index=False)
+        write_text(csv, _exportable(df).to_csv(index=False))
         written.append(Path(csv))
     if parquet:
         try:
@@ -176,7 +178,9 @@ def export(df, csv: str | None = None, parquet: str | None = None) -> list[Path]
         for c in out.columns:  # Parquet wants one type per column; mixed object columns go as text
             if out[c].dtype == object:
                 out[c] = out[c].map(lambda v: None if v is None or (isinstance(v, float) and v != v) else str(v))
-        out.to_parquet(parquet, index=False)
+        buf = io.BytesIO()
+        out.to_parquet(buf, index=False)
+        write_bytes(parquet, buf.getvalue())
         written.append(Path(parquet))
     return written
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from dataclasses import dataclass
 
+from harness.atomic import write_json
 from harness.errors import UserError
 from harness.methods.base import Wrapper, options
 
@@ -62,7 +63,7 @@ def _rank_errors(job_dir: Path) -> list[dict]:
 
 def run_job(spec, job_dir: Path) -> dict:
     """Run the torchrun job; returns rank 0's report, or raises with the first failing rank's error."""
-    (job_dir / "spec.json").write_text(json.dumps(spec.to_dict()))
+    write_json(job_dir / "spec.json", spec.to_dict())
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // spec.method.world_size)))}
     timeout = options(spec.method)["timeout_s"] or spec.timeout_s
     # Own process group: on a timeout or Ctrl-C the whole job (torchrun and its ranks) is stopped, not just torchrun.

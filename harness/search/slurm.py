@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from harness.atomic import write_text
 from harness.search.space import SearchSpec
 from harness.sweep.plan import override
 from harness.sweep.slurm import _check, _sbatch_lines, sbatch
@@ -45,7 +46,7 @@ def write_workers(search: SearchSpec, overrides: list[str], results_dir: Path, u
         f"cd {shlex.quote(os.getcwd())}",
         "exec " + worker_command(search, overrides, results_dir, url, opts.get("python") or sys.executable),
     ]
-    script.write_text("\n".join(body) + "\n")
+    write_text(script, "\n".join(body) + "\n")
     return script
 
 

@@ -2,7 +2,7 @@
 
 The point's process hands ``ProgressFile`` to ``run.execute`` where a single run hands rich's
 ``Progress``: the training callback calls ``add_task`` and ``update`` on it (``harness/train.py``).
-Each call rewrites ``<results_dir>/logs/<run_id>.progress.json`` (temp + rename, at most every
+Each call rewrites ``<results_dir>/logs/<run_id>.progress.json`` (``harness/atomic.py``, at most every
 ``MIN_INTERVAL_S``), and the runner reads it when it redraws. A file rather than a pipe: the
 point's stdout is its log, and a display that misses an update loses nothing.
 """
@@ -10,9 +10,10 @@ point's stdout is its log, and a display that misses an update loses nothing.
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
+
+from harness.atomic import write_text
 
 ENDED_KEPT = 8  # phases of a point whose ends a runner can still show: base/tuned eval, train, probes
 MIN_INTERVAL_S = 0.5  # a tiny model takes ~10 ms a step: one write per step would be all the child does
@@ -57,11 +58,8 @@ class ProgressFile:
         if not force and now - self._written < MIN_INTERVAL_S:
             return
         self._written = now
-        tmp = self.path.with_name(self.path.name + ".tmp")
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(self.state))
-            os.replace(tmp, self.path)
+            write_text(self.path, json.dumps(self.state))
         except OSError:
             pass  # progress is for people watching; a failed write never touches the run
 
@@ -75,7 +73,9 @@ def read_progress(path: Path) -> dict:
 
 
 def remove_progress(path: Path) -> None:
-    for p in (Path(path), Path(path).with_name(Path(path).name + ".tmp")):
+    """The progress file and any temp file a killed writer left beside it (``harness/atomic.py``)."""
+    path = Path(path)
+    for p in (path, *path.parent.glob(f".{path.name}.*.tmp")):
         try:
             p.unlink()
         except OSError:

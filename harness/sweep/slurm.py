@@ -21,7 +21,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness.atomic import write_json
+from harness.atomic import write_json, write_text
 from harness.errors import UserError
 from harness.sweep.plan import Point, existing, pending
 
@@ -78,7 +78,7 @@ def write_array(sweep_name: str, points, results_dir: Path, launcher: dict) -> t
         f"cd {shlex.quote(os.getcwd())}",
         f"exec {shlex.quote(python)} -m harness.sweep array {shlex.quote(str(plan))}",
     ]
-    script.write_text("\n".join(body) + "\n")
+    write_text(script, "\n".join(body) + "\n")
     return plan, script
 
 

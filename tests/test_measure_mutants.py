@@ -170,3 +170,15 @@ def test_hardware_describes_this_machine(monkeypatch):
     assert info["device"] == "cpu" and info["torch_threads"] == 3 and info["device_name"] == measure._cpu_name()
     assert info["cpu_count"] >= 1 and info["memory_gb"] > 0.1 and info["platform"]
     assert "cuda" not in info
+
+
+def test_a_measured_window_under_a_second_still_has_a_rate(monkeypatch):
+    # a GPU runs 10 short steps in well under a second: the rate is still defined
+    times = iter([0.0, 0.1, 0.2, 0.5])
+    monkeypatch.setattr(measure.time, "perf_counter", lambda: next(times))
+    clock = StepClock("cpu", skip=1)
+    clock.begin()
+    for step in (1, 2, 3):
+        clock.step_end(100 * step, 2 * step)
+    s = clock.summary()
+    assert s["tokens_per_s"] == pytest.approx(200 / 0.4) and s["samples_per_s"] == pytest.approx(4 / 0.4)

@@ -75,3 +75,13 @@ def test_load_reads_a_schema_file(tmp_path):
     path = tmp_path / "s.json"
     path.write_text(json.dumps({"type": "integer"}))
     assert schema.load(path) == {"type": "integer"} and schema.load(str(path)) == {"type": "integer"}
+
+
+def test_a_ref_inside_a_referenced_definition_or_a_one_of_resolves_against_the_root():
+    root = {"$defs": {"pos": {"type": "integer", "minimum": 1}, "run": {"properties": {"n": {"$ref": "#/$defs/pos"}}},
+                      "maybe": {"oneOf": [{"type": "null"}, {"$ref": "#/$defs/pos"}]}},
+            "properties": {"run": {"$ref": "#/$defs/run"}, "k": {"$ref": "#/$defs/maybe"}}}
+    assert schema.errors({"run": {"n": 2}, "k": None}, root) == []
+    assert schema.errors({"run": {"n": 0}}, root) == ["$.run.n: 0 is below the minimum 1"]
+    assert schema.errors({"k": 3}, root) == []
+    assert schema.errors({"k": 0}, root) == ["$.k: matches 0 of the 2 allowed shapes, not exactly one"]

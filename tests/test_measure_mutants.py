@@ -6,6 +6,8 @@ and where it came from. Written against the survivors of `scripts/mutation.sh me
 from __future__ import annotations
 
 import json
+import os
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -182,3 +184,26 @@ def test_a_measured_window_under_a_second_still_has_a_rate(monkeypatch):
         clock.step_end(100 * step, 2 * step)
     s = clock.summary()
     assert s["tokens_per_s"] == pytest.approx(200 / 0.4) and s["samples_per_s"] == pytest.approx(4 / 0.4)
+
+
+def test_resetting_the_high_water_mark_lowers_it_to_what_is_resident_now():
+    big = bytearray(200 * 1024 * 1024)  # raise the peak by 200 MB, then free it
+    big[::4096] = b"x" * len(big[::4096])
+    del big
+    before = measure._read_hwm_bytes()
+    if before is None or not os.access("/proc/self/clear_refs", os.W_OK):
+        pytest.skip("no VmHWM or /proc/self/clear_refs here")
+    assert measure._reset_hwm() is True
+    after = measure._read_hwm_bytes()
+    assert after < before - 100 * 1024 * 1024
+
+
+def test_hardware_on_cuda_names_the_card_its_memory_and_the_driver(monkeypatch):
+    props = SimpleNamespace(name="NVIDIA H100 80GB HBM3", total_memory=80 * GB)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda i: props)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    monkeypatch.setattr(torch.version, "cuda", "12.8")
+    monkeypatch.setattr(measure, "_nvidia_driver", lambda: "NVRM version: 570.1")
+    info = measure.hardware("cuda")
+    assert (info["device"], info["device_name"], info["device_count"], info["device_memory_gb"], info["cuda"],
+            info["driver"]) == ("cuda", "NVIDIA H100 80GB HBM3", 2, 80.0, "12.8", "NVRM version: 570.1")

@@ -262,7 +262,8 @@ def _with(frame, **metrics):
 def test_a_score_of_zero_is_judged_against_one_eval_example_not_against_stderr_zero(baseline):
     """A score of 0 reports stderr 0: the floor of 1/n (n = metrics.task_eval_n) keeps one flipped
     example of 24 from being a change, while three are an improvement."""
-    base = _with(baseline, task_score=0.0, task_score_stderr=0.0, task_eval_n=24)
+    lora = baseline[baseline["config.method.name"] == "lora"]
+    base = _with(lora, task_score=0.0, task_score_stderr=0.0, task_eval_n=24)
     for flipped, verdict in ((1, "unchanged"), (3, "improvement")):
         cand = _with(base, task_score=flipped / 24)
         row = next(r for r in regress.compare(base, cand) if r["point"] == "lora" and r["metric"] == "task_score")
@@ -275,8 +276,9 @@ def test_a_score_of_zero_is_judged_against_one_eval_example_not_against_stderr_z
 
 
 def test_each_side_brings_its_own_stderr_to_the_bound(baseline):
-    base = _with(baseline, task_score=0.5, task_score_stderr=0.0, task_eval_n=1000)
-    cand = _with(baseline, task_score=0.6, task_score_stderr=0.05, task_eval_n=1000)
+    lora = baseline[baseline["config.method.name"] == "lora"]
+    base = _with(lora, task_score=0.5, task_score_stderr=0.0, task_eval_n=1000)
+    cand = _with(lora, task_score=0.6, task_score_stderr=0.05, task_eval_n=1000)
     row = next(r for r in regress.compare(base, cand) if r["point"] == "lora" and r["metric"] == "task_score")
     assert row["bound"] == pytest.approx(0.1) and row["verdict"] == "unchanged"
 

@@ -83,3 +83,10 @@ def test_notes_name_selective_checkpointing_float8_and_moe():
         full = estimate(Setup(arch=moe, method="full", batch_size=1, seq_len=256))
         assert any(n.startswith(f"MoE: all {moe.experts} experts' weights held") and n.endswith("active per token")
                    for n in full.notes)
+
+
+def test_foreach_adamw_copies_the_adapters_at_the_step_too():
+    plain, fused = est(method="lora"), est(method="lora", fused_optimizer=True)
+    assert plain.peak_phase == fused.peak_phase == "backward start"
+    # the step phase (shown by `explain`) holds one more fp32 copy of the adapter weights
+    assert plain.other_phase_gb - fused.other_phase_gb == pytest.approx(plain.trainable_params * 4 / GIB, rel=0.01)

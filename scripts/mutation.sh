@@ -41,7 +41,7 @@ MODULES=(
   "advisor_estimate|advisor/memory/estimate.py|*|tests/advisor/test_advisor_memory.py tests/advisor/test_advisor_stack.py tests/advisor/test_advisor_estimate_mutants.py"
   "advisor_activations|advisor/memory/activations.py|*|tests/advisor/test_advisor_memory.py tests/advisor/test_advisor_stack.py"
   "advisor_procedure|advisor/decide/procedure.py|*|tests/advisor/test_advisor_rules.py tests/advisor/test_advisor_budget.py tests/advisor/test_advisor_procedure_mutants.py"
-  "advisor_evidence|advisor/decide/evidence.py|*|tests/advisor/test_advisor_rules.py tests/advisor/test_advisor_forgetting.py tests/test_learning.py::test_advisor_takes_rank_and_lr_from_lr_rank_records tests/test_learning.py::test_advisor_switches_method_on_data_scaling_records"
+  "advisor_evidence|advisor/decide/evidence.py|*|tests/advisor/test_advisor_rules.py tests/advisor/test_advisor_forgetting.py tests/test_learning.py::test_advisor_takes_rank_and_lr_from_lr_rank_records tests/test_learning.py::test_advisor_switches_method_on_data_scaling_records tests/advisor/test_advisor_evidence_mutants.py"
 )
 
 # Tests left out of every mutant run: each spawns a whole harness process (seconds) to check what a

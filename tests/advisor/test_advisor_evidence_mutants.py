@@ -1,0 +1,53 @@
+"""advisor/decide/evidence.py: each way measured runs change a recipe, seen in `advisor recommend
+--json`. Written against the survivors of `scripts/mutation.sh advisor_evidence` (docs/mutation.md)."""
+
+from __future__ import annotations
+
+import json
+
+from advisor_testkit import make_record, write
+
+
+def _advise(run_cli, results, *extra) -> dict:
+    code, out, err = run_cli("recommend", "--gpu", "24GB", "--examples", "500", "--model", "smollm2-135m",
+                             "--results", str(results), "--json", *extra)
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_a_method_measured_significantly_ahead_on_this_model_replaces_the_rules_choice(tmp_path, run_cli):
+    (tmp_path / "none").mkdir()
+    plain = _advise(run_cli, tmp_path / "none")
+    assert plain["method"] == "lora"
+    d = tmp_path / "runs"
+    for i in range(2):
+        write(d, make_record(f"lora-{i}", method="lora", task_score=0.40, base=0.35, stderr=0.02))
+        write(d, make_record(f"full-{i}", method="full", r=None, task_score=0.80, base=0.35, stderr=0.02))
+    measured = _advise(run_cli, d)
+    assert measured["method"] == "full" and measured["rank"] is None
+    titles = [s["title"] for s in measured["steps"]]
+    assert "Evidence overrides" in titles
+    text = next(s["text"] for s in measured["steps"] if s["title"] == "Evidence overrides")
+    assert text.startswith("Switching lora → full: measured ahead on this model")
+    # the evidence table carries what each run measured and what the model estimated for it
+    row = next(e for e in measured["evidence"] if e["run_id"] == "lora-0")
+    assert row["batch_size"] == 8 and row["task_gain"] > 0 and row["estimated_peak_gb"] is not None
+
+
+def test_a_lead_within_the_noise_keeps_the_rules_choice(tmp_path, run_cli):
+    d = tmp_path / "runs"
+    write(d, make_record("lora-0", method="lora", task_score=0.60, base=0.35, stderr=0.05))
+    write(d, make_record("full-0", method="full", r=None, task_score=0.66, base=0.35, stderr=0.05))
+    assert _advise(run_cli, d)["method"] == "lora"
+
+
+def test_a_rank_taken_from_lr_rank_records_keeps_alpha_at_twice_the_rank(tmp_path, run_cli):
+    d = tmp_path / "runs"
+    for r, lr, score in ((16, 2e-4, 0.55), (32, 2e-3, 0.93), (4, 2e-3, 0.70)):
+        rec = make_record(f"lr-{r}-{lr:g}", r=r, task_score=score, stderr=0.03)
+        rec["sweep"] = {"name": "lr_rank"}
+        rec["config"]["train"]["lr"] = lr
+        write(d, rec)
+    measured = _advise(run_cli, d)
+    assert (measured["rank"], measured["learning_rate"]) == (32, 2e-3)
+    assert measured["alpha"] == 64

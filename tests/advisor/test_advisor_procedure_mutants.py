@@ -63,3 +63,34 @@ def test_alignment_names_dpo_as_the_alternative_only_when_it_is_not_chosen():
     assert pairs.method == "dpo" and not any(a.option == "dpo" for a in pairs.alternatives)
     few = rec(capability="alignment", preference_pairs=100)
     assert few.method != "dpo" and "preference pairs is below DPO's ~3K minimum: train with SFT on your examples" in step(few, "Objective").text
+
+
+def test_the_small_data_warning_starts_below_500_examples():
+    small = "SFT overfits below ~500 examples"
+    assert any(w.startswith(small) for w in rec(examples=499).warnings)
+    assert not any(w.startswith(small) for w in rec(examples=500).warnings)
+
+
+def test_warnings_for_audits_one_gpu_grpo_and_cards_without_bf16():
+    audit = rec(auditability="high").warnings
+    assert any(w.startswith("Auditability high: train only from a versioned, documented dataset") for w in audit)
+    grpo = rec(capability="reasoning", verifiable_reward=True)
+    assert grpo.method == "grpo"
+    assert any(w.startswith("The guide puts GRPO rollouts on multi-GPU infrastructure") for w in grpo.warnings)
+    t4 = rec("T4")
+    assert any(w == "T4 has no bf16: train in fp16 with loss scaling (same memory, less range)." for w in t4.warnings)
+
+
+def test_dpo_with_examples_of_another_capability_runs_sft_first_and_notes_50k_pairs():
+    mixed = rec(capability="instruction", preference_pairs=5000, examples=10)
+    objective = step(mixed, "Objective")
+    assert "You also have 10 examples: run SFT on them first, then DPO." in objective.text
+    assert "R-CAP-MIXED" in objective.rules
+    big = step(rec(capability="alignment", preference_pairs=60_000), "Objective")
+    assert "Above 50K the guide suggests PPO/RLHF for larger budgets" in big.text
+
+
+def test_full_fine_tuning_cites_the_full_memory_rule():
+    r = rec("80GB", 100_000, "instruction", "7B")
+    assert r.method == "full" and step(r, "Memory").rules[0] == "R-MEM-FULL"
+    assert step(rec("24GB", 3000, "style", "7B"), "Memory").rules[0] == "R-MEM-LORA"

@@ -51,3 +51,25 @@ def test_a_rank_taken_from_lr_rank_records_keeps_alpha_at_twice_the_rank(tmp_pat
     measured = _advise(run_cli, d)
     assert (measured["rank"], measured["learning_rate"]) == (32, 2e-3)
     assert measured["alpha"] == 64
+
+
+def test_runs_of_another_model_are_said_not_used(tmp_path, run_cli):
+    d = tmp_path / "runs"
+    rec = make_record("other-0", arch={**make_record("x")["config"]["model"]["arch"], "hidden_size": 1024})
+    write(d, rec)
+    measured = _advise(run_cli, d)
+    ev = next(s for s in measured["steps"] if s["title"] == "Evidence")
+    assert ev["text"].startswith("1 harness run(s) in the results, none of ")
+
+
+def test_a_cuda_oom_of_the_same_setup_is_a_warning_naming_the_run(tmp_path, run_cli):
+    d = tmp_path / "runs"
+    write(d, make_record("lora-ok", task_score=0.6))
+    write(d, make_record("lora-oom", status="oom", device="cuda", batch=1, seq=128, kind="cuda_allocated"))
+    full = make_record("full-0", method="full", r=None, task_score=0.6)
+    write(d, full)
+    measured = _advise(run_cli, d)
+    assert any(w.startswith("Measured: 1 lora run(s) of this model ran out of memory") and "(lora-oom)" in w
+               for w in measured["warnings"])
+    rows = {e["run_id"]: e for e in measured["evidence"]}
+    assert rows["full-0"]["rank"] is None and rows["lora-ok"]["rank"] == 16

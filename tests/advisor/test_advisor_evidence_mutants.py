@@ -73,3 +73,22 @@ def test_a_cuda_oom_of_the_same_setup_is_a_warning_naming_the_run(tmp_path, run_
                for w in measured["warnings"])
     rows = {e["run_id"]: e for e in measured["evidence"]}
     assert rows["full-0"]["rank"] is None and rows["lora-ok"]["rank"] == 16
+
+
+def test_full_fine_tuning_measured_to_forget_switches_to_the_lora_that_kept_with_its_rank_and_alpha_2r(tmp_path, run_cli):
+    from test_advisor_forgetting import _run
+
+    args = ("recommend", "--gpu", "24GB", "--examples", "100000", "--model", "smollm2-135m", "--capability",
+            "classification", "--json", "--results")
+    (tmp_path / "none").mkdir()
+    code, out, _ = run_cli(*args, str(tmp_path / "none"))
+    assert code == 0 and json.loads(out)["method"] == "full"
+    d = tmp_path / "runs"
+    for i in range(3):
+        write(d, _run(i, "full", 1e-5, forgets=True, score=0.80))
+        write(d, _run(i, "lora", 2e-4, forgets=False, score=0.82))
+    code, out, err = run_cli(*args, str(d))
+    assert code == 0, err
+    rec = json.loads(out)
+    assert (rec["method"], rec["rank"], rec["alpha"], rec["learning_rate"]) == ("lora", 16, 32, 2e-4)
+    assert any(s["title"] == "Evidence overrides" for s in rec["steps"])

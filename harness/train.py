@@ -13,8 +13,8 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from harness.spec import BATCHING, RunSpec  # noqa: F401  (BATCHING: by_length | shuffled)
 from harness.measure import StepClock
+from harness.spec import BATCHING, RunSpec  # noqa: F401  (BATCHING: by_length | shuffled)
 from harness.tasks.base import Example
 
 OPTIM = {

@@ -19,10 +19,10 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
-from harness.spec import MethodSpec, TrainSpec
 from harness.errors import UserError
 from harness.method_table import METHODS, Capabilities
 from harness.method_table import options as table_options
+from harness.spec import MethodSpec, TrainSpec
 
 if TYPE_CHECKING:
     from harness.spec import RunSpec

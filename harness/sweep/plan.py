@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping
 
-from harness.spec import RunSpec
 from harness.errors import UserError, reject_unknown_keys
 from harness.record import read_record, record_path
+from harness.spec import RunSpec
 
 STRAY_TMP_AGE_S = 600  # another writer's temp file older than this is debris (a record write takes ms)
 # Command-line keys that steer the runner, not a run: never passed on to a point.

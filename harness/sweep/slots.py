@@ -21,8 +21,8 @@ import os
 import sys
 from dataclasses import dataclass
 
-from harness.config import RunSpec
 from harness.errors import UserError
+from harness.spec import RunSpec
 from harness.sweep.plan import Point
 
 FAKE_GPUS_ENV = "TUNEBENCH_VISIBLE_GPUS"

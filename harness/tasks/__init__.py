@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from harness.spec import TaskSpec
 from harness.errors import unknown
+from harness.spec import TaskSpec
 from harness.tasks.base import Example, Task
 
 # name → (module, class); imported lazily so one task's dependencies never slow another.

@@ -7,8 +7,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.spec import TaskSpec
 from harness.errors import UserError, unknown
+from harness.spec import TaskSpec
 from harness.tasks.base import Example, example, exact_match, normalize
 
 ROLES = {"system", "user", "assistant"}

@@ -20,7 +20,7 @@ from advisor.simulate.mem_tracking import PeakTracker
 
 @dataclass(frozen=True)
 class StepSpec:
-    """What the step needs, in the harness's terms (``harness.config.TrainSpec`` fields and the method)."""
+    """What the step needs, in the harness's terms (``harness.spec.TrainSpec`` fields and the method)."""
 
     method: str = "lora"  # full | lora | qlora | dora
     rank: int = 16
@@ -50,7 +50,7 @@ class StepSpec:
 
 def harness_specs(s: StepSpec):
     """The harness's own ``MethodSpec`` and ``TrainSpec`` for this step (what ``prepare`` reads)."""
-    from harness.config import MethodSpec, TrainSpec
+    from harness.spec import MethodSpec, TrainSpec
 
     method = MethodSpec(name=s.method, default_lr=1e-4, r=None if s.method == "full" else s.rank, alpha=None,
                         dropout=s.lora_dropout if s.method != "full" else 0.0, targets=s.targets,

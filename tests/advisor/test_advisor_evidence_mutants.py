@@ -111,7 +111,7 @@ def test_one_example_still_reads_the_nearest_data_scaling_size():
     assert at_size(pts, 0) == (None, {})
 
 
-def _scaling(d, curve, examples="500", *extra):
+def _scaling(d, curve):
     from test_learning import _record
 
     for m, n, s in curve:
@@ -246,3 +246,17 @@ def test_a_measured_speed_on_the_named_gpu_sets_the_time(tmp_path, run_cli):
     (tmp_path / "none").mkdir()
     measured, modelled = (_advise(run_cli, p, "--gpu", "RTX 4090") for p in (d, tmp_path / "none"))
     assert measured["time_basis"] != modelled["time_basis"] and "1,000" in measured["time_basis"]
+
+
+def test_a_keeper_without_a_task_score_is_said_unscored(tmp_path, run_cli):
+    from test_advisor_forgetting import _run
+
+    d = tmp_path / "runs"
+    for i in range(3):
+        write(d, _run(i, "full", 1e-5, forgets=True, score=0.80))
+        lora = _run(i, "lora", 2e-4, forgets=False, score=0.82)
+        lora["metrics"]["task_score"] = None  # the probes ran, the task eval did not
+        write(d, lora)
+    rec = _advise(run_cli, d, *CLS, "--examples", "100000")
+    text = next(s["text"] for s in rec["steps"] if s["title"] == "Evidence overrides")
+    assert text.endswith("at a task score not significantly lower (unscored against 0.80 ± 0.02).")

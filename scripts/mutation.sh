@@ -39,7 +39,7 @@ MODULES=(
   "train_batching|harness/train.py|collate batch_order _grouped padding_fraction total_steps training_batches|tests/test_learning.py::test_length_grouping_cuts_padding_and_keeps_every_row_once_per_epoch tests/test_train_batching_mutants.py"
   "analysis|harness/analysis.py harness/claims.py|*|tests/test_report.py::test_a_run_that_collapses_a_probe_is_flagged_never_least_forgetting tests/test_report.py::test_least_forgetting_is_nobody_when_every_run_dropped tests/test_report.py::test_labels_show_only_what_differs_in_canonical_form tests/test_report.py::test_pareto_mask_uses_declared_directions tests/test_report_fit.py::test_two_hub_models_in_one_report_are_labelled_by_their_names tests/test_analysis_mutants.py"
   "advisor_estimate|advisor/memory/estimate.py|*|tests/advisor/test_advisor_memory.py tests/advisor/test_advisor_stack.py tests/advisor/test_advisor_estimate_mutants.py"
-  "advisor_activations|advisor/memory/activations.py|*|tests/advisor/test_advisor_memory.py tests/advisor/test_advisor_stack.py"
+  "advisor_activations|advisor/memory/activations.py|*|tests/advisor/test_advisor_memory.py tests/advisor/test_advisor_stack.py tests/advisor/test_advisor_activations.py"
   "advisor_procedure|advisor/decide/procedure.py|*|tests/advisor/test_advisor_rules.py tests/advisor/test_advisor_budget.py tests/advisor/test_advisor_procedure_mutants.py"
   "advisor_evidence|advisor/decide/evidence.py|*|tests/advisor/test_advisor_rules.py tests/advisor/test_advisor_forgetting.py tests/test_learning.py::test_advisor_takes_rank_and_lr_from_lr_rank_records tests/test_learning.py::test_advisor_switches_method_on_data_scaling_records tests/advisor/test_advisor_evidence_mutants.py"
 )

@@ -157,7 +157,7 @@ def _forgetting(rec, runs, fits) -> None:
                                   + f", at a task score not significantly lower ({_score_text(keeper, mine, n)} against {_score_text(mine, keeper, n)})."))  # fmt: skip
             text += (f". Your recipe's lr {_lr(lr)} is where {old} forgot: switched to {keeper.label()} (its measured lr, "
                      "in place of the guide's)")  # fmt: skip
-    elif mine is None and rec.lr and rec.plan.option.method in ADAPTERS + ("full",):
+    elif mine is None and rec.lr and rec.plan.option.method in ADAPTERS + ("full",) and not measured.near(rec.plan.option.method, rec.lr):
         text += f". The recipe's own lr ({_lr(rec.lr)}) was not measured here: score the probes before and after"
     rec.steps.append(Step("Measured forgetting", text + "."))
 

@@ -148,11 +148,14 @@ class Forgetting:
             out.append(f"{c.label()} " + (f"forgot {', '.join(lost)}" if lost else f"kept {', '.join(kept)}" if kept else "mixed"))
         return "; ".join(out)
 
+    def near(self, method: str, lr: float | None) -> list[Config]:
+        """The configurations of ``method``'s family measured at ``lr`` (within 2×)."""
+        fam = ADAPTERS if method in ADAPTERS else (method,)
+        return [c for c in self.configs if c.method in fam and c.lr and lr and abs(math.log(c.lr / lr)) <= math.log(2)]
+
     def at(self, method: str, lr: float | None) -> Config | None:
         """The configuration of ``method``'s family at ``lr`` (within 2×) that forgot the most probes."""
-        fam = ADAPTERS if method in ADAPTERS else (method,)
-        near = [c for c in self.configs if c.method in fam and c.lr and lr and abs(math.log(c.lr / lr)) <= math.log(2)]
-        near = [c for c in near if any(c.forgot(p) for p in c.probes)]
+        near = [c for c in self.near(method, lr) if any(c.forgot(p) for p in c.probes)]
         return max(near, key=lambda c: sum(c.forgot(p) for p in c.probes), default=None)
 
     def keeper(self, forgot: Config) -> Config | None:

@@ -102,7 +102,7 @@ def test_estimate_simulate_refuses_what_transformers_cannot_build_in_one_line(tm
 def test_simulated_reserved_memory_is_the_analytic_overhead_model(monkeypatch):
     """One overhead model: the simulated path's reserved memory is advisor.overhead's terms (cuBLAS
     workspaces + FRAG × the churned items), so changing FRAG there moves it by FRAG × churn."""
-    from advisor import overhead
+    from advisor.memory import overhead
     from advisor.simulate import report
 
     fake, _ = _pair("lora")

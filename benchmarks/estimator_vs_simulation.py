@@ -87,11 +87,11 @@ def key(c: dict) -> str:
 def model_and_config(name: str):
     from advisor.inputs import DATA
     from advisor.inputs.catalog import resolve_model
-    from advisor.simulate import config_for, configs
+    from advisor.simulate import config_for, model_config
 
     if name.startswith("configs/"):
         path = DATA / name
-        return resolve_model(str(path)), configs.from_path(path)
+        return resolve_model(str(path)), model_config.from_path(path)
     m = resolve_model(name)
     return m, config_for(m)
 

@@ -162,7 +162,12 @@ def explain(c: dict, sim: dict, ana: dict, err: float) -> str:
     """Why a configuration is outside the tolerance: the mechanism each side holds that the other does not
     (each checked by a probe recorded in docs/estimator_vs_simulation.md). Never a fudge: the figures stand."""
     if "error" in sim:
-        return "not simulated: " + sim["error"]
+        why = ""
+        if "Expected inputs of BF16" in sim["error"]:
+            why = (" (bitsandbytes quantizes nn.Linear only: transformers 5's 3-D experts stay unquantized, "
+                   "prepare_model_for_kbit_training upcasts them to fp32, and the experts' grouped matmul takes bf16 only; "
+                   "the harness's own QLoRA of these models meets the same refusal)")
+        return "not simulated: " + sim["error"] + why
     if abs(err) <= TOLERANCE:
         return ""
     why = []

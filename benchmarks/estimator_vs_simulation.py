@@ -166,7 +166,7 @@ def explain(c: dict, sim: dict, ana: dict, err: float) -> str:
         if "Expected inputs of BF16" in sim["error"]:
             why = (" (bitsandbytes quantizes nn.Linear only: transformers 5's 3-D experts stay unquantized, "
                    "prepare_model_for_kbit_training upcasts them to fp32, and the experts' grouped matmul takes bf16 only; "
-                   "the harness's own QLoRA of these models meets the same refusal)")
+                   "the harness's own QLoRA of these models would meet it too; not checked on a GPU)")
         return "not simulated: " + sim["error"] + why
     if abs(err) <= TOLERANCE:
         return ""

@@ -25,12 +25,12 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-NF4_BLOCK, NESTED_BLOCK = 64, 256
+NF4_BLOCK, NESTED_BLOCK = 64, 256  # bitsandbytes' 4-bit blocksize and its double-quant blocksize
 # Attention dropout inside SDPA: a GPU's flash and memory-efficient kernels apply it in the kernel and keep
 # only the Philox seed and offset for backward, so it costs no memory; torch's CPU SDPA has no fused dropout
 # and falls back to its math path (fp32 B × H × S × S scores, softmax and mask saved). The simulated step
 # stands for the GPU's, so SDPA runs at p = 0 (GPTBigCode defaults attn_pdrop to 0.1; most families to 0).
-ATTENTION_DROPOUT = ("attn_pdrop", "attention_dropout")  # bitsandbytes' 4-bit blocksize and its double-quant blocksize
+ATTENTION_DROPOUT = ("attn_pdrop", "attention_dropout")
 
 
 @dataclass

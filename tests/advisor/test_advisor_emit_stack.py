@@ -47,3 +47,17 @@ def test_what_the_harness_cannot_run_is_named_not_dropped(capsys, flags, named):
     line, overrides = _emit(capsys, *flags)
     load_spec(overrides)  # the command itself still composes
     assert "# not carried:" in line and named in line.split("#", 1)[1]
+
+
+def test_a_wrapper_method_gets_a_command_it_accepts_and_the_flags_it_cannot_run_named(capsys):
+    """The harness's fsdp runs its own loop and refuses train.loss/train.checkpointing=selective."""
+    from advisor.cli import main
+    from harness.config import load_spec
+
+    assert main(["recommend", "--gpu", "4x24GB", "--examples", "3000", "--model", "70B", "--loss", "fused",
+                 "--checkpointing", "selective", "--emit", "harness"]) == 0  # fmt: skip
+    line = capsys.readouterr().out.strip()
+    spec = load_spec(shlex.split(line, comments=True)[3:])
+    assert spec.method.name == "fsdp"
+    note = line.split("# not carried:", 1)[1]
+    assert "--loss fused" in note and "--checkpointing selective" in note

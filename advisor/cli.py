@@ -159,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="the memory model against published measurements and harness runs")
     val.add_argument("dir", nargs="?", help="harness results directory (default results/, if present)")
     val.add_argument("--fit", action="store_true", help="also grid-search the fitted constants and print them")
-    val.add_argument("--simulate", action="store_true", help="also simulate every SmolLM2 record's step (needs torch; minutes) beside its measured RSS, and price the published throughput rows' simulated steps")
+    val.add_argument("--simulate", action="store_true", help="also simulate every SmolLM2 record's step (needs torch; minutes) beside its measured RSS, price the published throughput rows' simulated steps, and score the published memory rows' simulated steps leave-one-source-out (from advisor/data/simulated_published.json)")
     val.add_argument("--json", action="store_true", help="machine-readable output")
     for name, text in (("models", "the model catalog"), ("gpus", "the GPU catalog")):
         p = sub.add_parser(name, help=text)
@@ -345,6 +345,9 @@ def cmd_validate(args) -> int:
         from advisor.simulate import validate_time_sim
 
         report["time_simulated"] = validate_time_sim.as_dict(validate_time_sim.simulated_time_rows(), validate_speed.published_time_rows())
+        from advisor.simulate import published as sim_published
+
+        report["memory_simulated"] = sim_published.loso()  # from the committed cache: seconds
     if args.json:
         print(json.dumps(report, indent=2))
     else:
@@ -355,6 +358,7 @@ def cmd_validate(args) -> int:
 
             print_rows(sim_rows)
             validate_time_sim.print_report(report["time_simulated"])
+            sim_published.print_report(report["memory_simulated"])
     return 0
 
 

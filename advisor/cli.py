@@ -342,11 +342,9 @@ def cmd_validate(args) -> int:
         from advisor.simulate.validate_sim import simulated_runs
 
         sim_rows = report["simulated_runs"] = simulated_runs(runs)
-        from advisor.simulate import validate_time_sim
+        from advisor.simulate import published as sim_published, validate_time_sim
 
         report["time_simulated"] = validate_time_sim.as_dict(validate_time_sim.simulated_time_rows(), validate_speed.published_time_rows())
-        from advisor.simulate import published as sim_published
-
         report["memory_simulated"] = sim_published.loso()  # from the committed cache: seconds
     if args.json:
         print(json.dumps(report, indent=2))

@@ -48,7 +48,7 @@ def main() -> int:
     ap.add_argument("--reps", type=int, default=1)
     a = ap.parse_args()
     load = os.getloadavg()[0]
-    print(f"{os.cpu_count()} CPU cores, load average {load:.1f} at start" + (" (not idle: wall times are inflated)" if load > 0.5 else ""))
+    print(f"{os.cpu_count()} CPU cores, load average {load:.1f} at start" + (" (not idle: wall times are inflated)" if load > 1.0 else ""))
     over = False
     for name, (args, limit) in CASES.items():
         if a.only and name != a.only:

@@ -99,16 +99,9 @@ def model_and_config(name: str):
 def shallow(arch, cfg: dict):
     """The same model with LAYERS decoder layers, on both sides."""
     moe = arch.moe_layers and LAYERS
-    a = replace(arch, layers=LAYERS, moe_layers=moe)
-    c = {**cfg}
-    for k in ("num_hidden_layers", "n_layer", "num_layers"):
-        if k in c:
-            c[k] = LAYERS
-    if "num_hidden_layers" not in c and "n_layer" not in c:
-        c["num_hidden_layers"] = LAYERS
-    if "layer_types" in c:
-        c["layer_types"] = c["layer_types"][:LAYERS]
-    return a, c
+    from advisor.simulate.model_config import with_layers
+
+    return replace(arch, layers=LAYERS, moe_layers=moe), with_layers(cfg, LAYERS)
 
 
 def setup_for(c: dict, arch):

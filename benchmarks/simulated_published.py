@@ -42,16 +42,8 @@ def _config(r: dict, layers: int | None):
     setup = published_setup(r)
     if layers is None:
         return setup, cfg
-    c = {**cfg}
-    for k in ("num_hidden_layers", "n_layer", "num_layers"):
-        if k in c:
-            c[k] = layers
-    if "num_hidden_layers" not in c and "n_layer" not in c:
-        c["num_hidden_layers"] = layers
-    if "layer_types" in c:
-        c["layer_types"] = c["layer_types"][:layers]
     moe = setup.arch.moe_layers and layers
-    return replace(setup, arch=replace(setup.arch, layers=layers, moe_layers=moe)), c
+    return replace(setup, arch=replace(setup.arch, layers=layers, moe_layers=moe)), model_config.with_layers(cfg, layers)
 
 
 def simulate_row(r: dict, layers: int | None) -> dict:

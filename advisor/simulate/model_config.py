@@ -75,3 +75,17 @@ def stand_in_arch(cfg: dict):
     return Arch(first("num_hidden_layers", "n_layer"), first("hidden_size", "d_model"), first("intermediate_size", default=1),
                 heads, first("num_key_value_heads", default=heads), first("vocab_size"), bool(cfg.get("tie_word_embeddings")),
                 family=str(cfg.get("model_type") or "unknown"))  # fmt: skip
+
+
+def with_layers(cfg: dict, layers: int) -> dict:
+    """The same transformers config with ``layers`` decoder layers (per-layer lists cut to match),
+    for simulating a model at reduced depth at its real widths."""
+    c = {**cfg}
+    for k in ("num_hidden_layers", "n_layer", "num_layers"):
+        if k in c:
+            c[k] = layers
+    if "num_hidden_layers" not in c and "n_layer" not in c:
+        c["num_hidden_layers"] = layers
+    if "layer_types" in c:
+        c["layer_types"] = c["layer_types"][:layers]
+    return c

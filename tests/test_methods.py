@@ -222,13 +222,16 @@ def test_lora_target_presets_and_alpha(tmp_path):
     from harness.methods.base import count_params
 
     counts = {}
-    for targets in ("q_proj+v_proj", "attn", "all-linear"):
+    for targets in ("q_proj+v_proj", "attn", "all-linear", "all-linear+lm_head", "attn+lm_head", "lm_head"):
         spec = _spec(tmp_path, "method=lora", f"method.targets={targets}", "method.r=4")
         loaded = models.load(spec.model, seed=0, dtype=models.resolve_dtype("fp32", "cpu"), device="cpu")
         model = get_method("lora").prepare(loaded.model, spec.method, spec.train)
         counts[targets] = count_params(model)[0]
         assert model.peft_config["default"].lora_alpha == 8  # alpha: null → 2r
     assert counts["q_proj+v_proj"] < counts["attn"] < counts["all-linear"]
+    # a preset joined with a module name adapts both (not only the name peft finds in the list)
+    assert counts["all-linear+lm_head"] == counts["all-linear"] + counts["lm_head"]
+    assert counts["attn+lm_head"] == counts["attn"] + counts["lm_head"]
 
 
 def test_bad_options_are_one_line_errors(tmp_path):

@@ -63,5 +63,7 @@ def test_fragmentation_is_applied_to_the_rows_that_measured_reserved_memory_only
     for a, b in zip(low, high):
         if a.metric == "allocated":
             assert a.predicted_gb == b.predicted_gb, a.id
-        else:  # FRAG × the churn: more reserved at a larger FRAG
+        elif a.phase == "backward start":  # FRAG × the churn (activations): more reserved at a larger FRAG
             assert b.predicted_gb > a.predicted_gb + 0.1, a.id
+        else:  # a LoRA optimizer step churns only the adapters' gradients
+            assert b.predicted_gb >= a.predicted_gb, a.id

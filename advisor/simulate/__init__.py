@@ -32,18 +32,17 @@ import time
 def step_spec(setup, **over):
     """``advisor.memory.setup.Setup`` → ``step.StepSpec``. Flags another part of the advisor may add are
     read with ``getattr`` (``checkpointing``, ``loss``, ``offload``)."""
+    from advisor.simulate.habits import spec_options
     from advisor.simulate.step import StepSpec
 
     ckpt = getattr(setup, "checkpointing", None) or ("full" if setup.grad_checkpointing else "none")
-    loss = getattr(setup, "loss", "auto")
     offload = getattr(setup, "offload", "none")
     kw = dict(method=setup.method, rank=setup.rank, targets=setup.targets, batch_size=setup.batch_size,
               seq_len=setup.seq_len, checkpointing=ckpt, precision=setup.precision,
               optimizer="adamw8bit" if setup.optimizer == "paged_adamw8bit" else setup.optimizer,
-              loss="chunked" if loss in ("chunked", "fused") else "standard",
               offload_activations="activations" in str(offload), lora_dropout=setup.lora_dropout,
               float8=bool(getattr(setup, "float8", False)),
-              grad_accum=min(setup.grad_accum, 2))  # fmt: skip
+              grad_accum=min(setup.grad_accum, 2), **spec_options(setup))  # fmt: skip
     return StepSpec(**{**kw, **over})
 
 
@@ -73,6 +72,9 @@ def run(setup, model, *, config: dict | None = None, trust_remote_code: bool = F
         result = sharded.run(cfg, spec, setup.gpus, setup.sharding)
     else:
         result = step.run(cfg, spec)
+    from advisor.simulate.habits import add_not_run
+
+    result = add_not_run(result, setup)
     result["seconds"] = time.time() - t0
     b = report.breakdown(result, adapted=setup.adapted, per_gpu=setup.gpus > 1, notes=result.get("notes", ()), device=setup.device,
                          gpus=setup.gpus)

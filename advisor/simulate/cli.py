@@ -72,7 +72,7 @@ def run_simulation(args, model, setup, objective) -> int:
         print(json.dumps(d, indent=2))
         return 0
     render_estimate.print_estimate(model, setup, b)
-    print_simulation(extras)
+    print_simulation(extras, setup.stack)
     if step is not None:
         from advisor.simulate.timing import print_time
 
@@ -94,8 +94,9 @@ def _step_time(args, model, setup) -> dict | None:
     return time_dict(priced, totals, dev)
 
 
-def print_simulation(d: dict) -> None:
-    print(f"simulated on fake tensors in {d['simulation_s']} s (the harness's own step; PyTorch's MemTracker)")
+def print_simulation(d: dict, stack: str = "hf") -> None:
+    step = "the harness's own step" if stack == "hf" else f"the harness's step with {stack}'s habits (advisor/simulate/habits.py)"
+    print(f"simulated on fake tensors in {d['simulation_s']} s ({step}; PyTorch's MemTracker)")
     for name, p in d["phases"].items():
         kinds = ", ".join(f"{k} {v:.2f}" for k, v in p["kinds"].items() if v >= 0.005)
         print(f"  {name:<15} {p['allocated_gb']:8.2f} GB allocated  ({kinds})")

@@ -129,7 +129,7 @@ def trace(config: dict, spec) -> list[Op]:
         batch = step.padded_batch(model.get_input_embeddings().num_embeddings, spec)
         trainable = [p for p in model.parameters() if p.requires_grad]
         with unset_fake_temporarily():
-            opt = step.optimizer_for(trainable, spec.optimizer)
+            opt = step.optimizer_for(trainable, spec.optimizer, spec)
         gpu_like_optimizer(opt)
         with counter:
             loss = step.step_loss(model, batch, spec)

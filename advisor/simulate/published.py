@@ -77,6 +77,7 @@ def rows_by_frac(cache: dict, *, overhead_term: bool = True) -> tuple[dict, list
     from dataclasses import replace
 
     from advisor.memory import overhead as model
+    from advisor.simulate.habits import add_not_run
     from advisor.validate import memory as vm
 
     analytic = {r.id: r for r in vm.validate_published()}
@@ -90,7 +91,7 @@ def rows_by_frac(cache: dict, *, overhead_term: bool = True) -> tuple[dict, list
         if unexpressed(setup):
             skipped.append((r["id"], unexpressed(setup)))
             continue
-        res = extrapolate(entry, setup.arch.layers)
+        res = add_not_run(extrapolate(entry, setup.arch.layers), setup)
         parts[r["id"]] = (_parts(res, setup.adapted), res["peak_phase"])
     out = {}
     for f in model.FRAG_GRID:

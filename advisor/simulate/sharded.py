@@ -88,7 +88,7 @@ def run(config: dict, s: StepSpec, world: int, sharding: str = "full") -> dict:
         batch = padded_batch(model.get_input_embeddings().num_embeddings, s)
         params = [p for p in model.parameters() if p.requires_grad]
         local = [p._local_tensor for p in params]  # this rank's shards: what its optimizer steps
-        opt = optimizer_for(local, s.optimizer)
+        opt = optimizer_for(local, s.optimizer, s)
         tracker = ShardedPeakTracker(model, opt)
         tracker.track_inputs(tuple(batch.values()))
         with tracker:

@@ -30,10 +30,16 @@ class StepSpec:
     checkpointing: str = "none"  # none | full | selective (harness.checkpointing)
     precision: str = "bf16"  # bf16 (weights and compute) | fp32 | bf16-mixed (fp32 weights, bf16 autocast)
     optimizer: str = "adamw"
-    loss: str = "standard"  # standard (the model's, full logits) | chunked (harness.loss)
+    loss: str = "standard"  # standard (the model's, full logits) | chunked (harness.loss) | torchtune | lowp (habits)
     offload_activations: bool = False  # saved tensors to host (torch.autograd.graph.save_on_cpu)
     lora_dropout: float = 0.05
     float8: bool = False  # torchao's Float8Linear for every linear but the head (tensorwise scaling)
+    adapter_dtype: str = "auto"  # auto: peft's fp32 adapters | bf16: in the compute dtype (habits)
+    kbit_prep: bool = True  # QLoRA through prepare_model_for_kbit_training (the harness's); False: torchtune, litgpt
+    autocast: bool = True  # bf16 compute by torch.autocast (the Trainer's bf16=True); False: bf16-true
+    fused_activations: bool = False  # torch's fused GELU for transformers' Python-written one (torchtune, litgpt)
+    hold_logits: bool = False  # the loop keeps the logits until the loss is dropped (litgpt)
+    optimizer_impl: str = "default"  # default (this device's choice) | foreach (CUDA's default AdamW) | fused
     grad_accum: int = 1  # 2: the second micro-batch's forward runs with the first one's gradients alive
     steps: int = 2
     trust_remote_code: bool = False
@@ -60,12 +66,13 @@ def harness_specs(s: StepSpec):
                       scheduler="constant", weight_decay=0.0, max_seq_len=s.seq_len,
                       grad_checkpointing=s.checkpointing != "none", dtype="fp32" if s.precision == "fp32" else "bf16",
                       optimizer=s.optimizer, measure_skip_steps=0, save="none", log_every=1, batching="shuffled",
-                      loss=s.loss, checkpointing=s.checkpointing)  # fmt: skip
+                      loss=s.loss if s.loss in ("standard", "chunked") else "standard", checkpointing=s.checkpointing)  # fmt: skip
     return method, train
 
 
-def optimizer_for(params, name: str):
-    """The optimizer class and arguments transformers' Trainer builds for the harness's ``train.optimizer``."""
+def optimizer_for(params, name: str, s: StepSpec | None = None):
+    """The optimizer class and arguments transformers' Trainer builds for the harness's ``train.optimizer``
+    (with ``s``: its implementation as the target device picks it, ``habits.optimizer_kwargs``)."""
     import tempfile
 
     from transformers import Trainer, TrainingArguments
@@ -81,6 +88,10 @@ def optimizer_for(params, name: str):
     finally:
         logging.set_verbosity(level)
     cls, kwargs = Trainer.get_optimizer_cls_and_kwargs(args)
+    if s is not None:
+        from advisor.simulate.habits import optimizer_kwargs
+
+        kwargs = {**kwargs, **optimizer_kwargs(cls, s)}
     return cls(params, **kwargs)
 
 
@@ -110,12 +121,15 @@ def prepared_model(config: dict, s: StepSpec):
         from harness.checkpointing import enable
 
         enable(model, s.checkpointing)
+    from advisor.simulate.habits import apply
+
+    apply(model, s)
     model.train()
     return model
 
 
 def _autocast(s: StepSpec):
-    if s.precision == "fp32":
+    if s.precision == "fp32" or not s.autocast:
         return contextlib.nullcontext()
     return torch.autocast("cpu", dtype=torch.bfloat16)
 
@@ -129,10 +143,10 @@ def _offload(s: StepSpec):
 
 
 def step_loss(model, batch: dict, s: StepSpec):
-    from harness.loss import causal_lm_loss
+    from advisor.simulate.habits import loss
 
     with _autocast(s), _offload(s):
-        return causal_lm_loss(model, batch, s.loss)
+        return loss(model, batch, s)
 
 
 def padded_batch(vocab: int, s: StepSpec) -> dict:
@@ -158,7 +172,7 @@ def run(config: dict, s: StepSpec, *, real: bool = False) -> dict:
         batch = padded_batch(model.get_input_embeddings().num_embeddings, s)
         trainable = [p for p in model.parameters() if p.requires_grad]
         with unset_fake_temporarily():  # bitsandbytes' 8-bit optimizers build their quantization map (real values) at init
-            opt = optimizer_for(trainable, s.optimizer)
+            opt = optimizer_for(trainable, s.optimizer, s)
         tracker = PeakTracker()
         tracker.track_external(model, *quant, *batch.values())
         head = model.get_output_embeddings().register_forward_pre_hook(lambda *a: setattr(tracker, "phase", "loss"))

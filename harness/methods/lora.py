@@ -31,8 +31,26 @@ from harness.train import sft
 TARGETS = {name: list(mods) for name, mods in TARGET_PRESETS.items()} | {"all-linear": "all-linear"}
 
 
-def target_modules(targets: str):
-    return TARGETS.get(targets) or [t.strip() for t in targets.split("+")]
+def target_modules(targets: str, model=None):
+    """peft's ``target_modules`` for ``method.targets``: a preset, or names and presets joined by '+'
+    (``all-linear+lm_head``: every Linear but the head, named from ``model``, and the head)."""
+    if targets in TARGETS:
+        return TARGETS[targets]
+    out: list[str] = []
+    for part in (p.strip() for p in targets.split("+")):
+        if part == "all-linear":  # peft takes "all-linear" only alone: name the Linears it would find
+            out += linear_names(model) if model is not None else list(TARGET_PRESETS["all-linear"])
+        else:
+            out += list(TARGET_PRESETS.get(part, (part,)))
+    return list(dict.fromkeys(out))
+
+
+def linear_names(model) -> list[str]:
+    """The leaf names of ``model``'s Linear layers but its output head: what peft's "all-linear" adapts."""
+    from torch import nn
+
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    return list(dict.fromkeys(n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, nn.Linear) and m is not head))
 
 
 @dataclass(frozen=True)
@@ -61,7 +79,7 @@ class LoRA(Single):
             r=m.r,
             lora_alpha=m.lora_alpha,  # null in YAML → 2r: the update scale alpha/r stays 2 as r changes
             lora_dropout=m.dropout,
-            target_modules=target_modules(m.targets),
+            target_modules=target_modules(m.targets, model),
             use_dora=m.use_dora,
             use_rslora=self.rslora,
             bias="none",

@@ -1,0 +1,125 @@
+"""The stack habits the simulated step runs (advisor/simulate/habits.py): each equals the same step on real
+tensors, and each changes the bytes its mechanism says, so dropping one from the step fails here."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import pytest
+
+# no dropout, so every habit's difference is its own mechanism's bytes; untied head
+TINY = dict(model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
+            num_key_value_heads=2, vocab_size=256)  # fmt: skip
+B, S, V, D = 2, 32, 256, 64
+
+
+@lru_cache(maxsize=None)
+def _run(method: str = "full", real: bool = False, **habits):
+    from advisor.simulate.step import StepSpec, run
+
+    return run(TINY, StepSpec(method=method, rank=4, batch_size=B, seq_len=S, lora_dropout=0.0, **habits), real=real)
+
+
+@pytest.mark.parametrize("method, habits", [
+    ("qlora", dict(adapter_dtype="bf16", kbit_prep=False, autocast=False, loss="lowp", hold_logits=True)),
+    ("full", dict(optimizer_impl="foreach", loss="torchtune")),
+])  # fmt: skip
+def test_stack_habits_simulated_equal_the_real_step(method, habits):
+    fake, real = _run(method, **habits), _run(method, real=True, **habits)
+    assert fake["peak"] == real["peak"] and fake["phases"] == real["phases"]
+
+
+def test_bf16_adapters_halve_the_adapters_and_their_states():
+    fp32, bf16 = _run("lora"), _run("lora", adapter_dtype="bf16")
+    assert bf16["trainable_params"] == fp32["trainable_params"]
+    assert 2 * bf16["trainable_bytes"] == fp32["trainable_bytes"] > 0
+    opt = "optimizer step"
+    steps = 4 * 2 * 7 * TINY["num_hidden_layers"]  # AdamW's fp32 step count per tensor: lora_A and lora_B of 7 linears a layer
+    assert 2 * (bf16["phases"][opt]["optimizer_states"] - steps) == fp32["phases"][opt]["optimizer_states"] - steps
+
+
+def test_qlora_without_kbit_preparation_keeps_embeddings_head_and_norms_in_bf16():
+    prepared, plain = _run("qlora"), _run("qlora", kbit_prep=False)
+    norms = (2 * TINY["num_hidden_layers"] + 1) * D
+    upcast = 2 * V * D + norms  # embeddings + head + norms: 4 B each under prepare_model_for_kbit_training, 2 B without
+    assert prepared["phases"]["forward"]["parameters"] - plain["phases"]["forward"]["parameters"] == 2 * upcast
+
+
+def test_cuda_foreach_adamw_holds_a_temporary_over_every_parameter_and_fused_none():
+    from torch import nn
+
+    sizes = [p.numel() for p in nn.Module.parameters(_model())]
+    params = 2 * sum(sizes)  # bf16
+    default, foreach, fused = (_run("full", optimizer_impl=i)["phases"]["optimizer step"]["total"] for i in ("default", "foreach", "fused"))
+    assert foreach - default >= params / 2  # sqrt(exp_avg_sq) for every parameter at once, not one tensor's
+    assert fused < default  # no per-tensor temporary either
+
+
+def _model():
+    import torch
+
+    from advisor.simulate import build
+
+    return build.meta_model(TINY, torch.bfloat16)
+
+
+def test_low_precision_cross_entropy_skips_the_fp32_logits():
+    standard, lowp = _run("full")["phases"]["loss"]["total"], _run("full", loss="lowp")["phases"]["loss"]["total"]
+    assert standard - lowp >= 4 * B * S * V  # the fp32 upcast of the logits
+
+
+def test_a_loop_holding_the_logits_keeps_them_through_backward():
+    base, held = _run("full")["phases"]["backward"]["total"], _run("full", hold_logits=True)["phases"]["backward"]["total"]
+    assert held - base == 2 * B * S * V  # the bf16 logits
+
+
+def test_torchtunes_chunked_output_loss_upcasts_one_chunk_at_a_time():
+    """Standard: bf16 logits + their fp32 copy + the saved fp32 log-softmax at once (10 B a logit); torchtune's:
+    the bf16 logits and every chunk's saved fp32 log-softmax, but only one chunk's fp32 copy in flight."""
+    phase = lambda **k: _run("full", **k)["phases"]["loss"]["total"]  # noqa: E731
+    assert phase() - phase(loss="torchtune") >= 2.5 * B * S * V
+
+
+def test_a_setups_stack_reaches_the_step():
+    from dataclasses import replace
+
+    from advisor.inputs.catalog import resolve_model
+    from advisor.memory.setup import Setup
+    from advisor.simulate import step_spec
+
+    hf = Setup(arch=resolve_model("Llama-3.1-8B").arch, method="qlora", rank=8, batch_size=2, seq_len=2048)
+    s = step_spec(hf)
+    assert (s.adapter_dtype, s.kbit_prep, s.autocast, s.loss, s.hold_logits, s.optimizer_impl) == ("auto", True, True, "standard", False, "foreach")
+    tt = step_spec(replace(hf, stack="torchtune", fused_optimizer=True))
+    assert (tt.adapter_dtype, tt.kbit_prep, tt.autocast, tt.loss, tt.optimizer_impl) == ("bf16", False, False, "torchtune", "fused")
+    lit = step_spec(replace(hf, stack="litgpt", method="lora"))
+    assert (lit.adapter_dtype, lit.autocast, lit.hold_logits) == ("bf16", False, True)
+    assert step_spec(replace(hf, device="cpu")).optimizer_impl == "default"  # a CPU run steps tensor by tensor
+
+
+def test_what_the_step_cannot_run_is_added_by_the_analytic_mechanism_and_said():
+    from dataclasses import replace
+
+    from advisor.inputs.catalog import GIB, resolve_model
+    from advisor.memory.setup import Setup
+    from advisor.simulate.habits import add_not_run, not_run
+
+    s = Setup(arch=resolve_model("Llama-3.1-8B").arch, method="qlora", rank=8, batch_size=2, seq_len=2048, stack="litgpt")
+    gb, why = not_run(s)
+    assert gb > 0 and "bitsandbytes" in why
+    assert not_run(replace(s, bnb_saves_input=False)) == (0.0, "")
+    result = {"phases": {"forward": {"total": 10, "activations": 1}, "backward": {"total": 20, "activations": 5}}, "peak": None}
+    out = add_not_run(result, s)
+    assert out["phases"]["backward"]["total"] == 20 + int(gb * GIB) and out["peak"] is out["phases"]["backward"]
+    assert out["phases"]["forward"] == result["phases"]["forward"] and why in out["notes"]
+
+
+def test_torchs_fused_gelu_saves_its_input_only():
+    """Phi's gelu_new is written out in Python (autograd keeps x³, the tanh, …); litgpt and torchtune call
+    torch's fused F.gelu(approximate="tanh"), which saves its input: one ff-wide tensor a token, not several."""
+    from advisor.simulate.step import StepSpec, run
+
+    phi = dict(model_type="phi", hidden_size=32, intermediate_size=512, num_hidden_layers=1, num_attention_heads=4, vocab_size=64)
+    s = StepSpec(method="full", batch_size=B, seq_len=S)
+    python_gelu, fused = (run(phi, StepSpec(**{**s.__dict__, "fused_activations": f}))["phases"]["forward"]["activations"] for f in (False, True))
+    assert python_gelu - fused >= 2 * 2 * B * S * phi["intermediate_size"]  # at least two bf16 ff-wide tensors a token fewer

@@ -17,9 +17,10 @@ Snags met building it (torch 2.13, transformers 5, peft 0.21, bitsandbytes 0.50)
 - ``Params4bit`` cannot wrap a fake tensor → ``build.fakeify`` (a uint8 parameter + fake quant state);
 - the optimizer state exists only after a first step → two steps are simulated.
 
-Modules: ``configs`` (the transformers config of a model), ``build`` (meta → fake model; 4-bit
-and float8 linears), ``tracker`` (the trackers' peaks), ``step`` (the step itself, also on real
-tensors for the tests), ``offload`` (activations to host), ``sharded`` (one FSDP2 rank),
+Modules: ``model_config`` (the transformers config of a model), ``build`` (meta → fake model; 4-bit
+and float8 linears), ``mem_tracking`` (the trackers' peaks), ``step`` (the step itself, also on real
+tensors for the tests), ``habits`` (another stack's habits in that step: bf16 adapters, no kbit
+preparation, bf16-true, fused GELU, its loss, held logits, the GPU's AdamW), ``offload`` (activations to host), ``sharded`` (one FSDP2 rank),
 ``objectives`` (GRPO / DPO by phase), ``overhead`` (reserved memory and the range, term by term),
 ``report`` (the analytic estimate's keys), ``cli`` and ``validate_sim`` (the commands).
 """

@@ -72,7 +72,9 @@ def loss(model, batch: dict, s):
     """The step's loss under the stack's habit; ``loss.held``: the logits a loop keeps until the loss is dropped."""
     from harness.loss import causal_lm_loss
 
-    if s.loss in ("standard", "chunked") and not s.hold_logits:
+    if s.loss not in LOSSES:
+        raise ValueError(f"unknown simulated loss '{s.loss}' ({', '.join(LOSSES)})")
+    if s.loss == "chunked" or (s.loss == "standard" and not s.hold_logits):  # chunked never holds whole logits
         return causal_lm_loss(model, batch, s.loss)
     if s.loss == "torchtune":
         return _torchtune_chunked(model, batch)

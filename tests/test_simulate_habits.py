@@ -123,3 +123,10 @@ def test_torchs_fused_gelu_saves_its_input_only():
     s = StepSpec(method="full", batch_size=B, seq_len=S)
     python_gelu, fused = (run(phi, StepSpec(**{**s.__dict__, "fused_activations": f}))["phases"]["forward"]["activations"] for f in (False, True))
     assert python_gelu - fused >= 2 * 2 * B * S * phi["intermediate_size"]  # at least two bf16 ff-wide tensors a token fewer
+
+
+def test_eager_attention_saves_the_probabilities_sdpa_does_not():
+    """``--attention eager``: transformers' own attention saves softmax(QKᵀ) (B × H × S × S) per layer for backward;
+    SDPA's fused kernels (and flash-attention) save a logsumexp per head and position."""
+    sdpa, eager = (_run("full", attention=a)["phases"]["forward"]["activations"] for a in ("sdpa", "eager"))
+    assert eager - sdpa >= 2 * B * TINY["num_attention_heads"] * S * S  # one bf16 S × S map a head at least

@@ -40,13 +40,15 @@ class Built:
     compute_dtype: torch.dtype
 
 
-def meta_model(config: dict, dtype: torch.dtype, *, trust_remote_code: bool = False) -> nn.Module:
+def meta_model(config: dict, dtype: torch.dtype, *, trust_remote_code: bool = False, attention: str = "sdpa") -> nn.Module:
+    """``attention``: sdpa (torch's fused kernels; also how ``flash`` is simulated: both save q, k, v, the output
+    and a logsumexp) or eager (transformers' own: the B × H × S × S probabilities saved per layer)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     cfg = dict(config)
     model_type = cfg.pop("model_type", "llama")
     hf = AutoConfig.for_model(model_type, **cfg)
-    hf._attn_implementation = "sdpa" if _sdpa_ok(hf) else "eager"
+    hf._attn_implementation = "sdpa" if attention != "eager" and _sdpa_ok(hf) else "eager"
     for key in ATTENTION_DROPOUT:  # see ATTENTION_DROPOUT: a GPU's fused kernel keeps only its RNG seed
         if getattr(hf, key, 0) and hf._attn_implementation == "sdpa":
             setattr(hf, key, 0.0)

@@ -165,4 +165,5 @@ def spec_options(setup) -> dict:
                 adapter_dtype="bf16" if setup.adapted and setup.adapter_bytes == 2 else "auto",
                 kbit_prep=setup.kbit_prep if setup.method == "qlora" else True,
                 autocast=setup.autocast or setup.precision == "bf16-mixed", fused_activations=setup.stack != "hf",
+                attention="eager" if setup.attention == "eager" else "sdpa",
                 optimizer_impl=("fused" if setup.fused_optimizer else "foreach") if gpu_adamw else "default")  # fmt: skip

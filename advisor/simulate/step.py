@@ -37,6 +37,7 @@ class StepSpec:
     adapter_dtype: str = "auto"  # auto: peft's fp32 adapters | bf16: in the compute dtype (habits)
     kbit_prep: bool = True  # QLoRA through prepare_model_for_kbit_training (the harness's); False: torchtune, litgpt
     autocast: bool = True  # bf16 compute by torch.autocast (the Trainer's bf16=True); False: bf16-true
+    attention: str = "sdpa"  # sdpa (also for flash: the same saved tensors) | eager (S × S probabilities saved)
     fused_activations: bool = False  # torch's fused GELU for transformers' Python-written one (torchtune, litgpt)
     hold_logits: bool = False  # the loop keeps the logits until the loss is dropped (litgpt)
     optimizer_impl: str = "default"  # default (this device's choice) | foreach (CUDA's default AdamW) | fused
@@ -104,7 +105,7 @@ def prepared_model(config: dict, s: StepSpec):
     from harness.errors import UserError
 
     try:
-        model = build.meta_model(config, s.weight_dtype, trust_remote_code=s.trust_remote_code)
+        model = build.meta_model(config, s.weight_dtype, trust_remote_code=s.trust_remote_code, attention=s.attention)
     except (ValueError, KeyError, ImportError) as e:
         raise AdvisorError(f"--simulate: transformers cannot build this config (model_type "
                            f"'{config.get('model_type')}'): {str(e).splitlines()[0][:200]}") from None  # fmt: skip

@@ -25,8 +25,10 @@ these change what is allocated; the simulation runs each one, so PyTorch counts 
   The simulated tensors are CPU ones, so the GPU's choice is passed explicitly.
 
 What the simulation cannot run is counted by the analytic model's mechanism and added as a stated term
-(``not_run``): ``torch.compile``'s loss (it saves only the compute-dtype logits and recomputes the rest)
-and bitsandbytes before 0.45 keeping each 4-bit matmul's input for backward (litgpt's 2023 QLoRA tables).
+(``not_run``): ``torch.compile``'s loss (it saves only the compute-dtype logits and recomputes the rest),
+bitsandbytes before 0.45 keeping each 4-bit matmul's input for backward (litgpt's 2023 QLoRA tables), and
+weights or optimizer states offloaded to the host (``--offload params|optimizer``; activation offload is
+simulated: ``advisor.simulate.offload``).
 """
 
 from __future__ import annotations
@@ -124,36 +126,51 @@ def _torchtune_chunked(model, batch: dict):
     return total / (labels != IGNORE).sum()
 
 
-def not_run(setup) -> tuple[float, str]:
-    """(GiB, why) the analytic model adds for the habits the simulation cannot run (0 when there are none)."""
+def _host_offloads(setup) -> tuple[str, ...]:
+    """The ``--offload`` parts that move weights or optimizer states to the host (activations are simulated)."""
+    parts = setup.offloads
+    return tuple(p for p in ("params", "optimizer") if p in parts or "both" in parts)
+
+
+def not_run(setup) -> list[tuple[float, str, tuple[str, ...], str]]:
+    """[(GiB, why, phases, tracker kind)]: what the analytic model adds for the habits and options the simulation cannot run:
+    ``torch.compile``'s loss and bitsandbytes < 0.45's saved input (at the loss and backward), and weights or
+    optimizer states offloaded to the host (``--offload params|optimizer``: gone from every phase)."""
     from dataclasses import replace
 
     from advisor.memory.estimate import estimate
 
+    terms = []
     why = [w for on, w in ((setup.compile, "torch.compile's loss"),
                            (setup.bnb_keeps_input, "bitsandbytes < 0.45 keeping each 4-bit matmul's input")) if on]  # fmt: skip
-    if not why:
-        return 0.0, ""
-    off = replace(setup, compile=False, bnb_saves_input=False)
-    gb = estimate(setup).peak_allocated_gb - estimate(off).peak_allocated_gb
-    return gb, f"not simulated, counted by the analytic model: {' and '.join(why)} ({gb:+.2f} GB)"
+    if why:
+        gb = estimate(setup).peak_allocated_gb - estimate(replace(setup, compile=False, bnb_saves_input=False)).peak_allocated_gb
+        terms.append((gb, f"not simulated, counted by the analytic model: {' and '.join(why)} ({gb:+.2f} GB)", ("loss", "backward"),
+                      "activations"))
+    host = _host_offloads(setup)
+    if host:
+        kept = "+".join(p for p in setup.offloads if p not in ("params", "optimizer", "both")) or "none"
+        gb = estimate(setup).peak_allocated_gb - estimate(replace(setup, offload=kept)).peak_allocated_gb
+        terms.append((gb, f"not simulated, counted by the analytic model: {' and '.join(host)} offloaded to the host ({gb:+.2f} GB)",
+                      ("forward", "loss", "backward", "optimizer step"), "parameters" if host == ("params",) else "optimizer_states"))  # fmt: skip
+    return terms
 
 
 def add_not_run(result: dict, setup) -> dict:
-    """``result`` (``step.run``'s bytes by phase and kind) with ``not_run``'s term added to the phases it
-    changes: the loss and backward (what the loss keeps, a matmul's saved input), as activations."""
+    """``result`` (``step.run``'s bytes by phase and kind) with ``not_run``'s terms added to the phases each changes."""
     from advisor.inputs.catalog import GIB
 
-    gb, why = not_run(setup)
-    if not gb:
+    terms = not_run(setup)
+    if not terms:
         return result
     phases = {n: dict(p) for n, p in result["phases"].items()}
-    for name in ("loss", "backward"):
-        if name in phases:
-            phases[name]["activations"] = phases[name].get("activations", 0) + int(gb * GIB)
-            phases[name]["total"] += int(gb * GIB)
+    for gb, _, names, kind in terms:
+        for name in names:
+            if name in phases:
+                phases[name][kind] = phases[name].get(kind, 0) + int(gb * GIB)
+                phases[name]["total"] += int(gb * GIB)
     peak = max(phases.values(), key=lambda p: p["total"])
-    return {**result, "phases": phases, "peak": peak, "notes": (*result.get("notes", ()), why)}
+    return {**result, "phases": phases, "peak": peak, "notes": (*result.get("notes", ()), *(t[1] for t in terms))}
 
 
 def spec_options(setup) -> dict:

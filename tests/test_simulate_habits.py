@@ -127,3 +127,16 @@ def test_offloaded_weights_and_states_leave_every_simulated_phase():
     assert not_run(s) == [] and not_run(replace(s, offload="activations")) == []
     [(gb, why, phases, kind)] = not_run(replace(s, offload="optimizer+activations"))
     assert gb < -20 and "optimizer" in why and "optimizer step" in phases and kind == "optimizer_states"  # 8B × 2 bf16 states ≈ 30 GB
+
+
+def test_lora_experts_or_not_on_fused_moe_experts():
+    """peft's all-linear reaches transformers 5's fused experts (ParamWrapper); without --lora-experts the
+    simulated LoRA adapts the Linear layers only (attention here), as the analytic path counts it."""
+    from advisor.simulate.step import StepSpec, run
+
+    moe = dict(model_type="mixtral", hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
+               num_key_value_heads=2, vocab_size=64, num_local_experts=4, num_experts_per_tok=2)  # fmt: skip
+    s = dict(method="lora", rank=4, batch_size=1, seq_len=8, lora_dropout=0.0)
+    experts, attention = (run(moe, StepSpec(**s, lora_experts=e))["trainable_params"] for e in (True, False))
+    assert attention == 2 * 4 * (64 + 64) + 2 * 4 * (64 + 32)  # q, o: 64 → 64; k, v: 64 → 32 (2 KV heads)
+    assert experts > attention

@@ -61,6 +61,18 @@ def apply(model, s) -> None:
             p.data = p.data.to(s.weight_dtype)  # undo prepare_model_for_kbit_training's fp32 upcast
 
 
+def targets_for(model, s) -> str:
+    """``method.targets`` for the step: on an MoE model without ``lora_experts``, all-linear names the Linear
+    layers (attention, shared experts) so peft does not reach the fused experts as it does for "all-linear"."""
+    if s.lora_experts or s.targets != "all-linear" or s.method == "full":
+        return s.targets
+    if not any(name.endswith("experts") for name, _ in model.named_modules()):
+        return s.targets
+    from harness.methods.lora import linear_names
+
+    return "+".join(linear_names(model))
+
+
 def optimizer_kwargs(cls, s) -> dict:
     """torch AdamW's implementation as the GPU would pick it (``optimizer_impl``); others are left alone."""
     import torch
@@ -182,5 +194,5 @@ def spec_options(setup) -> dict:
                 adapter_dtype="bf16" if setup.adapted and setup.adapter_bytes == 2 else "auto",
                 kbit_prep=setup.kbit_prep if setup.method == "qlora" else True,
                 autocast=setup.autocast or setup.precision == "bf16-mixed", fused_activations=setup.stack != "hf",
-                attention="eager" if setup.attention == "eager" else "sdpa",
+                attention="eager" if setup.attention == "eager" else "sdpa", lora_experts=setup.lora_experts,
                 optimizer_impl=("fused" if setup.fused_optimizer else "foreach") if gpu_adamw else "default")  # fmt: skip

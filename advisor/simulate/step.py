@@ -11,7 +11,7 @@ Trainer's ``bf16=True``. Two steps: the optimizer states exist only after the fi
 from __future__ import annotations
 
 import contextlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import torch
 
@@ -39,6 +39,7 @@ class StepSpec:
     autocast: bool = True  # bf16 compute by torch.autocast (the Trainer's bf16=True); False: bf16-true
     attention: str = "sdpa"  # sdpa (also for flash: the same saved tensors) | eager (S × S probabilities saved)
     fused_activations: bool = False  # torch's fused GELU for transformers' Python-written one (torchtune, litgpt)
+    lora_experts: bool = True  # MoE: peft's all-linear adapts the fused experts too; False: attention and shared MLPs
     hold_logits: bool = False  # the loop keeps the logits until the loss is dropped (litgpt)
     optimizer_impl: str = "default"  # default (this device's choice) | foreach (CUDA's default AdamW) | fused
     grad_accum: int = 1  # 2: the second micro-batch's forward runs with the first one's gradients alive
@@ -113,7 +114,9 @@ def prepared_model(config: dict, s: StepSpec):
         build.quantize_linears(model, s.compute_dtype)
     if s.float8:
         build.float8_linears(model)
-    method, train = harness_specs(s)
+    from advisor.simulate.habits import targets_for
+
+    method, train = harness_specs(replace(s, targets=targets_for(model, s)))
     try:
         model = get_method(s.method).prepare(model, method, train)
     except (ValueError, UserError) as e:  # what the harness's own run would stop on (peft refusing a target, …)

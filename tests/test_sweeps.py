@@ -139,7 +139,7 @@ def _points(d: Path, *extra: str):
     return plan(compose(["sweep=smoke", f"results_dir={d}", *extra]), ["sweep=smoke", *extra])[1]
 
 
-def test_smoke_sweep_killed_mid_point_resumes_with_one_ok_record_per_point(tmp_path, own_cache):
+def test_smoke_sweep_killed_mid_point_resumes_with_one_ok_record_per_point(tmp_path, own_cache, capsys):
     d = tmp_path / "runs"
     points = _points(d)
     cmd = [sys.executable, "-m", "harness", "sweep=smoke", f"results_dir={d}"]
@@ -166,8 +166,9 @@ def test_smoke_sweep_killed_mid_point_resumes_with_one_ok_record_per_point(tmp_p
     # A writer killed between temp file and rename leaves this; the next sweep removes it.
     (d / f".{points[1].run_id}.json.abc123.tmp").write_text('{"half": ')
 
-    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-2000:]
+    # The re-runs in this process (the runner's work is the same; its points are processes as before).
+    over = ["sweep=smoke", f"results_dir={d}"]
+    assert run_sweep(compose(over), over) == 0, capsys.readouterr().err[-2000:]
     recs = records_in(d)
     assert sorted(recs) == sorted(p.run_id for p in points)  # one record per point, no duplicates
     assert all(r["status"] == "ok" and r["sweep"] == {"name": "smoke"} for r in recs.values())
@@ -179,9 +180,9 @@ def test_smoke_sweep_killed_mid_point_resumes_with_one_ok_record_per_point(tmp_p
     assert all(recs[p.run_id]["metrics"]["startup_s"] > 0 for p in points)
 
     before = mtimes(d)
-    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert res.returncode == 0 and mtimes(d) == before  # idempotent: nothing left to run
-    assert "3 skipped" in res.stdout
+    capsys.readouterr()
+    assert run_sweep(compose(over), over) == 0 and mtimes(d) == before  # idempotent: nothing left to run
+    assert "3 skipped" in capsys.readouterr().out
 
 
 def test_failures_become_records_and_the_other_points_complete(tmp_path, own_cache, capsys):
@@ -402,25 +403,6 @@ def _interval(rec: dict) -> tuple[float, float]:
     return start - rec["metrics"]["startup_s"], end + 1  # process start → record (timestamps have 1 s steps)
 
 
-def test_parallel_2_on_cpu_writes_every_point_once_and_the_points_overlap(tmp_path, own_cache):
-    d = tmp_path / "runs"
-    over = ["sweep=smoke", "launcher.parallel=2", f"results_dir={d}"]
-    assert run_sweep(compose(over), over) == 0
-    points = _points(d)
-    recs = records_in(d)
-    assert sorted(recs) == sorted(p.run_id for p in points) and all(r["status"] == "ok" for r in recs.values())
-    ex = {k: r["execution"] for k, r in recs.items()}
-    assert {e["concurrency"] for e in ex.values()} == {2}
-    # The first two started together, each beside the other, on a core of its own; the third took
-    # the slot the first to finish freed (beside the other one, unless both ended in the same poll).
-    first, second, third = sorted(recs, key=lambda k: _interval(recs[k])[0])
-    assert ex[first]["shared_with"] == ex[second]["shared_with"] == 1 and ex[third]["shared_with"] <= 1
-    assert {tuple(ex[first]["cpus"]), tuple(ex[second]["cpus"])} == {(0,), (1,)}
-    a, b = _interval(recs[first]), _interval(recs[second])
-    assert a[0] < b[1] and b[0] < a[1], (a, b)  # the intervals overlap: they really ran at once
-    assert not list((d / "logs").glob("*.progress.json*")) and not stray_tmp(d)
-
-
 def _sweep_processes(d: Path) -> list:
     import psutil
 
@@ -435,6 +417,8 @@ def _sweep_processes(d: Path) -> list:
 
 
 def test_parallel_sweep_killed_during_two_points_resumes_exactly_the_missing_ones(tmp_path, own_cache):
+    """``launcher.parallel=2`` end to end: kill -9 while two points run, then the re-run writes every
+    missing point once, two at a time (the re-run's records are checked as any parallel run's)."""
     import psutil
 
     d = tmp_path / "runs"
@@ -467,6 +451,21 @@ def test_parallel_sweep_killed_during_two_points_resumes_exactly_the_missing_one
     assert all(mtimes(d)[name] == t for name, t in before.items()), "a recorded point was run again"
     assert not stray_tmp(d) and not list((d / "logs").glob("*.progress.json*"))
     assert _sweep_processes(d) == [], "orphan processes of the sweep are still running"
+    _two_at_once({k: r for k, r in recs.items() if f"{k}.json" not in before})
+
+
+def _two_at_once(recs: dict[str, dict]) -> None:
+    """The records of one ``launcher.parallel=2`` run on CPU (2 or 3 points): the first two started
+    together, each beside the other, on a core of its own, and really ran at once; a third took the
+    slot the first to finish freed (beside the other one, unless both ended in the same poll)."""
+    assert len(recs) >= 2
+    ex = {k: r["execution"] for k, r in recs.items()}
+    assert {e["concurrency"] for e in ex.values()} == {2}
+    first, second, *third = sorted(recs, key=lambda k: _interval(recs[k])[0])
+    assert ex[first]["shared_with"] == ex[second]["shared_with"] == 1 and all(ex[k]["shared_with"] <= 1 for k in third)
+    assert {tuple(ex[first]["cpus"]), tuple(ex[second]["cpus"])} == {(0,), (1,)}
+    a, b = _interval(recs[first]), _interval(recs[second])
+    assert a[0] < b[1] and b[0] < a[1], (a, b)  # the intervals overlap: they really ran at once
 
 
 def test_regress_refuses_concurrent_cpu_throughput_against_sequential(tmp_path, capsys):

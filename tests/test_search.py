@@ -259,12 +259,15 @@ def test_the_search_section_escapes_what_came_from_the_study_and_its_records(tmp
 
 def test_smoke_study_runs_trials_as_points_and_a_rerun_adds_only_missing_trials(tmp_path, own_cache, capsys):
     d = tmp_path / "search"
-    res = subprocess.run(cmd(d, "search.n_trials=2"), cwd=REPO, capture_output=True, text=True, timeout=600)
+    # Its first two trials at once (launcher.parallel=2: a core each), as a study on a GPU machine runs them.
+    res = subprocess.run(cmd(d, "search.n_trials=2", "launcher.parallel=2"), cwd=REPO, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     recs = records_in(d)
     study = load(d)
     trials = study.get_trials()
     assert len(recs) == 2 and [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    ex = [r["execution"] for r in recs.values()]
+    assert {e["concurrency"] for e in ex} == {2} and max(e["shared_with"] for e in ex) == 1  # one started beside the other
     for t in trials:  # each trial is one record, which names its study and trial, and its values are the record's
         rec = recs[t.user_attrs["run_id"]]
         assert rec["status"] == "ok" and rec["search"] == {"study": "smoke", "trial": t.number} and rec["sweep"] == {"name": "smoke"}

@@ -14,6 +14,13 @@ REPO = Path(__file__).resolve().parent.parent
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# One compute thread per process (before torch loads; a setting of the caller's stands). The tiny
+# models' ops are too small to gain from a second thread, and on shared cores a 2-thread op waits for
+# its slower thread: tests/test_methods.py's LoRA/QLoRA learning tests took 20.7 s with 2 threads
+# and 9.3 s with 1 on 2 cores another job was using. Subprocesses (runs, sweep points) inherit it;
+# sweep points of launcher.parallel=N set their own (harness/sweep/slots.py).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 
 # Tiny runs: the random-init model learns visibly only with a large learning rate.
 TINY = ["debug=smoke", "train.lr=5e-3"]

@@ -114,7 +114,9 @@ def test_lr_rank_preset_runs_under_smoke(tmp_path, monkeypatch):
 def test_data_scaling_preset_runs_under_smoke(tmp_path, monkeypatch):
     monkeypatch.setenv("TUNEBENCH_CACHE", str(tmp_path / "cache"))
     # two sizes of the grid at 1 epoch of batch 4: 4 and 8 steps
-    points, recs = _run_preset("data_scaling", tmp_path / "d", 1, ["train.epochs=1"], grid={"task.n_train": [16, 32]})
+    # (and 8 documents per forgetting probe: the preset scores every one, ~all of the test's time)
+    points, recs = _run_preset("data_scaling", tmp_path / "d", 1, ["train.epochs=1", "eval.probe_limit=8"],
+                               grid={"task.n_train": [16, 32]})
     sizes = {p.spec.task.n_train for p in points}
     assert sizes == {16, 32} and {p.spec.method.name for p in points} >= {"lora", "full"}
     assert {p.spec.train.max_steps for p in points} == {-1}  # fixed epochs, not fixed steps

@@ -257,14 +257,17 @@ def test_the_search_section_escapes_what_came_from_the_study_and_its_records(tmp
 # ---------------------------------------------------------------- end to end
 
 
-def test_smoke_study_runs_trials_as_points_and_a_rerun_adds_only_missing_trials(tmp_path, own_cache):
+def test_smoke_study_runs_trials_as_points_and_a_rerun_adds_only_missing_trials(tmp_path, own_cache, capsys):
     d = tmp_path / "search"
-    res = subprocess.run(cmd(d, "search.n_trials=2"), cwd=REPO, capture_output=True, text=True, timeout=600)
+    # Its first two trials at once (launcher.parallel=2: a core each), as a study on a GPU machine runs them.
+    res = subprocess.run(cmd(d, "search.n_trials=2", "launcher.parallel=2"), cwd=REPO, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
     recs = records_in(d)
     study = load(d)
     trials = study.get_trials()
     assert len(recs) == 2 and [t.state.name for t in trials] == ["COMPLETE", "COMPLETE"]
+    ex = [r["execution"] for r in recs.values()]
+    assert {e["concurrency"] for e in ex} == {2} and max(e["shared_with"] for e in ex) == 1  # one started beside the other
     for t in trials:  # each trial is one record, which names its study and trial, and its values are the record's
         rec = recs[t.user_attrs["run_id"]]
         assert rec["status"] == "ok" and rec["search"] == {"study": "smoke", "trial": t.number} and rec["sweep"] == {"name": "smoke"}
@@ -275,8 +278,10 @@ def test_smoke_study_runs_trials_as_points_and_a_rerun_adds_only_missing_trials(
             if k in t.params}
 
     before = mtimes(d)
-    res = subprocess.run(cmd(d, "search.n_trials=2"), cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0 and mtimes(d) == before and len(load(d).get_trials()) == 2, res.stderr[-2000:]
+    from harness.cli import dispatch  # the re-run and the report in this process: the trials above were processes
+
+    assert dispatch(cmd(d, "search.n_trials=2")[3:]) == 0
+    assert mtimes(d) == before and len(load(d).get_trials()) == 2, capsys.readouterr().err[-2000:]
 
     res = subprocess.run(cmd(d, "search.n_trials=3"), cwd=REPO, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
@@ -284,9 +289,7 @@ def test_smoke_study_runs_trials_as_points_and_a_rerun_adds_only_missing_trials(
     assert len(trials) == 3 and len(records_in(d)) == 3 and all(mtimes(d)[k] == v for k, v in before.items())
 
     out = tmp_path / "report"
-    res = subprocess.run([sys.executable, "-m", "harness", "report", str(d), "--out", str(out)], cwd=REPO,
-                         capture_output=True, text=True, timeout=300)
-    assert res.returncode == 0, res.stderr[-2000:]
+    assert dispatch(["report", str(d), "--out", str(out)]) == 0, capsys.readouterr().err[-2000:]
     page = (out / "report.html").read_text()
     assert "Search: smoke" in page and "Parameter importances" in page
     from harness.search.trials import load_studies

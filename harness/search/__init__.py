@@ -57,7 +57,10 @@ def run_search(cfg, overrides: list[str]) -> int:
                   f"{parallel} at a time; records → {results_dir}")
     runner = LocalSearch(base, study, storage, machine, parallel, console)
     board = Board(console, f"search {search.name}", max(0, search.n_trials - before.counted - before.running), parallel)
-    interrupted = runner.run(board)
+    from harness.sweep.point import ctrl_c_reaches_the_runner
+
+    with ctrl_c_reaches_the_runner():  # even when started with SIGINT ignored (`cmd &` in a script)
+        interrupted = runner.run(board)
     if runner.points:
         print_summary(f"search {search.name} (this run)", runner.points, runner.outcomes)
     done = counts(study.get_trials(deepcopy=False)).counted

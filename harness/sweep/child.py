@@ -64,6 +64,7 @@ def main(argv: list[str]) -> int:
     from harness.errors import run_cli
 
     if argv and argv[0] == "point":
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # the runner stops a point with SIGINT (local.py)
         die_with_parent()
         take_cores()
         return run_cli("harness", lambda: run_point(argv[1:]))

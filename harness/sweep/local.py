@@ -13,7 +13,9 @@ says so in its ``execution`` section. The guarantees of one point at a time hold
 - children die with the runner (``PR_SET_PDEATHSIG``) and a lock keeps two runners apart, so
   ``kill -9`` loses only the points in flight, and a re-run completes exactly those;
 - Ctrl-C interrupts every running point (SIGINT, then SIGKILL after ``INTERRUPT_GRACE_S``); the
-  interrupted points get no record, and re-running the command resumes them.
+  interrupted points get no record, and re-running the command resumes them. This holds however
+  the runner was started: one that inherited SIGINT ignored (``cmd &`` in a script) takes it back
+  (``point.ctrl_c_reaches_the_runner``).
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from rich.markup import escape
 from harness.errors import UserError
 from harness.sweep.display import Board, print_summary, where
 from harness.sweep.plan import Outcome, Point, SweepSpec, clean_stray_tmp, existing, lock, pending
-from harness.sweep.point import Child
+from harness.sweep.point import Child, ctrl_c_reaches_the_runner
 from harness.sweep.progress import progress_path, remove_progress
 from harness.sweep.slots import FAKE_GPUS_ENV, Machine, Scheduler, child_env, detect_machine, expected_seconds, slot_count
 
@@ -55,6 +57,10 @@ class LocalLauncher:
         self.every = every  # log.every: plain progress lines of each point (harness/plain_progress.py)
 
     def launch(self, sweep: SweepSpec, points: list[Point], results_dir: Path, *, retry_failed: bool) -> int:
+        with ctrl_c_reaches_the_runner():  # even when started with SIGINT ignored (`cmd &` in a script)
+            return self._launch(sweep, points, results_dir, retry_failed)
+
+    def _launch(self, sweep: SweepSpec, points: list[Point], results_dir: Path, retry_failed: bool) -> int:
         from harness.console import make_console
 
         machine = self.machine or detect_machine()
@@ -79,7 +85,7 @@ class LocalLauncher:
         finally:
             held.close()
         print_summary(sweep.name, points, outcomes)
-        if interrupted:
+        if interrupted or len(outcomes) < len(points):  # a point stopped alone (`kill -INT` of it) has no record either
             return 130
         return 1 if any(o.record["status"] == "error" for o in outcomes.values()) else 0
 

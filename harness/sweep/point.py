@@ -13,7 +13,9 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 from harness.record import read_record, record_path, write_record
@@ -22,6 +24,35 @@ from harness.sweep.plan import Outcome, Point
 LOG_TAIL = 3000  # characters of a dead child's log kept in the record the parent writes
 KILL_GRACE_S = 10.0  # SIGTERM → SIGKILL after a timeout
 INTERRUPTED = (130, -signal.SIGINT)  # run_cli's exit code for Ctrl-C, or death by SIGINT
+
+
+@contextmanager
+def ctrl_c_reaches_the_runner():
+    """While a runner runs points, SIGINT (Ctrl-C, ``kill -INT``) raises KeyboardInterrupt in it,
+    whatever disposition the process inherited; the old one is given back afterwards.
+
+    A process started by a non-interactive shell with ``cmd &`` (a CI script, ``nohup bash … &``)
+    inherits SIGINT *ignored* (POSIX), and an ignored signal stays ignored across ``exec`` into every
+    point: Ctrl-C then reached no one, the sweep ran each point to its end and exited 0. SIGINT is
+    how a runner is stopped and how it stops its points, so it takes the signal back (and unblocks
+    it, should it arrive blocked); its children start with the default again (a handler does not
+    survive ``exec``), so its SIGINT reaches them too. Signals reach only the main thread: elsewhere
+    this does nothing.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.getsignal(signal.SIGINT)
+    if old in (signal.SIG_IGN, signal.SIG_DFL, None):  # SIG_DFL would end the runner with no cleanup
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    mask = signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT}) if hasattr(signal, "pthread_sigmask") else None
+    try:
+        yield
+    finally:
+        if mask is not None and signal.SIGINT in mask:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        if old is not None and signal.getsignal(signal.SIGINT) is not old:
+            signal.signal(signal.SIGINT, old)
 
 
 def child_argv(point: Point) -> list[str]:

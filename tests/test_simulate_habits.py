@@ -21,7 +21,7 @@ def _run(method: str = "full", real: bool = False, **habits):
 
 
 @pytest.mark.parametrize("method, habits", [
-    ("qlora", dict(adapter_dtype="bf16", kbit_prep=False, autocast=False, loss="lowp", hold_logits=True)),
+    ("lora", dict(adapter_dtype="bf16", autocast=False, loss="lowp", hold_logits=True, attention="eager")),
     ("full", dict(optimizer_impl="foreach", loss="torchtune")),
 ])  # fmt: skip
 def test_stack_habits_simulated_equal_the_real_step(method, habits):

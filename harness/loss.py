@@ -41,15 +41,26 @@ def _causal_lm(model: Any):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
 
-def chunked_loss(model: Any, batch: dict, num_items_in_batch=None):
-    import torch
-    import torch.nn.functional as F
-    from torch.utils.checkpoint import checkpoint
-
+def decoder_output(model: Any, batch: dict):
+    """(the *ForCausalLM, the decoder's last hidden states): everything of the forward but the head."""
     lm = _causal_lm(model)
     decoder = getattr(lm, lm.base_model_prefix)
-    hidden = decoder(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).last_hidden_state
-    labels = F.pad(batch["labels"], (0, 1), value=IGNORE)[..., 1:]  # position t predicts token t + 1
+    return lm, decoder(input_ids=batch["input_ids"], attention_mask=batch.get("attention_mask")).last_hidden_state
+
+
+def next_token_labels(labels):
+    """``labels`` shifted so that position t holds token t + 1 (the last position: IGNORE)."""
+    import torch.nn.functional as F
+
+    return F.pad(labels, (0, 1), value=IGNORE)[..., 1:]
+
+
+def chunked_loss(model: Any, batch: dict, num_items_in_batch=None):
+    import torch
+    from torch.utils.checkpoint import checkpoint
+
+    lm, hidden = decoder_output(model, batch)
+    labels = next_token_labels(batch["labels"])
     hidden, labels = hidden.reshape(-1, hidden.shape[-1]), labels.reshape(-1)
     head, softcap = lm.get_output_embeddings(), getattr(lm.config, "final_logit_softcapping", None)
     total = hidden.new_zeros((), dtype=torch.float32)

@@ -31,8 +31,8 @@ import time
 
 
 def step_spec(setup, **over):
-    """``advisor.memory.setup.Setup`` → ``step.StepSpec``. Flags another part of the advisor may add are
-    read with ``getattr`` (``checkpointing``, ``loss``, ``offload``)."""
+    """``advisor.memory.setup.Setup`` → ``step.StepSpec``; the stack's habits and options through
+    ``habits.spec_options``."""
     from advisor.simulate.habits import spec_options
     from advisor.simulate.step import StepSpec
 

@@ -77,6 +77,8 @@ def optimizer_kwargs(cls, s) -> dict:
     """torch AdamW's implementation as the GPU would pick it (``optimizer_impl``); others are left alone."""
     import torch
 
+    if s.optimizer_impl not in OPTIMIZER_IMPLS:
+        raise ValueError(f"unknown optimizer implementation '{s.optimizer_impl}' ({', '.join(OPTIMIZER_IMPLS)})")
     if s.optimizer_impl == "default" or not issubclass(cls, (torch.optim.Adam, torch.optim.AdamW)):
         return {}
     return {"foreach": True} if s.optimizer_impl == "foreach" else {"fused": True}
@@ -94,7 +96,7 @@ def loss(model, batch: dict, s):
         return _torchtune_chunked(model, batch)
     if s.loss == "lowp":
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        out = _cross_entropy(logits, batch["labels"], upcast=False)
+        out = _cross_entropy_lowp(logits, batch["labels"])
     else:  # standard, the output held
         res = model(**batch)
         out, logits = res.loss, res.logits
@@ -103,18 +105,17 @@ def loss(model, batch: dict, s):
     return out
 
 
-def _cross_entropy(logits, labels, *, upcast: bool):
+def _cross_entropy_lowp(logits, labels):
+    """Cross-entropy on the logits as they are (the compute dtype), no fp32 upcast."""
     import torch
     import torch.nn.functional as F
 
-    from harness.loss import IGNORE
+    from harness.loss import IGNORE, next_token_labels
 
-    labels = F.pad(labels, (0, 1), value=IGNORE)[..., 1:]  # position t predicts token t + 1
+    labels = next_token_labels(labels)
     with torch.autocast("cpu", enabled=False):  # autocast would run the cross-entropy in fp32
         flat = logits.reshape(-1, logits.shape[-1])
-        return F.cross_entropy(flat.float() if upcast else flat, labels.reshape(-1), ignore_index=IGNORE, reduction="sum") / (
-            labels != IGNORE
-        ).sum()
+        return F.cross_entropy(flat, labels.reshape(-1), ignore_index=IGNORE, reduction="sum") / (labels != IGNORE).sum()
 
 
 def _torchtune_chunked(model, batch: dict):
@@ -123,12 +124,11 @@ def _torchtune_chunked(model, batch: dict):
     import torch.nn.functional as F
 
     from advisor.memory.activations import CHUNKED_CE_CHUNKS
-    from harness.loss import IGNORE
+    from harness.loss import IGNORE, decoder_output, next_token_labels
 
-    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
-    hidden = getattr(lm, lm.base_model_prefix)(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    lm, hidden = decoder_output(model, batch)
     head = lm.get_output_embeddings()
-    labels = F.pad(batch["labels"], (0, 1), value=IGNORE)[..., 1:]
+    labels = next_token_labels(batch["labels"])
     logits = [head(h) for h in hidden.chunk(CHUNKED_CE_CHUNKS, dim=1)]
     total = sum(
         F.cross_entropy(x.reshape(-1, x.shape[-1]).float(), y.reshape(-1), ignore_index=IGNORE, reduction="sum")
@@ -136,12 +136,6 @@ def _torchtune_chunked(model, batch: dict):
     )
     del logits  # the recipe's `del logits` before backward: each chunk's fp32 log-softmax stays saved
     return total / (labels != IGNORE).sum()
-
-
-def _host_offloads(setup) -> tuple[str, ...]:
-    """The ``--offload`` parts that move weights or optimizer states to the host (activations are simulated)."""
-    parts = setup.offloads
-    return tuple(p for p in ("params", "optimizer") if p in parts or "both" in parts)
 
 
 def not_run(setup) -> list[tuple[float, str, tuple[str, ...], str]]:
@@ -155,14 +149,16 @@ def not_run(setup) -> list[tuple[float, str, tuple[str, ...], str]]:
     terms = []
     why = [w for on, w in ((setup.compile, "torch.compile's loss"),
                            (setup.bnb_keeps_input, "bitsandbytes < 0.45 keeping each 4-bit matmul's input")) if on]  # fmt: skip
+    host = tuple(p for p in ("params", "optimizer") if p in setup.offloads)  # activation offload is simulated
+    if not (why or host):
+        return terms
+    peak = estimate(setup).peak_allocated_gb
     if why:
-        gb = estimate(setup).peak_allocated_gb - estimate(replace(setup, compile=False, bnb_saves_input=False)).peak_allocated_gb
+        gb = peak - estimate(replace(setup, compile=False, bnb_saves_input=False)).peak_allocated_gb
         terms.append((gb, f"not simulated, counted by the analytic model: {' and '.join(why)} ({gb:+.2f} GB)", ("loss", "backward"),
                       "activations"))
-    host = _host_offloads(setup)
     if host:
-        kept = "+".join(p for p in setup.offloads if p not in ("params", "optimizer", "both")) or "none"
-        gb = estimate(setup).peak_allocated_gb - estimate(replace(setup, offload=kept)).peak_allocated_gb
+        gb = peak - estimate(replace(setup, offload="activations" if "activations" in setup.offloads else "none")).peak_allocated_gb
         terms.append((gb, f"not simulated, counted by the analytic model: {' and '.join(host)} offloaded to the host ({gb:+.2f} GB)",
                       ("forward", "loss", "backward", "optimizer step"), "parameters" if host == ("params",) else "optimizer_states"))  # fmt: skip
     return terms
@@ -192,7 +188,7 @@ def spec_options(setup) -> dict:
     gpu_adamw = setup.device != "cpu" and setup.optimizer == "adamw" and "optimizer" not in setup.offloads
     return dict(loss=loss, hold_logits=setup.holds_logits and kind in ("full", "lowp"),
                 adapter_dtype="bf16" if setup.adapted and setup.adapter_bytes == 2 else "auto",
-                kbit_prep=setup.kbit_prep if setup.method == "qlora" else True,
+                kbit_prep=setup.kbit_prep or setup.method != "qlora",
                 autocast=setup.autocast or setup.precision == "bf16-mixed", fused_activations=setup.stack != "hf",
                 attention="eager" if setup.attention == "eager" else "sdpa", lora_experts=setup.lora_experts,
                 optimizer_impl=("fused" if setup.fused_optimizer else "foreach") if gpu_adamw else "default")  # fmt: skip

@@ -90,8 +90,12 @@ def test_a_setups_stack_reaches_the_step():
     hf = Setup(arch=resolve_model("Llama-3.1-8B").arch, method="qlora", rank=8, batch_size=2, seq_len=2048)
     s = step_spec(hf)
     assert (s.adapter_dtype, s.kbit_prep, s.autocast, s.loss, s.hold_logits, s.optimizer_impl) == ("auto", True, True, "standard", False, "foreach")
+    assert (s.fused_activations, s.attention, s.lora_experts) == (False, "sdpa", False)
     tt = step_spec(replace(hf, stack="torchtune", fused_optimizer=True))
     assert (tt.adapter_dtype, tt.kbit_prep, tt.autocast, tt.loss, tt.optimizer_impl) == ("bf16", False, False, "torchtune", "fused")
+    assert tt.fused_activations  # torchtune's models call torch's fused GELU
+    assert step_spec(replace(hf, attention="eager", lora_experts=True)).attention == "eager"
+    assert step_spec(replace(hf, lora_experts=True)).lora_experts
     lit = step_spec(replace(hf, stack="litgpt", method="lora"))
     assert (lit.adapter_dtype, lit.autocast, lit.hold_logits) == ("bf16", False, True)
     assert step_spec(replace(hf, device="cpu")).optimizer_impl == "default"  # a CPU run steps tensor by tensor

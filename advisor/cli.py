@@ -61,8 +61,9 @@ def _add_stack(p: argparse.ArgumentParser, *, precision: bool = True) -> None:
     p.add_argument("--offload", default="none", help="CPU offload: none, params, optimizer, both (= params+optimizer), activations, "
                    "or a '+' combination such as optimizer+activations (default none)")
     if precision:
-        p.add_argument("--precision", default="bf16", help="bf16 (pure bf16 weights), fp32, or bf16-mixed (fp32 master weights, "
-                       "bf16 compute: autocast, FSDP2 mixed precision, torchtitan; default bf16)")
+        p.add_argument("--precision", default="bf16", help="bf16 (bf16 weights; on the hf stack under autocast, "
+                       "as the Trainer's bf16=True), bf16-true (bf16 weights and compute, no autocast), fp32, or bf16-mixed "
+                       "(fp32 master weights, bf16 compute: autocast, FSDP2 mixed precision, torchtitan; default bf16)")
     p.add_argument("--float8", action="store_true", help="float8 linears (torchao Float8Linear; fp8 all-gather under FSDP)")
     p.add_argument("--lora-experts", action=argparse.BooleanOptionalAction, default=False,
                    help="MoE: adapt every routed expert too (PEFT target_parameters on transformers >= 5's fused experts); "

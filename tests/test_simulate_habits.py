@@ -98,6 +98,7 @@ def test_a_setups_stack_reaches_the_step():
     assert step_spec(replace(hf, lora_experts=True)).lora_experts
     lit = step_spec(replace(hf, stack="litgpt", method="lora"))
     assert (lit.adapter_dtype, lit.autocast, lit.hold_logits) == ("bf16", False, True)
+    assert not step_spec(replace(hf, precision="bf16-true")).autocast  # bf16 weights, no Trainer bf16 flag
     assert step_spec(replace(hf, device="cpu")).optimizer_impl == "default"  # a CPU run steps tensor by tensor
 
 

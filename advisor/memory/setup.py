@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 METHODS = SFT_METHODS  # what trains; fsdp/grpo/dpo wrap one of these
 TARGETS = tuple(TARGET_PRESETS)
-PRECISIONS = ("bf16", "fp32", "bf16-mixed")
+PRECISIONS = ("bf16", "fp32", "bf16-mixed", "bf16-true")  # bf16-true: bf16 weights, no autocast (any stack)
 ATTENTION = ("sdpa", "eager", "flash")
 LOSSES = ("auto", "full", "chunked", "lowp", "fused")  # fused: Liger / Cut Cross-Entropy, never the whole logits
 CLI_LOSSES = {"standard": "auto", "fused": "fused"}  # `--loss`: the stack's own loss, or fused linear cross-entropy
@@ -188,8 +188,9 @@ class Setup:
 
     @property
     def autocast(self) -> bool:
-        """bf16 compute by torch.autocast (HF Trainer's bf16=True, the harness): matmuls cast their inputs."""
-        return self.stack == "hf" and self.precision != "fp32"
+        """bf16 compute by torch.autocast (HF Trainer's bf16=True, the harness): matmuls cast their inputs.
+        ``bf16-true`` (a model loaded in bf16 and trained without the Trainer's bf16 flag) has none."""
+        return self.stack == "hf" and self.precision not in ("fp32", "bf16-true")
 
     @property
     def sharded(self) -> bool:
@@ -204,7 +205,7 @@ class Setup:
     @property
     def weight_bytes(self) -> int:
         """Base weights as stored: bf16-mixed keeps fp32 masters."""
-        return 2 if self.precision == "bf16" else 4
+        return 2 if self.precision in ("bf16", "bf16-true") else 4
 
     @property
     def adapter_bytes(self) -> int:

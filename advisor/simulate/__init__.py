@@ -20,7 +20,8 @@ Snags met building it (torch 2.13, transformers 5, peft 0.21, bitsandbytes 0.50)
 Modules: ``model_config`` (the transformers config of a model), ``build`` (meta → fake model; 4-bit
 and float8 linears), ``mem_tracking`` (the trackers' peaks), ``step`` (the step itself, also on real
 tensors for the tests), ``habits`` (another stack's habits in that step: bf16 adapters, no kbit
-preparation, bf16-true, fused GELU, its loss, held logits, the GPU's AdamW), ``offload`` (activations to host), ``sharded`` (one FSDP2 rank),
+preparation, bf16-true, fused GELU, its loss, held logits, the GPU's AdamW), ``amp`` (CUDA's autocast op
+lists on the CPU's autocast), ``offload`` (activations to host), ``sharded`` (one FSDP2 rank),
 ``objectives`` (GRPO / DPO by phase), ``overhead`` (reserved memory and the range, term by term),
 ``report`` (the analytic estimate's keys), ``cli`` and ``validate_sim`` (the commands).
 """
@@ -60,13 +61,14 @@ def config_for(model) -> dict:
     return model_config.from_catalog(model)
 
 
-def run(setup, model, *, config: dict | None = None, trust_remote_code: bool = False):
-    """(``memory.Breakdown``, extras) of one simulated supervised step: see ``simulate``."""
+def run(setup, model, *, config: dict | None = None, trust_remote_code: bool = False, spec_over: dict | None = None):
+    """(``memory.Breakdown``, extras) of one simulated supervised step: see ``simulate``. ``spec_over``: StepSpec
+    fields that differ from the setup's (the harness's CPU records: CPU autocast and optimizer)."""
     from advisor.simulate import report, step
 
     t0 = time.time()
     cfg = config if config is not None else config_for(model)
-    spec = step_spec(setup, trust_remote_code=trust_remote_code)
+    spec = step_spec(setup, trust_remote_code=trust_remote_code, **(spec_over or {}))
     if setup.gpus > 1 and setup.sharding != "ddp":
         from advisor.simulate import sharded
 

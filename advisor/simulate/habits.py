@@ -191,4 +191,5 @@ def spec_options(setup) -> dict:
                 kbit_prep=setup.kbit_prep or setup.method != "qlora",
                 autocast=setup.autocast or setup.precision == "bf16-mixed", fused_activations=setup.stack != "hf",
                 attention="eager" if setup.attention == "eager" else "sdpa", lora_experts=setup.lora_experts,
-                optimizer_impl=("fused" if setup.fused_optimizer else "foreach") if gpu_adamw else "default")  # fmt: skip
+                optimizer_impl=("fused" if setup.fused_optimizer else "foreach") if gpu_adamw else "default",
+                amp="cpu" if setup.device == "cpu" else "cuda")  # fmt: skip

@@ -58,7 +58,7 @@ def _phase(name: str, resident: float, peak: dict, extra: float = 0.0) -> dict:
     return {"name": name, "items": {k: round(v, 3) for k, v in items.items()}, "allocated_gb": round(sum(items.values()), 3)}
 
 
-def simulate_objective(setup, model, objective, *, trust_remote_code: bool = False) -> dict:
+def simulate_objective(setup, model, objective, *, trust_remote_code: bool = False, spec_over: dict | None = None) -> dict:
     """Every phase of ``objective`` (``advisor.memory.rl.Objective``) on ``setup``: the keys of
     ``SetupEstimate.to_dict`` plus ``"simulated": true`` and the training step's own extras."""
     from advisor.simulate import config_for, run, step_spec
@@ -67,8 +67,8 @@ def simulate_objective(setup, model, objective, *, trust_remote_code: bool = Fal
     c = objective.max_completion_len
     grpo = objective.name == "grpo"
     train = replace(setup, seq_len=setup.seq_len + c) if grpo else replace(setup, batch_size=2 * setup.batch_size)
-    b, extras = run(train, model, config=cfg, trust_remote_code=trust_remote_code)
-    spec = step_spec(train, trust_remote_code=trust_remote_code)
+    b, extras = run(train, model, config=cfg, trust_remote_code=trust_remote_code, spec_over=spec_over)
+    spec = step_spec(train, trust_remote_code=trust_remote_code, **(spec_over or {}))
     resident = _resident(extras)
     ref_copy = setup.arch.total_params * setup.act_bytes / setup.gpus / GIB if objective.needs_reference and not setup.adapted else 0.0
     phases, notes = [], []

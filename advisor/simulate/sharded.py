@@ -19,7 +19,7 @@ import torch
 from torch.distributed._tools.fsdp2_mem_tracker import FSDPMemTracker
 
 from advisor.errors import AdvisorError
-from advisor.simulate.step import StepSpec, optimizer_for, padded_batch, prepared_model, step_loss
+from advisor.simulate.step import StepSpec, amp_policy, optimizer_for, padded_batch, prepared_model, step_loss
 from advisor.simulate.mem_tracking import Peaks
 
 
@@ -91,7 +91,7 @@ def run(config: dict, s: StepSpec, world: int, sharding: str = "full") -> dict:
         opt = optimizer_for(local, s.optimizer, s)
         tracker = ShardedPeakTracker(model, opt)
         tracker.track_inputs(tuple(batch.values()))
-        with tracker:
+        with tracker, amp_policy(s):
             for _ in range(s.steps):
                 tracker.phase = None
                 tracker.reset_mod_stats()  # FSDPMemTracker refuses a root module's second forward otherwise

@@ -5,7 +5,7 @@ What runs is what ``harness.train.sft`` runs through transformers' Trainer, step
 to fp32) or the harness's chunked loss (``harness.loss``); ``loss.backward()``; the Trainer's
 optimizer (``Trainer.get_optimizer_cls_and_kwargs`` on the harness's ``train.optimizer``);
 ``optimizer.step()``; ``zero_grad(set_to_none=True)``. Under autocast for bf16 compute, as the
-Trainer's ``bf16=True``. Two steps: the optimizer states exist only after the first.
+Trainer's ``bf16=True``, with the GPU's autocast op lists (``advisor.simulate.amp``). Two steps: the optimizer states exist only after the first.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ class StepSpec:
     batch_size: int = 1
     seq_len: int = 512
     checkpointing: str = "none"  # none | full | selective (harness.checkpointing)
-    precision: str = "bf16"  # bf16 (weights and compute) | fp32 | bf16-mixed (fp32 weights, bf16 autocast)
+    precision: str = "bf16"  # bf16 (weights and compute) | bf16-true (the same, never autocast) | fp32 | bf16-mixed (fp32 weights, bf16 autocast)
     optimizer: str = "adamw"
     loss: str = "standard"  # standard (the model's, full logits) | chunked (harness.loss) | torchtune | lowp (habits)
     offload_activations: bool = False  # saved tensors to host (torch.autograd.graph.save_on_cpu)
@@ -42,6 +42,7 @@ class StepSpec:
     lora_experts: bool = True  # MoE: peft's all-linear adapts the fused experts too; False: attention and shared MLPs
     hold_logits: bool = False  # the loop keeps the logits until the loss is dropped (litgpt)
     optimizer_impl: str = "default"  # default (this device's choice) | foreach (CUDA's default AdamW) | fused
+    amp: str = "cuda"  # whose autocast op lists (advisor.simulate.amp): cuda (a GPU step) | cpu (the harness's CPU records)
     grad_accum: int = 1  # 2: the second micro-batch's forward runs with the first one's gradients alive
     steps: int = 2
     trust_remote_code: bool = False
@@ -49,7 +50,7 @@ class StepSpec:
 
     @property
     def weight_dtype(self) -> torch.dtype:
-        return torch.bfloat16 if self.precision == "bf16" else torch.float32
+        return torch.bfloat16 if self.precision in ("bf16", "bf16-true") else torch.float32
 
     @property
     def compute_dtype(self) -> torch.dtype:
@@ -133,9 +134,19 @@ def prepared_model(config: dict, s: StepSpec):
 
 
 def _autocast(s: StepSpec):
-    if s.precision == "fp32" or not s.autocast:
+    if s.precision in ("fp32", "bf16-true") or not s.autocast:
         return contextlib.nullcontext()
-    return torch.autocast("cpu", dtype=torch.bfloat16)
+    stack = contextlib.ExitStack()
+    stack.enter_context(amp_policy(s))
+    stack.enter_context(torch.autocast("cpu", dtype=torch.bfloat16))
+    return stack
+
+
+def amp_policy(s: StepSpec):
+    """The target device's autocast op lists on the CPU's autocast (``advisor.simulate.amp``), for the whole step."""
+    from advisor.simulate import amp
+
+    return amp.policy(s.amp)
 
 
 def _offload(s: StepSpec):
@@ -180,7 +191,7 @@ def run(config: dict, s: StepSpec, *, real: bool = False) -> dict:
         tracker = PeakTracker()
         tracker.track_external(model, *quant, *batch.values())
         head = model.get_output_embeddings().register_forward_pre_hook(lambda *a: setattr(tracker, "phase", "loss"))
-        with tracker:
+        with tracker, amp_policy(s):
             for _ in range(s.steps):
                 tracker.phase = None
                 for _ in range(s.grad_accum):

@@ -38,18 +38,20 @@ def _simulate(run, cache: dict) -> tuple[dict | None, str]:
         setup, why = setup_for_run(run)
     if setup is None:
         return None, why
-    setup = replace(setup, device="cuda")  # the simulated step; CPU terms are added here
+    # the simulated step, on the CPU's autocast lists and per-tensor AdamW; the CPU's own terms are added here
+    cpu_step = {"amp": "cpu", "optimizer_impl": "default"}
+    setup = replace(setup, device="cuda")
     key = (setup, objective)
     if key not in cache:
         model = MODELS["SmolLM2-135M"]
         cfg = model_config.from_arch(setup.arch)
         if objective is None:
-            b, extras = sim_run(setup, model, config=cfg)
+            b, extras = sim_run(setup, model, config=cfg, spec_over=cpu_step)
             cache[key] = {"allocated_gb": b.peak_allocated_gb, "transient_gb": extras["kinds"]["activations"] + extras["kinds"]["temporaries"]}
         else:
             from advisor.simulate.objectives import simulate_objective
 
-            d = simulate_objective(setup, replace(model, arch=setup.arch), objective)
+            d = simulate_objective(setup, replace(model, arch=setup.arch), objective, spec_over=cpu_step)
             k = d["training_step"]["kinds"]
             cache[key] = {"allocated_gb": d["peak_allocated_gb"], "transient_gb": k["activations"] + k["temporaries"]}
     return cache[key], ""

@@ -77,7 +77,7 @@ def published_setup(r: dict) -> Setup:
     return Setup(
         arch=_model(r["model"]).arch, method=r["method"], rank=int(r["rank"] or 16), targets=r["targets"] or "all-linear",
         batch_size=int(r["batch"]), seq_len=int(r["effective_seq_len"]), grad_checkpointing=yes("grad_ckpt"),
-        precision="bf16", optimizer=r["optimizer"], gpus=gpus, stack=r["stack"], attention=r["attention"],
+        precision="bf16-true" if r["precision"] == "bf16-true" else "bf16", optimizer=r["optimizer"], gpus=gpus, stack=r["stack"], attention=r["attention"],
         adapter_dtype=r["adapter_dtype"] or "auto", lora_dropout=float(r["lora_dropout"] or 0), loss=r["loss"] or "auto",
         optimizer_in_backward=yes("optimizer_in_bwd"), keep_logits=yes("keep_logits"), compile=yes("compile"),
         fused_optimizer=r["stack"] == "torchtune",  # torchtune's configs use AdamW(fused=True)

@@ -68,6 +68,10 @@ def _add_stack(p: argparse.ArgumentParser, *, precision: bool = True) -> None:
     p.add_argument("--lora-experts", action=argparse.BooleanOptionalAction, default=False,
                    help="MoE: adapt every routed expert too (PEFT target_parameters on transformers >= 5's fused experts); "
                         "default: what all-linear reaches there, attention and shared-expert MLPs")
+    p.add_argument("--kbit-prep", action=argparse.BooleanOptionalAction, default=None,
+                   help="QLoRA: peft's prepare_model_for_kbit_training, which upcasts embeddings, head and norms to fp32 "
+                        "(so the residual stream runs fp32); --no-kbit-prep keeps them bf16 (Unsloth, fms-acceleration, "
+                        "TRL's sharded QLoRA). Default: the stack's habit (hf: on; torchtune, litgpt: off)")
     p.add_argument("--long-context", action="store_true", help="--seq-len may exceed the model's max_position_embeddings "
                    "(training with RoPE scaling): a warning instead of an error")
 
@@ -85,7 +89,8 @@ def _stack(args):
             raise AdvisorError(f"--checkpointing: '{ckpt}' contradicts {flag} (= --checkpointing {alias}); give one")
         ckpt = alias
     precision = _choice("--precision", getattr(args, "precision", "bf16"), PRECISIONS)
-    return StackOptions(loss, ckpt, parse_offload(args.offload), precision, bool(args.float8), args.lora_experts)
+    return StackOptions(loss, ckpt, parse_offload(args.offload), precision, bool(args.float8), args.lora_experts,
+                        getattr(args, "kbit_prep", None))
 
 
 def _add_inputs(p: argparse.ArgumentParser) -> None:

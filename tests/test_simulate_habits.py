@@ -23,6 +23,8 @@ def _run(method: str = "full", real: bool = False, **habits):
 @pytest.mark.parametrize("method, habits", [
     ("lora", dict(adapter_dtype="bf16", autocast=False, loss="lowp", hold_logits=True, attention="eager")),
     ("full", dict(optimizer_impl="foreach", loss="torchtune")),
+    ("full", dict(loss="liger")),
+    ("lora", dict(attention="flash")),
 ])  # fmt: skip
 def test_stack_habits_simulated_equal_the_real_step(method, habits):
     fake, real = _run(method, **habits), _run(method, real=True, **habits)
@@ -80,6 +82,41 @@ def test_torchtunes_chunked_output_loss_upcasts_one_chunk_at_a_time():
     assert phase() - phase(loss="torchtune") >= 2.5 * B * S * V
 
 
+def test_fused_linear_cross_entropy_is_the_cross_entropy_and_never_holds_the_logits():
+    """--loss fused runs Liger's algorithm: the same loss and gradients as the standard cross-entropy, and the
+    gradient of the head's input, not B × S × V logits, is what lives on from the loss to backward."""
+    import torch
+    import torch.nn.functional as F
+
+    from advisor.simulate.habits import fused_linear_ce
+
+    torch.manual_seed(0)
+    h = torch.randn(37, 16, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(50, 16, dtype=torch.float64, requires_grad=True)
+    y = torch.randint(0, 50, (37,))
+    y[3] = -100
+    fused = fused_linear_ce().apply(h, w, y, 8, (y != -100).sum())
+    (2 * fused).backward()
+    grads = h.grad.clone(), w.grad.clone()
+    h.grad = w.grad = None
+    (2 * F.cross_entropy(h @ w.t(), y, ignore_index=-100)).backward()
+    assert torch.allclose(fused.double(), F.cross_entropy(h @ w.t(), y, ignore_index=-100), rtol=1e-6)
+    assert torch.allclose(grads[0], h.grad) and torch.allclose(grads[1], w.grad)
+    standard, liger = _run("full")["phases"], _run("full", loss="liger")["phases"]
+    # standard: at least the fp32 log-softmax and one fp32 gradient (8 B a logit) at backward; Liger instead holds
+    # the input's gradient (B·S·D) and, the head training, the head's (V·D), both bf16, from its forward
+    assert standard["backward"]["total"] - liger["backward"]["total"] >= 8 * B * S * V - 2 * (V * D + B * S * D)
+
+
+def test_flash_attention_keeps_k_and_v_unexpanded_and_builds_no_mask():
+    """transformers' SDPA path repeats a GQA model's k and v to every query head and builds the padded batch's
+    B × 1 × S × S mask; flash-attention-2 saves them as they are and never builds a mask."""
+    heads, kv = TINY["num_attention_heads"], TINY["num_key_value_heads"]
+    expanded = 2 * B * S * (heads - kv) * (D // heads) * 2  # k and v, bf16, one layer
+    sdpa, flash = (_run("lora", attention=a)["phases"]["loss"]["activations"] for a in ("sdpa", "flash"))
+    assert sdpa - flash >= expanded + B * S * S
+
+
 def test_a_setups_stack_reaches_the_step():
     from dataclasses import replace
 
@@ -95,11 +132,15 @@ def test_a_setups_stack_reaches_the_step():
     assert (tt.adapter_dtype, tt.kbit_prep, tt.autocast, tt.loss, tt.optimizer_impl) == ("bf16", False, False, "torchtune", "fused")
     assert tt.fused_activations  # torchtune's models call torch's fused GELU
     assert step_spec(replace(hf, attention="eager", lora_experts=True)).attention == "eager"
+    assert step_spec(replace(hf, attention="flash")).attention == "flash"
     assert step_spec(replace(hf, lora_experts=True)).lora_experts
     lit = step_spec(replace(hf, stack="litgpt", method="lora"))
     assert (lit.adapter_dtype, lit.autocast, lit.hold_logits) == ("bf16", False, True)
     assert not step_spec(replace(hf, precision="bf16-true")).autocast  # bf16 weights, no Trainer bf16 flag
     assert step_spec(replace(hf, device="cpu")).optimizer_impl == "default"  # a CPU run steps tensor by tensor
+    assert step_spec(replace(hf, loss="fused")).loss == "liger"  # --loss fused: Liger's algorithm
+    assert step_spec(replace(hf, loss="fused", loss_chunk_tokens=1024)).loss == "chunked"  # the harness's own records
+    assert not step_spec(replace(hf, prepare_kbit=False)).kbit_prep  # --no-kbit-prep
 
 
 def test_what_the_step_cannot_run_is_added_by_the_analytic_mechanism_and_said():

@@ -151,15 +151,21 @@ def logits_bytes_per_element(s) -> float:
     return (a if s.holds_logits else 0) + 12 + softcap
 
 
+def fused_chunk_rows(tokens: int, vocab: int, hidden: int) -> int:
+    """Liger's chunk: the next power of 2 of ceil(tokens / ceil(V / d)) rows, so one chunk's logits (chunk × V)
+    are about as large as the hidden states (tokens × d)."""
+    chunks = -(-vocab // hidden)
+    n = -(-tokens // chunks)
+    return min(tokens, 1 << max(0, (n - 1).bit_length()))
+
+
 def fused_chunk_tokens(s, tokens: int) -> int:
     """Liger's fused linear cross-entropy: chunk = next power of 2 of ceil(tokens / ceil(V / d)), so one
     chunk's logits (chunk × V) are about as large as the hidden states (tokens × d). A stack with a
     fixed chunk (the harness's train.loss=chunked) sets ``loss_chunk_tokens``."""
     if s.loss_chunk_tokens:
         return min(tokens, s.loss_chunk_tokens)
-    chunks = -(-s.arch.vocab // s.arch.hidden)
-    n = -(-tokens // chunks)
-    return min(tokens, 1 << max(0, (n - 1).bit_length()))
+    return fused_chunk_rows(tokens, s.arch.vocab, s.arch.hidden)
 
 
 def loss_bytes(s, tokens: int) -> float:

@@ -217,7 +217,8 @@ class Setup:
 @dataclass(frozen=True)
 class StackOptions:
     """The stack options `estimate` and `recommend` share (`--loss`, `--checkpointing`, `--offload`,
-    `--precision`, `--float8`, `--lora-experts`); ``checkpointing`` None lets `recommend` choose."""
+    `--precision`, `--float8`, `--lora-experts`, `--kbit-prep`); ``checkpointing`` None lets `recommend` choose,
+    ``kbit_prep`` None the stack's habit."""
 
     loss: str = "auto"
     checkpointing: str | None = None
@@ -225,12 +226,14 @@ class StackOptions:
     precision: str = "bf16"
     float8: bool = False
     lora_experts: bool = False
+    kbit_prep: bool | None = None
 
     def setup_kwargs(self, ckpt: bool) -> dict:
         """Setup keywords; ``ckpt``: recommend's own choice, used when no --checkpointing was given."""
         mode = self.checkpointing or ("full" if ckpt else "none")
         return {"loss": self.loss, "checkpointing": mode, "grad_checkpointing": mode == "full", "offload": self.offload,
-                "precision": self.precision, "float8": self.float8, "lora_experts": self.lora_experts}  # fmt: skip
+                "precision": self.precision, "float8": self.float8, "lora_experts": self.lora_experts,
+                "prepare_kbit": self.kbit_prep}  # fmt: skip
 
     def describe(self) -> str:
         parts = [f"--loss {'fused' if self.loss == 'fused' else 'standard'}"] if self.loss != "auto" else []
@@ -239,6 +242,7 @@ class StackOptions:
         parts += [f"--precision {self.precision}"] if self.precision != "bf16" else []
         parts += ["--float8"] if self.float8 else []
         parts += ["--lora-experts"] if self.lora_experts else []
+        parts += [] if self.kbit_prep is None else ["--kbit-prep" if self.kbit_prep else "--no-kbit-prep"]
         return " ".join(parts)
 
 

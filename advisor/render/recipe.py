@@ -64,6 +64,10 @@ def _stack_overrides(rec, *, supervised: bool) -> tuple[list[str], list[str]]:
         left.append(f"--offload {opts.offload} (the harness has no CPU offload)")
     if s.precision == "bf16-mixed":
         left.append("--precision bf16-mixed (the harness loads weights in the compute dtype)")
+    if s.precision == "bf16-true":
+        left.append("--precision bf16-true (the harness trains under autocast)")
+    if s.method == "qlora" and opts.kbit_prep is False:
+        left.append("--no-kbit-prep (the harness's QLoRA runs prepare_model_for_kbit_training)")
     if opts.float8:
         left.append("--float8 (the harness has no float8 linears)")
     return parts, left

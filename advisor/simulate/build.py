@@ -40,17 +40,43 @@ class Built:
     compute_dtype: torch.dtype
 
 
+FLASH = "tunebench_fa2"  # the flash-attention-2 stand-in's attention-interface name ("flash" in it: a hub kernel)
+
+
+def flash_attention_forward(module, query, key, value, attention_mask, dropout: float = 0.0, scaling=None, **kwargs):
+    """flash-attention-2 as transformers calls it, on the fake CPU step: torch's CPU flash kernel saves what
+    flash-attn saves (q, the *unexpanded* k and v of a GQA model, the output, an fp32 logsumexp per head and
+    position), where transformers' SDPA path repeats k and v to every query head first. Causal over the whole
+    sequence, no padding mask: flash-attn runs the packed or unpadded (varlen) tokens, never an S × S mask."""
+    out = torch.nn.functional.scaled_dot_product_attention(
+        query, key, value, dropout_p=dropout if module.training else 0.0, scale=scaling, is_causal=query.shape[2] > 1,
+        enable_gqa=key.shape[1] != query.shape[1])  # fmt: skip
+    return out.transpose(1, 2).contiguous(), None
+
+
+def _register_flash() -> None:
+    from transformers import AttentionInterface
+    from transformers.masking_utils import AttentionMaskInterface
+
+    AttentionInterface.register(FLASH, flash_attention_forward)
+    AttentionMaskInterface.register(FLASH, lambda *args, **kwargs: None)  # no mask: flash-attn never builds one
+
+
 def meta_model(config: dict, dtype: torch.dtype, *, trust_remote_code: bool = False, attention: str = "sdpa") -> nn.Module:
-    """``attention``: sdpa (torch's fused kernels; also how ``flash`` is simulated: both save q, k, v, the output
-    and a logsumexp) or eager (transformers' own: the B × H × S × S probabilities saved per layer)."""
+    """``attention``: sdpa (torch's fused kernels: q, k and v repeated to every head, the output and a
+    logsumexp saved), flash (flash-attention-2: k and v unexpanded, no mask; ``flash_attention_forward``) or
+    eager (transformers' own: the B × H × S × S probabilities saved per layer)."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
     cfg = dict(config)
     model_type = cfg.pop("model_type", "llama")
     hf = AutoConfig.for_model(model_type, **cfg)
     hf._attn_implementation = "sdpa" if attention != "eager" and _sdpa_ok(hf) else "eager"
+    if attention == "flash" and hf._attn_implementation == "sdpa":
+        _register_flash()
+        hf._attn_implementation = FLASH
     for key in ATTENTION_DROPOUT:  # see ATTENTION_DROPOUT: a GPU's fused kernel keeps only its RNG seed
-        if getattr(hf, key, 0) and hf._attn_implementation == "sdpa":
+        if getattr(hf, key, 0) and hf._attn_implementation != "eager":
             setattr(hf, key, 0.0)
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(hf, dtype=dtype, trust_remote_code=trust_remote_code)

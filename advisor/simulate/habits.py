@@ -15,6 +15,9 @@ these change what is allocated; the simulation runs each one, so PyTorch counts 
 - **torchtune's chunked output loss** (``loss="torchtune"``): the head writes its logits in
   ``CHUNKED_CE_CHUNKS`` sequence chunks, each upcast to fp32 for its cross-entropy; the recipe deletes
   the logits before backward;
+- **Liger's fused linear cross-entropy** (``loss="liger"``, ``--loss fused``): chunk by chunk in forward, the
+  logits become their own gradient in place; only the input's (and a training head's) gradient reach backward;
+- **flash-attention-2** (``attention="flash"``, ``build.flash_attention_forward``): k and v saved unexpanded, no mask;
 - **a compute-dtype cross-entropy** (``loss="lowp"``: GPTBigCode's loss before transformers 4.45): no fp32
   upcast of the logits;
 - **the loop holding the logits through backward** (``hold_logits``: litgpt's chunk list, a loop that keeps
@@ -33,7 +36,10 @@ simulated: ``advisor.simulate.offload``).
 
 from __future__ import annotations
 
-LOSSES = ("standard", "chunked", "torchtune", "lowp")  # chunked: the harness's (head + loss recomputed per chunk)
+import functools
+
+# chunked: the harness's (head + loss recomputed per chunk); liger: fused linear cross-entropy (--loss fused)
+LOSSES = ("standard", "chunked", "torchtune", "lowp", "liger")
 OPTIMIZER_IMPLS = ("default", "foreach", "fused")
 
 
@@ -94,6 +100,8 @@ def loss(model, batch: dict, s):
         return causal_lm_loss(model, batch, s.loss)
     if s.loss == "torchtune":
         return _torchtune_chunked(model, batch)
+    if s.loss == "liger":
+        return _fused_linear_cross_entropy(model, batch)
     if s.loss == "lowp":
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
         out = _cross_entropy_lowp(logits, batch["labels"])
@@ -116,6 +124,74 @@ def _cross_entropy_lowp(logits, labels):
     with torch.autocast("cpu", enabled=False):  # autocast would run the cross-entropy in fp32
         flat = logits.reshape(-1, logits.shape[-1])
         return F.cross_entropy(flat, labels.reshape(-1), ignore_index=IGNORE, reduction="sum") / (labels != IGNORE).sum()
+
+
+def _fused_linear_cross_entropy(model, batch: dict):
+    """``--loss fused``: Liger's fused linear cross-entropy (``LigerFusedLinearCrossEntropyLoss``) on the decoder's
+    hidden states and the head's weight. A head with adapters of its own (LoRA on ``lm_head``) is not a plain
+    weight for it; that step runs the harness's chunked loss instead."""
+    import torch
+
+    from advisor.memory.activations import fused_chunk_rows
+    from harness.loss import IGNORE, causal_lm_loss, decoder_output, next_token_labels
+
+    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    head = lm.get_output_embeddings()
+    if type(head) is not torch.nn.Linear or head.bias is not None:
+        return causal_lm_loss(model, batch, "chunked")
+    lm, hidden = decoder_output(model, batch)
+    labels = next_token_labels(batch["labels"]).reshape(-1)
+    hidden = hidden.reshape(-1, hidden.shape[-1])
+    chunk = fused_chunk_rows(hidden.shape[0], head.weight.shape[0], hidden.shape[1])
+    return fused_linear_ce().apply(hidden, head.weight, labels, chunk, (labels != IGNORE).sum())
+
+
+@functools.cache
+def fused_linear_ce():
+    """The autograd Function (built on first use: this module is imported on torch-free paths too)."""
+    import torch
+
+    from harness.loss import IGNORE
+
+    class FusedLinearCE(torch.autograd.Function):
+        """Liger's algorithm (``liger_kernel.ops.fused_linear_cross_entropy``): forward walks the tokens ``chunk``
+        rows at a time; each chunk's logits (``hidden @ W.T``, compute dtype) become their own gradient in place
+        (softmax − one-hot, / the scored tokens: Liger's Triton kernel does the fp32 math in registers), then
+        the input's gradient rows and, when the head trains, the head's gradient are accumulated. Only those
+        gradients live on to backward, which scales them; the B × S × V logits never exist."""
+
+        @staticmethod
+        def forward(ctx, hidden, weight, labels, chunk, n_scored):
+            grad_in = torch.zeros_like(hidden)
+            grad_w = torch.zeros_like(weight) if weight.requires_grad else None
+            loss = torch.zeros((), dtype=torch.float32, device=hidden.device)
+            n = n_scored.clamp(min=1)
+            for start in range(0, hidden.shape[0], chunk):
+                h, y = hidden[start : start + chunk], labels[start : start + chunk]
+                logits = h @ weight.t()
+                keep = (y != IGNORE).unsqueeze(1)
+                target = y.clamp(min=0).unsqueeze(1)
+                top = logits.amax(dim=1, keepdim=True)
+                picked = logits.gather(1, target).float()
+                logits.sub_(top).exp_()
+                total = logits.sum(dim=1, keepdim=True, dtype=torch.float32)
+                loss += ((total.log() + top.float() - picked) * keep).sum()
+                logits.div_(total.to(logits.dtype))  # softmax, in place
+                logits.scatter_add_(1, target, torch.full_like(picked, -1, dtype=logits.dtype))
+                logits.mul_(keep.to(logits.dtype)).div_(n.to(logits.dtype))
+                grad_in[start : start + chunk] = logits @ weight
+                if grad_w is not None:
+                    grad_w.addmm_(logits.t(), h)
+                del logits
+            ctx.save_for_backward(grad_in, *([grad_w] if grad_w is not None else []))
+            return loss / n
+
+        @staticmethod
+        def backward(ctx, grad_out):
+            grad_in, *grad_w = ctx.saved_tensors
+            return grad_in * grad_out, (grad_w[0] * grad_out if grad_w else None), None, None, None
+
+    return FusedLinearCE
 
 
 def _torchtune_chunked(model, batch: dict):
@@ -184,12 +260,14 @@ def add_not_run(result: dict, setup) -> dict:
 def spec_options(setup) -> dict:
     """``step.StepSpec`` fields of a ``memory.setup.Setup``'s stack and options."""
     kind = setup.loss_kind
-    loss = {"full": "standard", "fused": "chunked", "chunked": "torchtune", "lowp": "lowp"}[kind]
+    # fused: Liger's algorithm; the harness's own records (train.loss=chunked: a fixed chunk) run the harness's loss
+    fused = "chunked" if setup.loss_chunk_tokens else "liger"
+    loss = {"full": "standard", "fused": fused, "chunked": "torchtune", "lowp": "lowp"}[kind]
     gpu_adamw = setup.device != "cpu" and setup.optimizer == "adamw" and "optimizer" not in setup.offloads
     return dict(loss=loss, hold_logits=setup.holds_logits and kind in ("full", "lowp"),
                 adapter_dtype="bf16" if setup.adapted and setup.adapter_bytes == 2 else "auto",
                 kbit_prep=setup.kbit_prep or setup.method != "qlora",
                 autocast=setup.autocast or setup.precision == "bf16-mixed", fused_activations=setup.stack != "hf",
-                attention="eager" if setup.attention == "eager" else "sdpa", lora_experts=setup.lora_experts,
+                attention=setup.attention, lora_experts=setup.lora_experts,
                 optimizer_impl=("fused" if setup.fused_optimizer else "foreach") if gpu_adamw else "default",
                 amp="cpu" if setup.device == "cpu" else "cuda")  # fmt: skip

@@ -37,7 +37,7 @@ class StepSpec:
     adapter_dtype: str = "auto"  # auto: peft's fp32 adapters | bf16: in the compute dtype (habits)
     kbit_prep: bool = True  # QLoRA through prepare_model_for_kbit_training (the harness's); False: torchtune, litgpt
     autocast: bool = True  # bf16 compute by torch.autocast (the Trainer's bf16=True); False: bf16-true
-    attention: str = "sdpa"  # sdpa (also for flash: the same saved tensors) | eager (S × S probabilities saved)
+    attention: str = "sdpa"  # sdpa (k, v repeated per head) | flash (k, v unexpanded, no mask) | eager (S × S probabilities saved)
     fused_activations: bool = False  # torch's fused GELU for transformers' Python-written one (torchtune, litgpt)
     lora_experts: bool = True  # MoE: peft's all-linear adapts the fused experts too; False: attention and shared MLPs
     hold_logits: bool = False  # the loop keeps the logits until the loss is dropped (litgpt)

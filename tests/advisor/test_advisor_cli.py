@@ -74,6 +74,22 @@ def test_estimate_json_has_reserved_above_allocated_above_weights_and_per_gpu_wh
     assert json.loads(out)["per_gpu"] is True
 
 
+def test_kbit_prep_and_bf16_true_are_the_users_to_set(run_cli):
+    """--no-kbit-prep keeps a QLoRA model's embeddings, head and norms in bf16 (a bf16 residual stream: Unsloth,
+    fms-acceleration); --kbit-prep asks torchtune for peft's fp32 upcast; --precision bf16-true drops autocast."""
+    def peak(*flags):
+        code, out, _ = run_cli("estimate", "--model", "Llama-3.1-8B", "--method", "qlora", "--batch-size", "4",
+                               "--seq-len", "2048", "--grad-checkpointing", "--json", *flags)  # fmt: skip
+        assert code == 0
+        return json.loads(out)["peak_allocated_gb"]
+
+    hf, no_prep = peak(), peak("--no-kbit-prep")
+    assert peak("--kbit-prep") == hf > no_prep  # the hf stack prepares by default
+    assert peak("--stack", "torchtune", "--kbit-prep") > peak("--stack", "torchtune")
+    code, out, _ = run_cli("estimate", "--model", "Llama-3.1-8B", "--method", "lora", "--precision", "bf16-true", "--json")
+    assert code == 0 and json.loads(out)["setup"]["precision"] == "bf16-true"
+
+
 def test_estimate_for_humans_and_cpu(run_cli):
     code, out, _ = run_cli("estimate", "--model", "smollm2-135m", "--method", "full", "--precision", "fp32", "--device", "cpu")
     assert code == 0 and "CPU resident" in out and "peak allocated" in out

@@ -72,6 +72,40 @@ def test_layer_norm_saves_an_fp32_copy_of_its_input_on_the_gpu():
     assert _saved_bytes("cuda") - _saved_bytes("cpu") == (4 - 2) * N * H
 
 
+def test_dropout_keeps_cudas_bool_mask_not_the_cpus_float_noise():
+    """CUDA's fused dropout saves a bool mask (1 B an element); CPU's dropout saves its noise in the input's dtype."""
+    from advisor.simulate.amp import policy
+
+    saved = {}
+
+    def pack(t):
+        saved[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        return t
+
+    x = torch.randn(N, H, requires_grad=True)  # peft's fp32 LoRA input
+    sizes = {}
+    for device in ("cpu", "cuda"):
+        saved.clear()
+        with policy(device), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            torch.nn.Dropout(0.1)(x).sum().backward()
+            assert F.dropout(x, 0.1, training=False) is x or not torch.is_grad_enabled()  # eval: untouched
+        sizes[device] = sum(saved.values())
+    assert (sizes["cpu"], sizes["cuda"]) == (4 * N * H, N * H)
+
+
+def test_lora_dropout_under_checkpointing_is_cudas_in_the_forward_and_the_recompute():
+    """The recomputed layer must run the same dropout as the forward did (checkpoint compares the saved tensors'
+    metadata), and the simulated step equals the real one; CUDA's bool masks hold less than the CPU's noise."""
+    from advisor.simulate.step import StepSpec, run
+
+    llama = dict(model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                 num_key_value_heads=2, vocab_size=256)  # fmt: skip
+    spec = dict(method="lora", rank=4, batch_size=2, seq_len=32, lora_dropout=0.1, checkpointing="full")
+    fake, real, cpu = run(llama, StepSpec(**spec)), run(llama, StepSpec(**spec), real=True), run(llama, StepSpec(**spec, amp="cpu"))
+    assert fake["peak"] == real["peak"] and fake["phases"] == real["phases"]
+    assert fake["phases"]["backward"]["activations"] < cpu["phases"]["backward"]["activations"]
+
+
 @pytest.fixture(scope="module")
 def phi_steps():
     from advisor.simulate.step import StepSpec, run

@@ -67,3 +67,19 @@ def test_fragmentation_is_applied_to_the_rows_that_measured_reserved_memory_only
             assert b.predicted_gb > a.predicted_gb + 0.1, a.id
         else:  # a LoRA optimizer step churns only the adapters' gradients
             assert b.predicted_gb >= a.predicted_gb, a.id
+
+
+def test_a_records_step_extrapolated_from_two_depths_equals_the_step_at_its_depth():
+    """`validate DIR --simulate` simulates each SmolLM2 record at 2 and 3 layers and extrapolates to its depth
+    (the published rows' method); for LoRA the extrapolation is exact."""
+    from dataclasses import replace
+
+    from advisor.inputs.catalog import MODELS
+    from advisor.memory.setup import Setup
+    from advisor.simulate import model_config, step, step_spec
+    from advisor.simulate.validate_sim import _extrapolated_peak
+
+    arch = replace(MODELS["SmolLM2-135M"].arch, layers=5)
+    setup = Setup(arch=arch, method="lora", rank=8, batch_size=2, seq_len=32, lora_dropout=0.1)
+    cfg, cpu = model_config.from_arch(arch), {"amp": "cpu", "optimizer_impl": "default"}
+    assert _extrapolated_peak(setup, cfg, cpu) == step.run(cfg, step_spec(setup, **cpu))["peak"]

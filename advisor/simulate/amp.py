@@ -1,4 +1,4 @@
-"""CUDA's autocast op policy, run on the simulated step's CPU tensors.
+"""CUDA's autocast op policy and fused dropout, run on the simulated step's CPU tensors.
 
 The simulated tensors are fake *CPU* tensors (fake CUDA tensors abort backward on a CPU build of torch), so
 ``torch.autocast`` dispatches through ``AutocastCPU``, whose op lists are not CUDA's. Both cast the matmuls,
@@ -16,8 +16,13 @@ autograd-recorded ops and the tracker counts their copies. It acts only inside `
 in the thread's set only there) and leaves ops that already have a CPU autocast kernel alone: every one of
 those is in CUDA's fp32 list too (``nll_loss``, ``mse_loss``, …), or is not in CUDA's lists at all.
 
-The harness's own CPU records ran under CPU autocast (when they ran bf16 at all): ``StepSpec.amp="cpu"``
-simulates those; ``"cuda"`` (the default) every GPU step.
+**Dropout.** ``F.dropout`` on a CUDA tensor runs the fused ``native_dropout``, which keeps a bool mask (1 B an
+element) for backward; on a CPU tensor ``at::dropout`` multiplies by a noise tensor in the input's dtype and saves
+that (4 B an element on peft's fp32 LoRA inputs). While the policy is open, ``F.dropout`` in training is
+``native_dropout``, as on the GPU.
+
+The harness's own CPU records ran under CPU autocast (when they ran bf16 at all) and CPU dropout:
+``StepSpec.amp="cpu"`` simulates those; ``"cuda"`` (the default) every GPU step.
 """
 
 from __future__ import annotations
@@ -93,6 +98,17 @@ def _set_opt_dtype_kernel(op):
     return kernel
 
 
+def _fused_dropout(cpu_dropout):
+    """``F.dropout`` as on a CUDA tensor: training → ``torch.native_dropout`` (a bool mask saved), else as given."""
+
+    def dropout(input, p: float = 0.5, training: bool = True, inplace: bool = False):
+        if training and 0 < p < 1 and input.numel() > 0 and not inplace:
+            return torch.native_dropout(input, p, True)[0]
+        return cpu_dropout(input, p, training, inplace)
+
+    return dropout
+
+
 def _registrable(name: str):
     op = _overload(name)
     if op is None or torch._C._dispatch_has_kernel_for_dispatch_key(op.name(), "AutocastCPU"):
@@ -111,7 +127,10 @@ def policy(device: str = "cuda"):
         return
     _open[0] += 1
     lib = torch.library.Library("aten", "IMPL")  # noqa: TOR901 - a scoped override, destroyed on exit
+    cpu_dropout = torch.nn.functional.dropout
     try:
+        # the module attribute, not a TorchFunctionMode: checkpointing's recompute in backward must see it too
+        torch.nn.functional.dropout = _fused_dropout(cpu_dropout)
         for name in FP32:
             if (op := _registrable(name)) is not None:
                 lib.impl(name, _fp32_kernel(op), "AutocastCPU")
@@ -120,6 +139,7 @@ def policy(device: str = "cuda"):
                 lib.impl(name, _set_opt_dtype_kernel(op), "AutocastCPU")
         yield
     finally:
+        torch.nn.functional.dropout = cpu_dropout
         lib._destroy()
         _open[0] -= 1
 

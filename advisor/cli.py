@@ -61,17 +61,15 @@ def _add_stack(p: argparse.ArgumentParser, *, precision: bool = True) -> None:
     p.add_argument("--offload", default="none", help="CPU offload: none, params, optimizer, both (= params+optimizer), activations, "
                    "or a '+' combination such as optimizer+activations (default none)")
     if precision:
-        p.add_argument("--precision", default="bf16", help="bf16 (bf16 weights; on the hf stack under autocast, "
-                       "as the Trainer's bf16=True), bf16-true (bf16 weights and compute, no autocast), fp32, or bf16-mixed "
-                       "(fp32 master weights, bf16 compute: autocast, FSDP2 mixed precision, torchtitan; default bf16)")
+        p.add_argument("--precision", default="bf16", help="bf16 (bf16 weights; hf: autocast, the Trainer's bf16=True), bf16-true (no "
+                       "autocast), fp32, or bf16-mixed (fp32 master weights, bf16 compute: FSDP2 mixed precision, torchtitan)")
     p.add_argument("--float8", action="store_true", help="float8 linears (torchao Float8Linear; fp8 all-gather under FSDP)")
     p.add_argument("--lora-experts", action=argparse.BooleanOptionalAction, default=False,
                    help="MoE: adapt every routed expert too (PEFT target_parameters on transformers >= 5's fused experts); "
                         "default: what all-linear reaches there, attention and shared-expert MLPs")
     p.add_argument("--kbit-prep", action=argparse.BooleanOptionalAction, default=None,
-                   help="QLoRA: peft's prepare_model_for_kbit_training, which upcasts embeddings, head and norms to fp32 "
-                        "(so the residual stream runs fp32); --no-kbit-prep keeps them bf16 (Unsloth, fms-acceleration, "
-                        "TRL's sharded QLoRA). Default: the stack's habit (hf: on; torchtune, litgpt: off)")
+                   help="QLoRA: peft's prepare_model_for_kbit_training upcasts embeddings, head and norms to fp32; --no-kbit-prep "
+                        "keeps them bf16 (Unsloth, fms-acceleration). Default: the stack's habit (hf: on; torchtune, litgpt: off)")
     p.add_argument("--long-context", action="store_true", help="--seq-len may exceed the model's max_position_embeddings "
                    "(training with RoPE scaling): a warning instead of an error")
 
@@ -89,8 +87,8 @@ def _stack(args):
             raise AdvisorError(f"--checkpointing: '{ckpt}' contradicts {flag} (= --checkpointing {alias}); give one")
         ckpt = alias
     precision = _choice("--precision", getattr(args, "precision", "bf16"), PRECISIONS)
-    return StackOptions(loss, ckpt, parse_offload(args.offload), precision, bool(args.float8), args.lora_experts,
-                        getattr(args, "kbit_prep", None))
+    kbit = getattr(args, "kbit_prep", None)
+    return StackOptions(loss, ckpt, parse_offload(args.offload), precision, bool(args.float8), args.lora_experts, kbit)
 
 
 def _add_inputs(p: argparse.ArgumentParser) -> None:
@@ -237,8 +235,7 @@ def cmd_explain(args) -> int:
 
 def cmd_estimate(args) -> int:
     from advisor.facts import OPTIMIZERS
-    from advisor.inputs.catalog import resolve_model
-    from advisor.inputs.catalog import check_seq_len
+    from advisor.inputs.catalog import check_seq_len, parse_gpu, resolve_model
     from advisor.memory.setup import ATTENTION, DEVICES, SHARDING, SHARDING_ALIASES, STACKS, Setup
 
     # cheap flag checks first: a bad flag is reported before a config.json is read
@@ -252,11 +249,7 @@ def cmd_estimate(args) -> int:
     batch = _int("--batch-size", args.batch_size, low=1, example="--batch-size 4")
     if batch is None:
         batch = objective.num_generations if objective.name == "grpo" else 1
-    gpu = None
-    if args.gpu:
-        from advisor.inputs.catalog import parse_gpu
-
-        gpu = parse_gpu(args.gpu)
+    gpu = parse_gpu(args.gpu) if args.gpu else None
     if getattr(args, "simulate", False):  # a config.json the analytic path refuses is simulated still
         from advisor.simulate.cli import resolve_for_simulation
 

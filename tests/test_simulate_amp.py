@@ -98,9 +98,9 @@ def test_lora_dropout_under_checkpointing_is_cudas_in_the_forward_and_the_recomp
     metadata), and the simulated step equals the real one; CUDA's bool masks hold less than the CPU's noise."""
     from advisor.simulate.step import StepSpec, run
 
-    llama = dict(model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+    llama = dict(model_type="llama", hidden_size=64, intermediate_size=128, num_hidden_layers=1, num_attention_heads=4,
                  num_key_value_heads=2, vocab_size=256)  # fmt: skip
-    spec = dict(method="lora", rank=4, batch_size=2, seq_len=32, lora_dropout=0.1, checkpointing="full")
+    spec = dict(method="lora", rank=4, batch_size=2, seq_len=16, lora_dropout=0.1, checkpointing="full", steps=1)
     fake, real, cpu = run(llama, StepSpec(**spec)), run(llama, StepSpec(**spec), real=True), run(llama, StepSpec(**spec, amp="cpu"))
     assert fake["peak"] == real["peak"] and fake["phases"] == real["phases"]
     assert fake["phases"]["backward"]["activations"] < cpu["phases"]["backward"]["activations"]

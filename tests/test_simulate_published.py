@@ -79,7 +79,7 @@ def test_a_records_step_extrapolated_from_two_depths_equals_the_step_at_its_dept
     from advisor.simulate import model_config, step, step_spec
     from advisor.simulate.validate_sim import _extrapolated_peak
 
-    arch = replace(MODELS["SmolLM2-135M"].arch, layers=5)
+    arch = replace(MODELS["SmolLM2-135M"].arch, layers=4, vocab=512)
     setup = Setup(arch=arch, method="lora", rank=8, batch_size=2, seq_len=32, lora_dropout=0.1)
     cfg, cpu = model_config.from_arch(arch), {"amp": "cpu", "optimizer_impl": "default"}
     assert _extrapolated_peak(setup, cfg, cpu) == step.run(cfg, step_spec(setup, **cpu))["peak"]

@@ -21,42 +21,32 @@ import json
 import os
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from advisor.simulate.published import CACHE, DEPTHS, extrapolate  # noqa: E402
+from advisor.simulate.published import CACHE, DEPTHS, extrapolate, step_at_depth  # noqa: E402
 
 COMMAND = "python benchmarks/simulated_published.py"
 
 
-def _config(r: dict, layers: int | None):
+def _config(r: dict):
     from advisor.inputs import DATA
     from advisor.simulate import config_for, model_config
     from advisor.validate.memory import _model, published_setup
 
     m = _model(r["model"])
     cfg = model_config.from_path(DATA / r["model"]) if r["model"].startswith("configs/") else config_for(m)
-    setup = published_setup(r)
-    if layers is None:
-        return setup, cfg
-    moe = setup.arch.moe_layers and layers
-    return replace(setup, arch=replace(setup.arch, layers=layers, moe_layers=moe)), model_config.with_layers(cfg, layers)
+    return published_setup(r), cfg
 
 
 def simulate_row(r: dict, layers: int | None) -> dict:
-    """The raw simulated step (bytes by phase and kind, and the facts the overhead model reads)."""
-    from advisor.simulate import sharded, step, step_spec
-
-    setup, cfg = _config(r, layers)
-    spec = step_spec(setup)
+    """The raw simulated step (bytes by phase and kind, and the facts the overhead model reads); ``layers`` None:
+    at the model's own depth."""
+    setup, cfg = _config(r)
     t0 = time.time()
-    if setup.gpus > 1 and setup.sharding != "ddp":
-        res = sharded.run(cfg, spec, setup.gpus, setup.sharding)
-    else:
-        res = step.run(cfg, spec)
+    res = step_at_depth(setup, cfg, layers)
     keep = ("trainable_params", "total_params", "trainable_bytes", "quant_bytes", "bnb_dequant_bytes")
     return {"phases": {n: {k: int(v) for k, v in p.items()} for n, p in res["phases"].items()},
             **{k: int(res.get(k, 0)) for k in keep}, "seconds": round(time.time() - t0, 1)}  # fmt: skip
@@ -86,7 +76,7 @@ def check(row_id: str) -> None:
     full = simulate_row(r, None)
     cache = load()
     entry = cache["rows"].get(row_id) or {f"L{d}": simulate_row(r, d) for d in DEPTHS}
-    ext = extrapolate(entry, int(_config(r, None)[0].arch.layers))
+    ext = extrapolate(entry, int(_config(r)[0].arch.layers))
     peak_full = max(p["total"] for p in full["phases"].values()) / GIB
     print(f"{row_id}: full depth {peak_full:.3f} GiB ({full['seconds']} s), extrapolated from {DEPTHS} layers "
           f"{ext['peak']['total'] / GIB:.3f} GiB ({100 * (ext['peak']['total'] / GIB / peak_full - 1):+.2f}%)")

@@ -77,9 +77,12 @@ def test_a_records_step_extrapolated_from_two_depths_equals_the_step_at_its_dept
     from advisor.inputs.catalog import MODELS
     from advisor.memory.setup import Setup
     from advisor.simulate import model_config, step, step_spec
+    from advisor.simulate.published import step_at_depth
     from advisor.simulate.validate_sim import _extrapolated_peak
 
     arch = replace(MODELS["SmolLM2-135M"].arch, layers=4, vocab=512)
     setup = Setup(arch=arch, method="lora", rank=8, batch_size=2, seq_len=32, lora_dropout=0.1)
     cfg, cpu = model_config.from_arch(arch), {"amp": "cpu", "optimizer_impl": "default"}
     assert _extrapolated_peak(setup, cfg, cpu) == step.run(cfg, step_spec(setup, **cpu))["peak"]
+    two, three = (step_at_depth(setup, cfg, d, **cpu)["peak"]["total"] for d in (2, 3))
+    assert two < three  # the depths are simulated as asked, not at the record's own depth

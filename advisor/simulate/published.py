@@ -39,6 +39,21 @@ def extrapolate(entry: dict, layers: int) -> dict:
             "bnb_dequant_bytes": b["bnb_dequant_bytes"]}  # fmt: skip
 
 
+def step_at_depth(setup, cfg: dict, layers: int | None, **spec_over) -> dict:
+    """``step.run`` (one FSDP2 rank's ``sharded.run`` when sharded) of ``setup`` with ``layers`` decoder layers at its
+    real widths (None: as built): what ``extrapolate`` reads at each of ``DEPTHS``. ``spec_over``: StepSpec fields."""
+    from dataclasses import replace
+
+    from advisor.simulate import model_config, sharded, step, step_spec
+
+    at, c = setup, cfg
+    if layers is not None:
+        at = replace(setup, arch=replace(setup.arch, layers=layers, moe_layers=setup.arch.moe_layers and layers))
+        c = model_config.with_layers(cfg, layers)
+    spec = step_spec(at, **spec_over)
+    return sharded.run(c, spec, at.gpus, at.sharding) if at.gpus > 1 and at.sharding != "ddp" else step.run(c, spec)
+
+
 def load_cache(path=None) -> dict:
     from advisor.errors import AdvisorError
 
@@ -156,4 +171,4 @@ def print_report(d: dict) -> None:
             f"regenerate: {d['command']}[/]")  # fmt: skip
 
 
-__all__ = ["CACHE", "DEPTHS", "extrapolate", "load_cache", "loso", "print_report", "rows_by_frac"]
+__all__ = ["CACHE", "DEPTHS", "extrapolate", "load_cache", "loso", "print_report", "rows_by_frac", "step_at_depth"]

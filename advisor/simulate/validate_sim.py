@@ -64,16 +64,12 @@ def _extrapolated_peak(setup, cfg: dict, spec_over: dict) -> dict:
     layers and extrapolated per phase and kind, as the published rows are (``advisor.simulate.published``: exact
     where checked, P1 and FA5 at full depth). SmolLM2's 30 layers cost ~40 s a record at full depth; 57 distinct
     setups made `validate results/ --simulate` take over 25 minutes."""
-    from advisor.simulate import model_config, sharded, step, step_spec
     from advisor.simulate.habits import add_not_run
-    from advisor.simulate.published import DEPTHS, extrapolate
+    from advisor.simulate.published import DEPTHS, extrapolate, step_at_depth
 
     entry = {}
     for depth in DEPTHS:
-        arch = replace(setup.arch, layers=depth, moe_layers=setup.arch.moe_layers and depth)
-        spec = step_spec(replace(setup, arch=arch), **spec_over)
-        c = model_config.with_layers(cfg, depth)
-        res = sharded.run(c, spec, setup.gpus, setup.sharding) if setup.gpus > 1 and setup.sharding != "ddp" else step.run(c, spec)
+        res = step_at_depth(setup, cfg, depth, **spec_over)
         entry[f"L{depth}"] = {**res, "bnb_dequant_bytes": res.get("bnb_dequant_bytes", 0)}
     return add_not_run(extrapolate(entry, setup.arch.layers), setup)["peak"]
 

@@ -207,6 +207,46 @@ def test_baselines_are_the_first_trials_of_a_new_study_and_never_enqueued_twice(
         smoke_spec(baselines=[{"method": "full", "train.steps": 3}])
 
 
+def test_two_workers_failing_the_same_stale_trial_queue_one_retry(tmp_path, monkeypatch):
+    """The race behind a duplicated trial: worker A has read the silent trial as RUNNING and is
+    about to fail it when worker B looks too. B must wait for A's write and then see FAIL; had it
+    read RUNNING as well, both would fail it and each would queue a retry with its parameters."""
+    import threading
+
+    from optuna.storages import RDBStorage, fail_stale_trials
+
+    from harness.search.study import open_storage
+
+    url = f"sqlite:///{tmp_path / 'search.db'}"
+    a, b = (open_storage(url, heartbeat_s=1, grace_s=2) for _ in range(2))
+    study = optuna.create_study(storage=a, study_name="s")
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    a.record_heartbeat(trial._trial_id)
+    time.sleep(2.5)  # silent past grace_s: stale
+
+    a_read, release = threading.Event(), threading.Event()
+    real = RDBStorage.check_trial_is_updatable
+
+    def held(self, trial_id, state):  # A, inside its transaction, after reading the trial's state
+        if self is a and not a_read.is_set():
+            a_read.set()
+            release.wait(10)
+        return real(self, trial_id, state)
+
+    monkeypatch.setattr(RDBStorage, "check_trial_is_updatable", held)
+    workers = [threading.Thread(target=fail_stale_trials, args=(optuna.load_study(study_name="s", storage=s),))
+               for s in (a, b)]
+    workers[0].start()
+    assert a_read.wait(10)
+    workers[1].start()
+    time.sleep(1.0)  # B has had time to read; with the fix it is waiting on A's lock
+    release.set()
+    for w in workers:
+        w.join(30)
+    states = [t.state.name for t in optuna.load_study(study_name="s", storage=b).get_trials()]
+    assert states == ["FAIL", "WAITING"], states
+
+
 def test_slurm_launcher_writes_an_array_of_workers_on_the_shared_storage(tmp_path, capsys):
     import shlex
 

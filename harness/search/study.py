@@ -46,6 +46,8 @@ def open_storage(url: str, *, heartbeat_s: int, grace_s: int):
     try:
         storage = RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=heartbeat_s, grace_period=grace_s,
                              heartbeat_stale_trial_callback=RetryFailedTrialCallback())
+        if url.startswith("sqlite"):
+            serialize_sqlite(storage.engine)
         storage.get_all_studies()  # a round trip: RDBStorage connects lazily on some engines
     except ImportError as e:
         raise UserError(f"search.storage={_safe(url)}: the database driver is not installed ({e.name or e})") from None
@@ -53,6 +55,29 @@ def open_storage(url: str, *, heartbeat_s: int, grace_s: int):
         msg = str(getattr(e, "orig", None) or e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise UserError(f"search.storage={_safe(url)} cannot be used: {msg[:200]}") from None
     return storage
+
+
+def serialize_sqlite(engine) -> None:
+    """Each SQLite transaction takes the write lock when it begins (``BEGIN IMMEDIATE``).
+
+    Optuna reads a trial ``FOR UPDATE`` before it changes its state, which SQLite ignores, and
+    Python's sqlite3 opens a transaction only at the first write: two workers could both read a
+    stale trial as RUNNING and both fail it, and each would queue its own retry (the same trial run
+    twice), or both pop the same WAITING trial. With the lock taken at BEGIN the read and the write
+    are one step; the other worker waits (``timeout``) and then sees the trial already changed.
+    SQLAlchemy's recipe for pysqlite ("Serializable isolation"); other databases honour FOR UPDATE.
+    """
+    from sqlalchemy import event
+
+    def on_connect(dbapi_connection, _record):
+        dbapi_connection.isolation_level = None  # pysqlite emits no BEGIN of its own
+
+    def on_begin(conn):
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    event.listen(engine, "connect", on_connect)
+    event.listen(engine, "begin", on_begin)
+    engine.dispose()  # connections opened while Optuna set up the schema predate the hook
 
 
 def _safe(url: str) -> str:

@@ -263,8 +263,8 @@ mechanism and source:
 - `FRAG` 0.04: the caching allocator's fragmentation per churned byte (activations, temporaries, gradients are freed and
   re-allocated in other sizes each step); fitted leave-one-source-out on the published reserved rows (peft, torchtune).
 - `UNTRACKED_GB` 0.7: what nvidia-smi shows beyond reserved + context (loader's cached blocks, extra kernel modules);
-  the least that covers the single-GPU nvidia-smi readings (fms-acceleration); budgets only.
-- `RANGES` (backward start -15%…+30%, optimizer step -4%…+9%): the model's own error on the published rows by peak
+  the least that covers 90% of the single-GPU nvidia-smi readings (fms-acceleration); budgets only.
+- `RANGES` (backward start -15%…+30%, optimizer step -6%…+9%): the model's own error on the published rows by peak
   phase, leave-one-source-out; the simulated path takes the same range around its reserved figure.
 - `CPU_SLACK_FRAC` 0.35: glibc heap fragmentation of activation-sized allocations (harness CPU records, RSS).
 - `CPU_RUNTIME_GB` 0.14: oneDNN/MKL scratch, thread stacks, tokenizer and data after the RSS baseline (same records).

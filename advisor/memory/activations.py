@@ -143,8 +143,8 @@ def logits_bytes_per_element(s) -> float:
         if s.compile:  # compiled chunk loss saves only the logits; one chunk's fp32 work in flight
             return a + 12 / CHUNKED_CE_CHUNKS
         return a + 4 + 4 / CHUNKED_CE_CHUNKS  # logits + every chunk's fp32 log-softmax + one fp32 chunk
-    if s.loss_kind == "lowp":  # cross-entropy in the compute dtype: its saved log-softmax + one gradient
-        return (a if s.holds_logits else 0) + 2 * a + (a if s.arch.logit_softcap else 0)
+    if s.loss_kind == "lowp":  # cross-entropy in the compute dtype: as below, three logit-sized tensors in it
+        return (a if s.holds_logits else 0) + 3 * a + (a if s.arch.logit_softcap else 0)
     # HF: the loss upcasts to fp32; at log-softmax's backward its fp32 output (saved) + the incoming
     # and outgoing fp32 gradients, plus the logits themselves if the loop still holds the model output.
     softcap = a if s.arch.logit_softcap else 0  # Gemma 2: tanh(logits / 30) saves its output

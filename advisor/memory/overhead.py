@@ -40,13 +40,18 @@ FRAG_GRID = [x / 100 for x in range(2, 41, 2)]  # from 2%: blocks round up to 2 
 # 4-8 GiB above max_allocated): blocks the stack's loader and the first steps left cached (reserved
 # memory is never returned; the allocated peak starts over each step), kernel modules loaded beyond the
 # context's (flash-attention, bitsandbytes, triton). No count gives it: fitted (`advisor validate --fit`)
-# as the least that lifts the verdict's figure over every single-GPU reading. Budgets only: it is not
-# in the expected reserved figure.
+# as the least that lifts the verdict's figure over at least 90% of the single-GPU readings (the
+# coverage the issue asks of the range); `advisor validate` lists the readings left above it. Those are
+# runs peaking in the optimizer step (FA10: SantaCoder full fine-tuning, 2.6 GiB more): the forward's
+# and backward's blocks stay cached beside the step's gradients and foreach temporaries, which nvidia-smi
+# shows but the allocator frees and retries with before it reports an out-of-memory error. Budgets
+# only: it is not in the expected reserved figure.
 UNTRACKED_GB = 0.7
+UNTRACKED_COVERAGE = 0.9
 # The model's error by peak phase, relative to the expected value: min and max of (measured/estimated − 1)
 # over the scored published rows whose estimated peak is in that phase, widened by one point and rounded
 # outwards (`advisor validate --fit`; leave-one-source-out in its table).
-RANGES = {"backward start": (-0.15, 0.30), "optimizer step": (-0.04, 0.09)}
+RANGES = {"backward start": (-0.15, 0.30), "optimizer step": (-0.06, 0.09)}
 # Items of a phase that are allocated once and never freed during training: they do not fragment.
 STATIC = frozenset({"weights", "optimizer_states", "adapter", "quant_constants", "reference_weights", "runtime_overhead", "kv_cache"})
 
@@ -66,9 +71,10 @@ def outside_torch_gb(gpus: int) -> float:
     return CUDA_CONTEXT_GB + (NCCL_GB if gpus > 1 else 0.0)
 
 
-def budget_gb(reserved_high_gb: float, gpus: int, untracked: float | None = None) -> float:
-    """What a budget must hold: the range's high end of reserved + context (+ NCCL) + the untracked residue."""
-    return reserved_high_gb + outside_torch_gb(gpus) + (UNTRACKED_GB if untracked is None else untracked)
+def range_phase(phase: str) -> str:
+    """The key of ``RANGES`` for a peak phase: the analytic model's two, or a simulated
+    phase (forward, loss and backward peaks fall under "backward start")."""
+    return "optimizer step" if phase == "optimizer step" else "backward start"
 
 
 def constants() -> dict:
@@ -78,6 +84,6 @@ def constants() -> dict:
         "CUDA_CONTEXT_GB": (CUDA_CONTEXT_GB, "mechanism: CUDA 12 context with lazy loading"),
         "NCCL_GB": (NCCL_GB, "mechanism: NCCL channel buffers"),
         "FRAG": (FRAG, "fitted (LOSO): allocator fragmentation per churned byte"),
-        "UNTRACKED_GB": (UNTRACKED_GB, "fitted: loader cache and extra modules nvidia-smi shows (budgets only)"),
+        "UNTRACKED_GB": (UNTRACKED_GB, "fitted: loader cache and extra modules nvidia-smi shows, over 90% of readings (budgets only)"),
         "RANGES": (RANGES, "fitted (LOSO): the model's error by peak phase"),
     }

@@ -57,11 +57,15 @@ class Peaks:
         if self._depth == 0:
             self._gc_was_on = gc.isenabled()
             gc.disable()
+            # What exists before the step (the model, torch, transformers: millions of objects) is not
+            # the step's garbage: frozen, the collections below scan only what the step creates.
+            gc.freeze()
             self._collect = torch.nn.modules.module.register_module_forward_hook(_collect_young)
 
     def _gc_back(self) -> None:
         if self._depth == 0:
             self._collect.remove()
+            gc.unfreeze()
             if self._gc_was_on:
                 gc.enable()
 

@@ -29,9 +29,7 @@ from advisor.inputs.catalog import GIB
 from advisor.memory import overhead as model
 
 
-def range_phase(sim_phase: str) -> str:
-    """The analytic model's peak phase a simulated phase falls in (``RANGES``' keys)."""
-    return "optimizer step" if sim_phase == "optimizer step" else "backward start"
+range_phase = model.range_phase  # the analytic model's peak phase a simulated phase falls in (RANGES' keys)
 
 
 def reserved(items_gb: dict, allocated_gb: float, *, bnb_dequant_bytes: int = 0, peak_phase: str = "backward",

@@ -175,6 +175,25 @@ def test_the_loss_kinds_order_as_their_mechanisms_do():
     assert act.loss_bytes(Setup(arch=replace(TINY, vocab=512)), tokens) == 2 * act.loss_bytes(Setup(arch=TINY), tokens)
 
 
+def test_low_precision_cross_entropy_peaks_at_three_logit_sized_tensors():
+    """torch's MemTracker on real bf16 logits: log-softmax's backward holds its saved output and the incoming
+    and outgoing gradients at once, 3 × 2 B a logit (the fp32 loss holds the same three in fp32)."""
+    from torch.distributed._tools.mem_tracker import MemTracker
+
+    logits = torch.randn(T, 256, dtype=BF16, requires_grad=True)
+    target = torch.randint(0, 256, (T,))
+    tracker = MemTracker()
+    with tracker:
+        head_output = logits * 1  # what the LM head returns: freed once the loss has it
+        loss = F.cross_entropy(head_output, target)
+        del head_output
+        loss.backward()
+    peak = tracker.get_tracker_snapshot("peak")[logits.device]["Total"]
+    setup = Setup(arch=TINY, loss="lowp", keep_logits=False)
+    assert not setup.holds_logits
+    assert peak // (T * 256) == act.logits_bytes_per_element(setup) == 6
+
+
 @pytest.mark.parametrize("tokens", [1, 7, 8, 9, 64, 4096])
 def test_fused_chunk_is_ligers_next_power_of_two(tokens):
     arch = replace(TINY, vocab=256, hidden=64)  # Liger: inc_factor = ceil(V / d) = 4

@@ -56,6 +56,12 @@ def test_seq_len_beyond_the_context_is_an_error_or_with_long_context_a_warning(t
     assert code == 0 and "warning" in err and "max_position_embeddings 4096" in err and json.loads(out)["setup"]["seq_len"] == 8192
     code, _, err = run_cli("recommend", "--gpu", "80GB", "--examples", "3000", "--model", "Llama-2-7B", "--seq-len", "9000")
     assert code == 2 and "max_position_embeddings 4096" in err
+    # learned absolute positions (SantaCoder's 2048-row table): no RoPE to scale, so no --long-context either
+    from advisor.inputs import DATA
+
+    santa = str(DATA / "configs" / "SantaCoder-1.1B.json")
+    code, out, err = run_cli("estimate", "--model", santa, "--seq-len", "4096", "--long-context")
+    assert (code, out) == (2, "") and "learned table of 2048 rows" in err and err.count("\n") == 1
 
 
 # ---------------------------------------------------------------- --loss fused

@@ -60,8 +60,11 @@ def test_loso_range_comes_from_other_sources_only():
     worst = max((r for r in validate_memory.calibration.scored(rows_by_frac[0.02]) if r.phase == "backward start"),
                 key=lambda r: r.measured_gb / r.predicted_gb)  # fmt: skip
     own = next(s for s in sources if s.source == worst.source)
-    others = [s for s in sources if s.source != worst.source]
-    assert own.high < min(s.high for s in others)
+    # the ranges are per peak phase: compare the sources scored on a backward-start row (a source whose
+    # rows all peak in the optimizer step gets that phase's range, which this residual does not shape)
+    sharing = {r.source for r in validate_memory.calibration.scored(rows_by_frac[0.02]) if r.phase == "backward start"}
+    others = [s for s in sources if s.source != worst.source and s.source in sharing]
+    assert len(others) >= 6 and own.high < min(s.high for s in others)
 
 
 def test_like_is_compared_with_like():
@@ -96,13 +99,16 @@ def test_verdict_figure_covers_nvidia_smi():
     from advisor.memory import overhead
 
     rows = validate_memory.device_rows()
-    assert len(rows) == 18  # high end + context (+ NCCL) + residue >= nvidia-smi on every single-GPU run
+    assert len(rows) == 18  # high end + context (+ NCCL) + residue >= nvidia-smi on >= 90% of single-GPU runs
     single = {r["id"] for r in validate_memory.published_rows() if validate_memory.SMI.search(r["notes"]) and r["gpus"] == "1"}
-    assert len(single) == 12 and all(r.in_range for r in rows if r.id in single)
-    # without the fitted residue (context alone) the verdict would have passed a run that used more
+    covered = [r.in_range for r in rows if r.id in single]
+    assert len(single) == 12 and sum(covered) >= overhead.UNTRACKED_COVERAGE * len(single) and not all(covered)
+    above = [r for r in rows if r.id in single and not r.in_range]  # FA10: cached blocks beside an optimizer-step peak
+    assert [(r.id, r.phase) for r in above] == [("FA10", "optimizer step")]
+    # without the fitted residue (context alone) the verdict would have passed more runs that used more
     old, overhead.UNTRACKED_GB = overhead.UNTRACKED_GB, 0.0
     try:
-        assert not all(r.in_range for r in validate_memory.device_rows() if r.id in single)
+        assert sum(r.in_range for r in validate_memory.device_rows() if r.id in single) < sum(covered)
     finally:
         overhead.UNTRACKED_GB = old
 

@@ -27,7 +27,7 @@ from harness import lm_eval_templates, probes
 from harness.atomic import write_json
 from harness.errors import UserError
 # lm-eval plumbing (offline switch, task managers, the HFLM view, simple_evaluate) is its own module
-from harness.lm_eval_backend import default_task_manager
+from harness.lm_eval_backend import task_manager_for
 from harness.lm_eval_backend import hf_lm as _lm
 from harness.lm_eval_backend import offline as _offline
 from harness.lm_eval_backend import shipped_task_manager as _shipped_task_manager
@@ -158,7 +158,7 @@ def check_probes(names: Sequence[str]) -> list[probes.Probe]:
             continue
         with _offline():
             try:
-                default_task_manager().load([p.name])
+                task_manager_for(p.name).load([p.name])
             except Exception as e:  # noqa: BLE001 — datasets raises many kinds when offline
                 raise UserError(
                     f"probe '{p.name}': lm-eval's task could not load its dataset offline "
@@ -180,7 +180,7 @@ def probe_scores(model, tok, names: Sequence[str], *, limit: int | None, batch_s
         shipped_tm = _shipped_task_manager(Path(d)) if any(p.shipped for p in resolved) else None
         lm = _lm(model, tok, batch_size)
         for p in resolved:
-            tm = shipped_tm if p.shipped else default_task_manager()
+            tm = shipped_tm if p.shipped else task_manager_for(p.name)
             need_samples = p.metric == "word_perplexity"
             out, seconds = _simple_evaluate(lm, tm, p.name, limit=None if p.shipped else limit, samples=need_samples)
             scores[p.name] = _score_of(out, p.name, p.metric, p.higher_is_better, seconds)

@@ -61,6 +61,62 @@ def default_task_manager():
         return TaskManager()
 
 
+def task_manager_for(name: str):
+    """A TaskManager that can load the standard task, group or tag ``name``: lm-eval's index of only the
+    task folders whose YAML mentions the name (a text scan, about a second, instead of parsing ~14k files) when
+    that index holds it and, for a group, every member down the tree; else (tags, tasks defined in Python
+    only) the full index, ``default_task_manager``."""
+    return _narrow_task_manager(name) or default_task_manager()
+
+
+@functools.lru_cache(maxsize=32)
+def _narrow_task_manager(name: str):
+    import re
+
+    import lm_eval.tasks
+    from lm_eval.tasks import TaskManager
+
+    root = Path(lm_eval.tasks.__file__).parent
+    word = re.compile(rf"(?<![\w-]){re.escape(name)}(?![\w-])")
+    folders = set()
+    for path in root.rglob("*.yaml"):
+        try:
+            if word.search(path.read_text(errors="replace")):
+                folders.add(root / path.relative_to(root).parts[0])
+        except OSError:
+            continue
+    if not folders:  # a task defined in Python only, or no such name: the full index decides
+        return None
+    with offline():
+        tm = TaskManager(include_path=sorted(str(f) for f in folders), include_defaults=False)
+    entry = tm.task_index.get(name)
+    if entry is None or entry.kind.name == "TAG":  # a tag gathers tasks by a line their templates may hold: all of them
+        return None
+    return tm if _resolvable(tm.task_index, name, set()) else None
+
+
+def _resolvable(index: dict, name: str, seen: set) -> bool:
+    """``name`` is in the index and so is every member a group lists, recursively (inline configs count)."""
+    if name in seen:
+        return True
+    seen.add(name)
+    entry = index.get(name)
+    if entry is None:
+        return False
+    return entry.kind.name != "GROUP" or _members_resolvable(index, (entry.cfg or {}).get("task"), seen)
+
+
+def _members_resolvable(index: dict, members, seen: set) -> bool:
+    if not isinstance(members, list):
+        return True
+    for m in members:
+        if isinstance(m, str) and not _resolvable(index, m, seen):
+            return False
+        if isinstance(m, dict) and not _members_resolvable(index, m.get("task"), seen):  # an inline subgroup's own
+            return False
+    return True
+
+
 def shipped_task_manager(include_dir: Path):
     from lm_eval.tasks import TaskManager
 

@@ -4,6 +4,7 @@ forgetting fields and their sign conventions, KL from base, and probe-name error
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -184,6 +185,28 @@ def test_missing_standard_task_is_a_one_line_error_before_training(tmp_path):
     lines = [ln for ln in res.stderr.splitlines() if ln.strip().startswith("harness: error")]
     assert len(lines) == 1 and "probe 'arc_easy'" in lines[0] and "Traceback" not in res.stderr
     assert not list(tmp_path.glob("*.json"))  # nothing trained, nothing recorded
+
+
+def test_a_standard_task_is_looked_up_in_its_own_folders_a_tag_or_an_incomplete_group_in_the_full_index():
+    """lm-eval's full index parses ~14k YAML files (7-30 s) per process; a task or a group whose members are all
+    found is loaded from the folders that name it. A tag, or a group with a member outside them, is not."""
+    from lm_eval.tasks._index import Entry, Kind
+
+    from harness.lm_eval_backend import _narrow_task_manager, _resolvable
+
+    tm = _narrow_task_manager("arc_easy")
+    assert tm is not None and "arc_easy" in tm.all_tasks and len(tm.all_tasks) < 50
+    assert {Path(e.yaml_path).parent.name for e in tm.task_index.values() if e.yaml_path} == {"arc"}
+    assert _narrow_task_manager("ai2_arc") is None  # a tag: the tasks it gathers are found by the full index
+    assert _narrow_task_manager("no_such_task_anywhere") is None
+
+    def group(*members):
+        return Entry(name="g", kind=Kind.GROUP, yaml_path=None, cfg={"group": "g", "task": list(members)})
+
+    task = Entry(name="t", kind=Kind.TASK, yaml_path=None, cfg={"task": "t"})
+    assert _resolvable({"g": group("t", {"task": "inline"}), "t": task}, "g", set())
+    assert not _resolvable({"g": group("t", "elsewhere"), "t": task}, "g", set())
+    assert not _resolvable({"g": group({"group": "sub", "task": ["elsewhere"]}), "t": task}, "g", set())
 
 
 def test_forgetting_compares_the_tuned_model_with_the_base(measured, cache):

@@ -222,7 +222,7 @@ def test_two_workers_failing_the_same_stale_trial_queue_one_retry(tmp_path, monk
     study = optuna.create_study(storage=a, study_name="s")
     trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
     a.record_heartbeat(trial._trial_id)
-    time.sleep(2.5)  # silent past grace_s: stale
+    time.sleep(3.5)  # silent past grace_s (SQLite's CURRENT_TIMESTAMP keeps whole seconds): stale
 
     a_read, release = threading.Event(), threading.Event()
     real = RDBStorage.check_trial_is_updatable

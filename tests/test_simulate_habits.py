@@ -25,6 +25,7 @@ def _run(method: str = "full", real: bool = False, **habits):
     ("full", dict(optimizer_impl="foreach", loss="torchtune")),
     ("full", dict(loss="liger")),
     ("lora", dict(attention="flash")),
+    ("qlora", dict(double_quant=False)),
 ])  # fmt: skip
 def test_stack_habits_simulated_equal_the_real_step(method, habits):
     fake, real = _run(method, **habits), _run(method, real=True, **habits)
@@ -45,6 +46,18 @@ def test_qlora_without_kbit_preparation_keeps_embeddings_head_and_norms_in_bf16(
     norms = (2 * TINY["num_hidden_layers"] + 1) * D
     upcast = 2 * V * D + norms  # embeddings + head + norms: 4 B each under prepare_model_for_kbit_training, 2 B without
     assert prepared["phases"]["forward"]["parameters"] - plain["phases"]["forward"]["parameters"] == 2 * upcast
+
+
+def test_qlora_without_double_quantization_keeps_an_fp32_absmax_per_64_weights():
+    """litgpt's bnb.nf4 (the rows' double_quant=no): one fp32 absmax per 64-weight block, where the harness's
+    double quantization keeps a uint8 one, plus an fp32 absmax per 256 blocks and the 256-entry code table."""
+    from torch import nn
+
+    dq, plain = _run("qlora"), _run("qlora", double_quant=False)
+    blocks = [-(-m.weight.numel() // 64) for m in _model().modules() if isinstance(m, nn.Linear) and m.out_features != V]
+    nested = sum(4 * -(-b // 256) + 4 * 256 + 4 for b in blocks)  # state2 absmax, its code table, the offset
+    assert plain["quant_bytes"] - dq["quant_bytes"] == sum(3 * b for b in blocks) - nested
+    assert plain["peak"]["total"] - dq["peak"]["total"] == plain["quant_bytes"] - dq["quant_bytes"]
 
 
 def test_cuda_foreach_adamw_holds_a_temporary_over_every_parameter_and_fused_none():

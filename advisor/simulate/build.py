@@ -4,7 +4,8 @@
    precision's weight dtype (what ``harness.models.load`` asks ``from_pretrained`` for);
    ``trust_remote_code`` only when the caller passes it.
 2. QLoRA: every ``nn.Linear`` but the LM head becomes bitsandbytes' real ``Linear4bit`` (NF4,
-   double quantization: what ``BitsAndBytesConfig`` in ``harness.models.load`` gives), built on meta.
+   double quantization: what ``BitsAndBytesConfig`` in ``harness.models.load`` gives; without it, as
+   litgpt's ``bnb.nf4``, when the setup says so), built on meta.
 3. The harness's own ``prepare`` (``harness.methods``) attaches adapters and freezes the base.
    PEFT leaves meta adapters on meta.
 4. Every parameter and buffer becomes a fake CPU tensor of the same shape, dtype and
@@ -13,7 +14,7 @@
    ``DataDependentOutputException`` on one: it becomes a plain frozen uint8 parameter of
    ``[(out·in + 1) // 2, 1]`` (two NF4 codes per byte) carrying a fake nested quant state —
    uint8 absmax per 64 weights, fp32 absmax per 256 blocks, the 16-entry NF4 and 256-entry
-   blockwise code tables — so the step runs through bitsandbytes' real autograd function and
+   blockwise code tables (without double quantization: an fp32 absmax per 64 weights) — so the step runs through bitsandbytes' real autograd function and
    its registered fake kernels.
 """
 
@@ -92,8 +93,8 @@ def _sdpa_ok(hf) -> bool:
     return bool(getattr(cls, "_supports_sdpa", True)) if cls is not None else True
 
 
-def quantize_linears(model: nn.Module, compute_dtype: torch.dtype) -> int:
-    """Swap every ``nn.Linear`` but the output head for a meta ``bnb.nn.Linear4bit`` (NF4, double quant)."""
+def quantize_linears(model: nn.Module, compute_dtype: torch.dtype, *, double_quant: bool = True) -> int:
+    """Swap every ``nn.Linear`` but the output head for a meta ``bnb.nn.Linear4bit`` (NF4; double quant unless not)."""
     import bitsandbytes as bnb
 
     head = model.get_output_embeddings()
@@ -101,7 +102,7 @@ def quantize_linears(model: nn.Module, compute_dtype: torch.dtype) -> int:
              if isinstance(child, nn.Linear) and child is not head]  # fmt: skip
     for parent, name, lin in swaps:
         q = bnb.nn.Linear4bit(lin.in_features, lin.out_features, bias=lin.bias is not None, compute_dtype=compute_dtype,
-                              compress_statistics=True, quant_type="nf4", device="meta")  # fmt: skip
+                              compress_statistics=double_quant, quant_type="nf4", device="meta")  # fmt: skip
         q.support_avx512bf16_for_cpu = False  # harness.models.keep_4bit_trainable: the training layout
         if lin.bias is not None:
             q.bias = nn.Parameter(torch.empty_like(lin.bias, device="meta"), requires_grad=False)
@@ -130,11 +131,15 @@ def float8_linears(model: nn.Module) -> int:
     return sum(1 for m in model.modules() if type(m).__name__ == "Float8Linear")
 
 
-def fake_quant_state(out_f: int, in_f: int, compute_dtype: torch.dtype):
+def fake_quant_state(out_f: int, in_f: int, compute_dtype: torch.dtype, double_quant: bool = True):
     from bitsandbytes.functional import QuantState
 
     n = out_f * in_f
     blocks = math.ceil(n / NF4_BLOCK)
+    if not double_quant:  # one fp32 absmax per block, no nested state
+        return QuantState(absmax=torch.empty(blocks, dtype=torch.float32), shape=torch.Size([out_f, in_f]),
+                          code=torch.empty(16, dtype=torch.float32), blocksize=NF4_BLOCK, quant_type="nf4",
+                          dtype=compute_dtype)  # fmt: skip
     nested = QuantState(absmax=torch.empty(math.ceil(blocks / NESTED_BLOCK), dtype=torch.float32),
                         code=torch.empty(256, dtype=torch.float32), blocksize=NESTED_BLOCK, dtype=torch.float32)  # fmt: skip
     return QuantState(absmax=torch.empty(blocks, dtype=torch.uint8), shape=torch.Size([out_f, in_f]),
@@ -168,12 +173,20 @@ def _fake_param(module: nn.Module, p: nn.Parameter, compute_dtype, quant: list) 
     if p.__class__.__name__ == "Params4bit":
         out_f, in_f = module.out_features, module.in_features
         w = nn.Parameter(torch.empty(((out_f * in_f + 1) // 2, 1), dtype=torch.uint8), requires_grad=False)
-        qs = fake_quant_state(out_f, in_f, compute_dtype)
+        qs = fake_quant_state(out_f, in_f, compute_dtype, double_quant=bool(p.compress_statistics))
         w.quant_state = qs
         module.quant_state = qs
-        quant += [qs.absmax, qs.code, qs.offset, qs.state2.absmax, qs.state2.code]
+        quant += _quant_tensors(qs)
         return w
     return nn.Parameter(torch.empty(p.shape, dtype=p.dtype), requires_grad=p.requires_grad)
+
+
+def _quant_tensors(qs) -> list:
+    """The tensors of a 4-bit weight's quant state (with double quantization: its nested state's too)."""
+    out = [qs.absmax, qs.code]
+    if qs.nested:
+        out += [qs.offset, qs.state2.absmax, qs.state2.code]
+    return out
 
 
 def _real_param(module: nn.Module, p: nn.Parameter, compute_dtype, quant: list) -> nn.Parameter:
@@ -181,11 +194,11 @@ def _real_param(module: nn.Module, p: nn.Parameter, compute_dtype, quant: list) 
         from bitsandbytes.functional import quantize_4bit
 
         w = torch.randn(module.out_features, module.in_features, dtype=compute_dtype) * 0.02
-        packed, qs = quantize_4bit(w, blocksize=NF4_BLOCK, compress_statistics=True, quant_type="nf4")
+        packed, qs = quantize_4bit(w, blocksize=NF4_BLOCK, compress_statistics=bool(p.compress_statistics), quant_type="nf4")
         param = nn.Parameter(packed, requires_grad=False)
         param.quant_state = qs
         module.quant_state = qs
-        quant += [qs.absmax, qs.code, qs.offset, qs.state2.absmax, qs.state2.code]
+        quant += _quant_tensors(qs)
         return param
     data = torch.randn(p.shape, dtype=p.dtype) * 0.02 if p.is_floating_point() else torch.zeros(p.shape, dtype=p.dtype)
     return nn.Parameter(data, requires_grad=p.requires_grad)

@@ -266,7 +266,7 @@ def spec_options(setup) -> dict:
     gpu_adamw = setup.device != "cpu" and setup.optimizer == "adamw" and "optimizer" not in setup.offloads
     return dict(loss=loss, hold_logits=setup.holds_logits and kind in ("full", "lowp"),
                 adapter_dtype="bf16" if setup.adapted and setup.adapter_bytes == 2 else "auto",
-                kbit_prep=setup.kbit_prep or setup.method != "qlora",
+                kbit_prep=setup.kbit_prep or setup.method != "qlora", double_quant=setup.double_quant,
                 autocast=setup.autocast or setup.precision == "bf16-mixed", fused_activations=setup.stack != "hf",
                 attention=setup.attention, lora_experts=setup.lora_experts,
                 optimizer_impl=("fused" if setup.fused_optimizer else "foreach") if gpu_adamw else "default",

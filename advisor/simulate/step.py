@@ -36,6 +36,7 @@ class StepSpec:
     float8: bool = False  # torchao's Float8Linear for every linear but the head (tensorwise scaling)
     adapter_dtype: str = "auto"  # auto: peft's fp32 adapters | bf16: in the compute dtype (habits)
     kbit_prep: bool = True  # QLoRA through prepare_model_for_kbit_training (the harness's); False: torchtune, litgpt
+    double_quant: bool = True  # QLoRA: NF4 absmax quantized again (the harness's BitsAndBytesConfig); False: fp32 absmax (litgpt's bnb.nf4)
     autocast: bool = True  # bf16 compute by torch.autocast (the Trainer's bf16=True); False: bf16-true
     attention: str = "sdpa"  # sdpa (k, v repeated per head) | flash (k, v unexpanded, no mask) | eager (S × S probabilities saved)
     fused_activations: bool = False  # torch's fused GELU for transformers' Python-written one (torchtune, litgpt)
@@ -112,7 +113,7 @@ def prepared_model(config: dict, s: StepSpec):
         raise AdvisorError(f"--simulate: transformers cannot build this config (model_type "
                            f"'{config.get('model_type')}'): {str(e).splitlines()[0][:200]}") from None  # fmt: skip
     if s.method == "qlora":
-        build.quantize_linears(model, s.compute_dtype)
+        build.quantize_linears(model, s.compute_dtype, double_quant=s.double_quant)
     if s.float8:
         build.float8_linears(model)
     from advisor.simulate.habits import targets_for

@@ -89,19 +89,16 @@ def _narrow_task_manager(name: str):
         return None
     with offline():
         tm = TaskManager(include_path=sorted(str(f) for f in folders), include_defaults=False)
-    entry = tm.task_index.get(name)
-    if entry is None or entry.kind.name == "TAG":  # a tag gathers tasks by a line their templates may hold: all of them
-        return None
     return tm if _resolvable(tm.task_index, name, set()) else None
 
 
 def _resolvable(index: dict, name: str, seen: set) -> bool:
-    """``name`` is in the index and so is every member a group lists, recursively (inline configs count)."""
+    """``name`` is a task in the index, or a group whose members all are, recursively (inline configs count)."""
     if name in seen:
         return True
     seen.add(name)
     entry = index.get(name)
-    if entry is None:
+    if entry is None or entry.kind.name == "TAG":  # a tag's tasks may live anywhere: only the full index has them all
         return False
     return entry.kind.name != "GROUP" or _members_resolvable(index, (entry.cfg or {}).get("task"), seen)
 

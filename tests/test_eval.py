@@ -207,6 +207,8 @@ def test_a_standard_task_is_looked_up_in_its_own_folders_a_tag_or_an_incomplete_
     assert _resolvable({"g": group("t", {"task": "inline"}), "t": task}, "g", set())
     assert not _resolvable({"g": group("t", "elsewhere"), "t": task}, "g", set())
     assert not _resolvable({"g": group({"group": "sub", "task": ["elsewhere"]}), "t": task}, "g", set())
+    tag = Entry(name="tg", kind=Kind.TAG, yaml_path=None, cfg=None)
+    assert not _resolvable({"g": group("t", "tg"), "t": task, "tg": tag}, "g", set())  # a tag member: the full index
 
 
 def test_forgetting_compares_the_tuned_model_with_the_base(measured, cache):

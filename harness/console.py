@@ -49,6 +49,17 @@ def fmt(value, spec: str = ".3g") -> str:
     return str(value)
 
 
+BUSY_ELSEWHERE = 0.1  # other processes' share of the CPUs above which a CPU run's tokens/s is flagged
+
+
+def busy_note(metrics: dict) -> str:
+    """' — measured while other processes used N% of the CPUs' when they did (CPU runs), else ''."""
+    busy = metrics.get("cpu_busy_elsewhere")
+    if not isinstance(busy, (int, float)) or busy <= BUSY_ELSEWHERE:
+        return ""
+    return f" — measured while other processes used {100 * busy:.0f}% of the CPUs: not this setup's speed alone"
+
+
 def print_run(record: dict, console: Console | None = None) -> None:
     console = console or make_console()
     m = record["metrics"]
@@ -64,7 +75,7 @@ def print_run(record: dict, console: Console | None = None) -> None:
           if m.get("init_from") else []),
         *([("note", m["base_score_floor"])] if m.get("base_score_floor") else []),
         (f"peak memory ({m.get('memory_kind', '?')})", f"{fmt(m.get('peak_memory_gb'), '.2f')} GB"),
-        ("tokens/s (steady state)", fmt(m.get("tokens_per_s"), ".1f")),
+        ("tokens/s (steady state)", fmt(m.get("tokens_per_s"), ".1f") + busy_note(m)),
         *([("padding (" + m.get("batching", "?") + " batches)", f"{100 * m['padding_fraction']:.1f}% of positions")]
           if m.get("padding_fraction") is not None else []),
         ("samples/s", fmt(m.get("samples_per_s"), ".2f")),

@@ -146,16 +146,38 @@ class StepClock:
     tokens: list[int] = field(default_factory=list)
     samples: list[int] = field(default_factory=list)
     losses: list[float] = field(default_factory=list)
+    cpu: list[tuple[float, float]] = field(default_factory=list)  # (machine busy, this process tree) CPU seconds
 
     def begin(self):
         synchronize(self.device)
         self.t0 = time.perf_counter()
+        self._cpu_sample()
 
     def step_end(self, tokens_seen: int, samples_seen: int):
         synchronize(self.device)
         self.ends.append(time.perf_counter())
         self.tokens.append(int(tokens_seen))
         self.samples.append(int(samples_seen))
+        self._cpu_sample()
+
+    def _cpu_sample(self) -> None:
+        """CPU runs: the machine's busy CPU seconds and this process tree's (a launched job's ranks included),
+        so the summary can tell how much of the machine other processes took while the steps were timed."""
+        if self.device != "cpu":
+            return
+        import psutil
+
+        t = psutil.cpu_times()
+        busy = t.user + t.system + sum(getattr(t, k, 0.0) for k in ("nice", "irq", "softirq", "steal"))
+        me = psutil.Process()
+        own = 0.0
+        for p in (me, *me.children(recursive=True)):
+            try:
+                c = p.cpu_times()
+                own += c.user + c.system
+            except psutil.Error:  # a child that ended between the listing and the read
+                continue
+        self.cpu.append((busy, own))
 
     def summary(self) -> dict:
         """tokens/s and samples/s over steps ``skip+1 … n`` (the first ``skip`` are warm-up)."""
@@ -167,7 +189,7 @@ class StepClock:
         start_tok = 0 if skip == 0 else self.tokens[skip - 1]
         start_smp = 0 if skip == 0 else self.samples[skip - 1]
         dt = self.ends[-1] - start_t
-        return {
+        out = {
             "steps": n,
             "measured_steps": n - skip,
             "train_s": self.ends[-1] - self.t0,
@@ -176,6 +198,13 @@ class StepClock:
             "step_s": dt / (n - skip),
             "tokens_trained": self.tokens[-1],
         }
+        if len(self.cpu) == n + 1 and dt > 0:  # begin, then one sample per step: the timed window starts at [skip]
+            import psutil
+
+            (busy0, own0), (busy1, own1) = self.cpu[skip], self.cpu[-1]
+            others = (busy1 - busy0) - (own1 - own0)
+            out["cpu_busy_elsewhere"] = round(min(1.0, max(0.0, others / (dt * (psutil.cpu_count() or 1)))), 3)
+        return out
 
 
 # ---------------------------------------------------------------- FLOPs and MFU

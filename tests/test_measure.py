@@ -143,6 +143,43 @@ def test_stepclock_keeps_one_measured_step_when_the_run_is_short(monkeypatch):
     assert s["measured_steps"] == 1 and s["tokens_per_s"] == pytest.approx(100 / 2.0)
 
 
+def test_stepclock_tells_how_much_of_the_cpus_other_processes_took():
+    """A timed step run alone, then one run beside a spinning process per core: the clock's share of the
+    machine's CPU time used elsewhere tells them apart, and the run's printout flags the second."""
+    import time
+
+    import psutil
+
+    from harness.console import busy_note
+
+    def spin(seconds):
+        end = time.perf_counter() + seconds
+        while time.perf_counter() < end:
+            pass
+
+    def timed(spinners: int) -> float:
+        clock = StepClock("cpu", skip=1)
+        clock.begin()
+        spin(0.1)
+        clock.step_end(1, 1)  # warm-up: not in the window
+        # started by a shell that exits: other processes, not this one's children (a launched job's ranks count as its own)
+        loop = f"for i in $(seq {spinners}); do {sys.executable} -c 'while True: pass' >/dev/null 2>&1 & echo $!; done"
+        pids = [int(x) for x in subprocess.run(["sh", "-c", loop], capture_output=True, text=True, check=True).stdout.split()]
+        try:
+            time.sleep(0.3)
+            spin(0.8)
+            clock.step_end(2, 2)
+        finally:
+            for pid in pids:
+                os.kill(pid, 9)
+        return clock.summary()["cpu_busy_elsewhere"]
+
+    alone, crowded = timed(0), timed(psutil.cpu_count() or 1)
+    assert 0 <= alone < crowded - 0.3 and crowded > 0.4, (alone, crowded)
+    assert "other processes used" in busy_note({"cpu_busy_elsewhere": crowded}) and busy_note({"cpu_busy_elsewhere": 0.02}) == ""
+    assert "cpu_busy_elsewhere" not in StepClock("cuda").summary()
+
+
 # ---------------------------------------------------------------- MFU against FLOPs counted by hand
 
 

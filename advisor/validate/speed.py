@@ -150,6 +150,12 @@ def run_workload(run: Run, *, for_memory: bool) -> tuple[Setup | None, Objective
     return setup, Objective("sft"), {"mean_len": mean}, why
 
 
+# A CPU record's cpu_busy_elsewhere (harness/measure.py: the share of the machine's CPU time other processes
+# used while its steps were timed) above this: its tokens/s is not the setup's alone, and is not scored
+# (the harness flags the same runs when it prints them).
+BUSY_ELSEWHERE = 0.1
+
+
 def harness_time_rows(runs: list[Run]) -> list[TimeRow]:
     rows = []
     for run in runs:
@@ -163,6 +169,9 @@ def harness_time_rows(runs: list[Run]) -> list[TimeRow]:
             why = "FSDP: the ranks' collectives (gloo on CPU) are outside the single-device time model"
         if dev is None and not why:
             why = f"device '{run.device_name}' unknown to the time model (no peak)"
+        busy = run.metrics.get("cpu_busy_elsewhere")
+        if not why and isinstance(busy, (int, float)) and busy > BUSY_ELSEWHERE:
+            why = f"measured while other processes used {100 * busy:.0f}% of the CPUs"
         if setup is None or dev is None or why:
             rows.append(TimeRow(run.run_id, run.model_name, name, run.device_name or run.device, None, measured, None, None, None, None, "", why))
             continue

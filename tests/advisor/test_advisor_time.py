@@ -51,6 +51,24 @@ def test_measured_cpu_runs_fall_inside_the_predicted_range(tmp_path):
     assert len(inside) >= 5, {m: (r.measured_tps, r.low_tps, r.high_tps) for m, r in rows.items()}
 
 
+def test_a_cpu_run_timed_while_other_processes_were_busy_is_not_scored(tmp_path):
+    import json
+
+    from advisor.inputs import harness_runs
+    from advisor.validate import speed as validate_speed
+
+    for f in (DATA / "harness_methods").glob("*.json"):
+        d = json.loads(f.read_text())
+        if d["config"]["method"]["name"] == "full":
+            d["metrics"]["cpu_busy_elsewhere"] = 0.4
+        (tmp_path / f.name).write_text(json.dumps(d))
+    runs, _ = harness_runs.load_runs(tmp_path)
+    rows = validate_speed.harness_time_rows(runs)
+    full = [r for r in rows if r.method == "full"]
+    assert full and all(r.excluded == "measured while other processes used 40% of the CPUs" for r in full)
+    assert not any(r.excluded for r in rows if r.method in ("lora", "qlora", "dora"))
+
+
 def _mfu(model, method, batch, seq, gpu="H100", **kw):
     arch = MODELS[model].arch
     s = Setup(arch=arch, method=method, batch_size=batch, seq_len=seq, **kw)

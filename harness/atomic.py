@@ -24,6 +24,7 @@ at most a hidden ``*.tmp`` sibling, which loaders skip and the next sweep start 
 
 from __future__ import annotations
 
+import errno
 import json
 import math
 import os
@@ -177,8 +178,10 @@ def _publish_dir(tmp: Path, final: Path, seen: tuple[int, int] | None) -> bool:
         return True
     try:
         os.rename(tmp, final)  # fails on a non-empty directory that appeared meanwhile
-    except OSError:
-        if _published(final):
+    except OSError as e:
+        # Another writer's build stands there, or is between moving the old one aside and renaming
+        # its own in (final absent for an instant, so this rename met the one before): theirs lands.
+        if _published(final) or e.errno in (errno.ENOTEMPTY, errno.EEXIST):
             return False
         raise
     return True

@@ -104,13 +104,22 @@ def _resolvable(index: dict, name: str, seen: set) -> bool:
 
 
 def _members_resolvable(index: dict, members, seen: set) -> bool:
+    """A group's ``task`` list: names, and dicts that are a registered task or group with overrides (lm-eval builds
+    an empty inline task when the name is not in the index), an inline subgroup, or an inline task with its own data."""
     if not isinstance(members, list):
         return True
     for m in members:
         if isinstance(m, str) and not _resolvable(index, m, seen):
             return False
-        if isinstance(m, dict) and not _members_resolvable(index, m.get("task"), seen):  # an inline subgroup's own
-            return False
+        if not isinstance(m, dict):
+            continue
+        if isinstance(m.get("task"), list):  # an inline subgroup: its own members
+            if not _members_resolvable(index, m["task"], seen):
+                return False
+        elif "dataset_path" not in m:  # a registered task or group, with overrides
+            name = m.get("task") if isinstance(m.get("task"), str) else m.get("group")
+            if not isinstance(name, str) or not _resolvable(index, name, seen):
+                return False
     return True
 
 

@@ -161,23 +161,19 @@ class StepClock:
         self._cpu_sample()
 
     def _cpu_sample(self) -> None:
-        """CPU runs: the machine's busy CPU seconds and this process tree's (a launched job's ranks included),
-        so the summary can tell how much of the machine other processes took while the steps were timed."""
+        """CPU runs: the busy CPU seconds of the CPUs this process may run on, and this process tree's (a launched
+        job's ranks included), so the summary can tell how much of those CPUs other processes took while the
+        steps were timed."""
         if self.device != "cpu":
             return
         import psutil
 
-        t = psutil.cpu_times()
-        busy = t.user + t.system + sum(getattr(t, k, 0.0) for k in ("nice", "irq", "softirq", "steal"))
-        me = psutil.Process()
-        own = 0.0
-        for p in (me, *me.children(recursive=True)):
-            try:
-                c = p.cpu_times()
-                own += c.user + c.system
-            except psutil.Error:  # a child that ended between the listing and the read
-                continue
-        self.cpu.append((busy, own))
+        mine = _usable_cpus()
+        busy = 0.0
+        for i, t in enumerate(psutil.cpu_times(percpu=True)):
+            if mine is None or i in mine:
+                busy += t.user + t.system + sum(getattr(t, k, 0.0) for k in ("nice", "irq", "softirq", "steal"))
+        self.cpu.append((busy, _tree_cpu_seconds()))
 
     def summary(self) -> dict:
         """tokens/s and samples/s over steps ``skip+1 … n`` (the first ``skip`` are warm-up)."""
@@ -203,8 +199,56 @@ class StepClock:
 
             (busy0, own0), (busy1, own1) = self.cpu[skip], self.cpu[-1]
             others = (busy1 - busy0) - (own1 - own0)
-            out["cpu_busy_elsewhere"] = round(min(1.0, max(0.0, others / (dt * (psutil.cpu_count() or 1)))), 3)
+            cpus = len(_usable_cpus() or ()) or psutil.cpu_count() or 1
+            out["cpu_busy_elsewhere"] = round(min(1.0, max(0.0, others / (dt * cpus))), 3)
         return out
+
+
+def _usable_cpus() -> set[int] | None:
+    """The CPUs this process may run on (its affinity: a cpuset, taskset); None where the OS does not say."""
+    try:
+        return set(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return None
+
+
+def _tree_cpu_seconds() -> float:
+    """User + system CPU seconds of this process, its live descendants (a launched job's ranks) and its reaped
+    children. Linux: the children from /proc/self/task/*/children (a few small reads); elsewhere psutil's walk."""
+    import psutil
+
+    me = psutil.Process()
+    t = me.cpu_times()
+    total = t.user + t.system + t.children_user + t.children_system
+    for p in _descendants(me):
+        try:
+            c = p.cpu_times()
+            total += c.user + c.system
+        except psutil.Error:  # ended between the listing and the read
+            continue
+    return total
+
+
+def _descendants(proc) -> list:
+    import psutil
+
+    tasks = f"/proc/{proc.pid}/task"
+    if not os.path.isdir(tasks):
+        return proc.children(recursive=True)
+    out = []
+    for tid in os.listdir(tasks):
+        try:
+            with open(f"{tasks}/{tid}/children") as f:
+                pids = [int(x) for x in f.read().split()]
+        except OSError:
+            continue
+        for pid in pids:
+            try:
+                child = psutil.Process(pid)
+            except psutil.Error:
+                continue
+            out += [child, *_descendants(child)]
+    return out
 
 
 # ---------------------------------------------------------------- FLOPs and MFU

@@ -204,7 +204,8 @@ def test_a_standard_task_is_looked_up_in_its_own_folders_a_tag_or_an_incomplete_
         return Entry(name="g", kind=Kind.GROUP, yaml_path=None, cfg={"group": "g", "task": list(members)})
 
     task = Entry(name="t", kind=Kind.TASK, yaml_path=None, cfg={"task": "t"})
-    assert _resolvable({"g": group("t", {"task": "inline"}), "t": task}, "g", set())
+    assert _resolvable({"g": group("t", {"task": "inline", "dataset_path": "d"}, {"task": "t", "num_fewshot": 5}), "t": task}, "g", set())
+    assert not _resolvable({"g": group({"task": "elsewhere", "num_fewshot": 25}), "t": task}, "g", set())  # overrides of a missing task
     assert not _resolvable({"g": group("t", "elsewhere"), "t": task}, "g", set())
     assert not _resolvable({"g": group({"group": "sub", "task": ["elsewhere"]}), "t": task}, "g", set())
     tag = Entry(name="tg", kind=Kind.TAG, yaml_path=None, cfg=None)

@@ -239,7 +239,8 @@ def test_two_workers_failing_the_same_stale_trial_queue_one_retry(tmp_path, monk
     workers[0].start()
     assert a_read.wait(10)
     workers[1].start()
-    time.sleep(1.0)  # B has had time to read; with the fix it is waiting on A's lock
+    workers[1].join(3.0)  # unfixed, B reads RUNNING, fails the trial and queues its retry in well under this
+    assert workers[1].is_alive()  # fixed: B waits on A's lock
     release.set()
     for w in workers:
         w.join(30)

@@ -251,7 +251,7 @@ def check_seq_len(model: Model, seq_len: int, *, long_context: bool = False, fla
     what = f"{flag}: {seq_len} is longer than {model.name}'s context (max_position_embeddings {ctx})"
     if model.arch.positions:  # learned absolute positions (GPT-BigCode): the table has no row past ctx, no scaling
         raise AdvisorError(f"{what}; its positions are a learned table of {model.arch.positions} rows, so a longer "
-                           f"sequence cannot run (stacks truncate to it): use --seq-len <= {ctx}")
+                           f"sequence cannot run (stacks truncate to it): use --seq-len <= {min(ctx, model.arch.positions)}")
     if not long_context:
         raise AdvisorError(f"{what}; use --seq-len <= {ctx}, or add --long-context to size training beyond it with RoPE scaling")
     scaled = "its config declares rope_scaling" if model.arch.rope_scaled else "set rope_scaling (e.g. YaRN) in its config"

@@ -58,14 +58,19 @@ class Peaks:
             self._gc_was_on = gc.isenabled()
             gc.disable()
             # What exists before the step (the model, torch, transformers: millions of objects) is not
-            # the step's garbage: frozen, the collections below scan only what the step creates.
-            gc.freeze()
+            # the step's garbage: frozen (after one collection of what is already garbage), the collections
+            # below scan only what the step creates. A caller's own freeze is left as it was.
+            self._froze = gc.get_freeze_count() == 0
+            if self._froze:
+                gc.collect()
+                gc.freeze()
             self._collect = torch.nn.modules.module.register_module_forward_hook(_collect_young)
 
     def _gc_back(self) -> None:
         if self._depth == 0:
             self._collect.remove()
-            gc.unfreeze()
+            if self._froze:
+                gc.unfreeze()
             if self._gc_was_on:
                 gc.enable()
 

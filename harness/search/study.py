@@ -46,7 +46,7 @@ def open_storage(url: str, *, heartbeat_s: int, grace_s: int):
     try:
         storage = RDBStorage(url, engine_kwargs=kwargs, heartbeat_interval=heartbeat_s, grace_period=grace_s,
                              heartbeat_stale_trial_callback=RetryFailedTrialCallback())
-        if url.startswith("sqlite"):
+        if url.startswith("sqlite") and ":memory:" not in url:  # in memory: one connection, one process
             serialize_sqlite(storage.engine)
         storage.get_all_studies()  # a round trip: RDBStorage connects lazily on some engines
     except ImportError as e:

@@ -58,11 +58,12 @@ class Peaks:
             self._gc_was_on = gc.isenabled()
             gc.disable()
             # What exists before the step (the model, torch, transformers: millions of objects) is not
-            # the step's garbage: frozen (after one collection of what is already garbage), the collections
-            # below scan only what the step creates. A caller's own freeze is left as it was.
+            # the step's garbage: frozen, the collections below scan only what the step creates. Garbage
+            # older than the step stays frozen with it; it holds no tensor the tracker counts (those are made
+            # inside it), and collecting it first would cost a full scan per step. A caller's own freeze is
+            # left as it was.
             self._froze = gc.get_freeze_count() == 0
             if self._froze:
-                gc.collect()
                 gc.freeze()
             self._collect = torch.nn.modules.module.register_module_forward_hook(_collect_young)
 

@@ -309,7 +309,7 @@ def from_hf(cfg: dict, *, where: str = "config") -> Arch:
         kw.update(mlp=PLAIN, parallel=par, norms_per_layer=norms, layernorm=ln,
                   linear_bias=bool(cfg.get("bias", mt != "falcon")))  # fmt: skip
         if mt in ("gpt_bigcode", "gpt2"):  # learned absolute position tables (wpe)
-            kw["positions"] = int(cfg.get("n_positions") or {"gpt2": 1024}.get(mt, 2048))
+            kw["positions"] = int(cfg.get("n_positions") or (1024 if mt == "gpt2" else 2048))
     inter = cfg.get("intermediate_size") if mt != "llama4_text" else cfg.get("intermediate_size_mlp")
     moe = _moe(cfg, mt, L, where)
     kw.update(moe)

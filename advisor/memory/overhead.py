@@ -71,12 +71,6 @@ def outside_torch_gb(gpus: int) -> float:
     return CUDA_CONTEXT_GB + (NCCL_GB if gpus > 1 else 0.0)
 
 
-def range_phase(phase: str) -> str:
-    """The key of ``RANGES`` for a peak phase: the analytic model's two, or a simulated
-    phase (forward, loss and backward peaks fall under "backward start")."""
-    return "optimizer step" if phase == "optimizer step" else "backward start"
-
-
 def constants() -> dict:
     """Every constant of the overhead model, with its kind (for `advisor validate` and the report)."""
     return {

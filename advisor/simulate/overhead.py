@@ -29,7 +29,9 @@ from advisor.inputs.catalog import GIB
 from advisor.memory import overhead as model
 
 
-range_phase = model.range_phase  # the analytic model's peak phase a simulated phase falls in (RANGES' keys)
+def range_phase(sim_phase: str) -> str:
+    """The analytic model's peak phase a simulated phase falls in (``RANGES``' keys)."""
+    return "optimizer step" if sim_phase == "optimizer step" else "backward start"
 
 
 def reserved(items_gb: dict, allocated_gb: float, *, bnb_dequant_bytes: int = 0, peak_phase: str = "backward",

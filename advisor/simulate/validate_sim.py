@@ -23,7 +23,6 @@ from __future__ import annotations
 from dataclasses import replace
 
 from advisor.inputs.catalog import GIB
-
 from advisor.memory.estimate import CPU_RUNTIME_GB, CPU_SLACK_FRAC
 
 

@@ -86,6 +86,31 @@ def test_a_directory_published_while_ours_was_built_is_kept(tmp_path, replace):
     assert os.listdir(tmp_path) == ["art"]
 
 
+def test_a_directory_met_while_another_writer_replaces_it_is_theirs(tmp_path, monkeypatch):
+    """Our rename meets their directory (ENOTEMPTY), and by the time we look it is gone: a third writer has
+    moved it aside to put its own in. That writer's build lands; ours stands down instead of raising."""
+    final = tmp_path / "art"
+    real_rename = os.rename
+
+    def rename(src, dst):
+        if Path(dst) == final and Path(src).name.endswith(".tmp"):
+            try:
+                real_rename(src, dst)
+            except OSError:
+                real_rename(final, tmp_path / ".art.old-third")  # the third writer's first step, after our attempt
+                raise
+        return real_rename(src, dst)
+
+    def ours(d: Path):
+        atomic.write_dir(final, lambda o: (o / "f").write_text("theirs"))  # published while ours was built
+        (d / "f").write_text("ours")
+
+    monkeypatch.setattr(atomic.os, "rename", rename)
+    atomic.write_dir(final, ours)  # no OSError: the directory is another writer's to finish
+    monkeypatch.setattr(atomic.os, "rename", real_rename)
+    assert not final.exists() and not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]
+
+
 @pytest.mark.parametrize("existed", [False, True])
 def test_a_file_published_while_ours_was_written_is_kept(tmp_path, monkeypatch, existed):
     path = tmp_path / "r.json"

@@ -192,10 +192,11 @@ def test_a_standard_task_is_looked_up_in_its_own_folders_a_tag_or_an_incomplete_
     found is loaded from the folders that name it. A tag, or a group with a member outside them, is not."""
     from lm_eval.tasks._index import Entry, Kind
 
-    from harness.lm_eval_backend import _narrow_task_manager, _resolvable
+    from harness.lm_eval_backend import _narrow_task_manager, _resolvable, task_manager_for
 
     tm = _narrow_task_manager("arc_easy")
     assert tm is not None and "arc_easy" in tm.all_tasks and len(tm.all_tasks) < 50
+    assert task_manager_for("arc_easy") is tm  # what check_probes and probe_scores load from
     assert {Path(e.yaml_path).parent.name for e in tm.task_index.values() if e.yaml_path} == {"arc"}
     assert _narrow_task_manager("ai2_arc") is None  # a tag: the tasks it gathers are found by the full index
     assert _narrow_task_manager("no_such_task_anywhere") is None

@@ -175,11 +175,12 @@ def test_stepclock_tells_how_much_of_the_cpus_other_processes_took():
         return clock.summary()["cpu_busy_elsewhere"]
 
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else psutil.cpu_count() or 1
+    busy = psutil.cpu_percent(interval=0.5) / 100  # judged apart from the clock under test
+    if busy > 0.2:
+        pytest.skip(f"other processes already use {busy:.0%} of this machine's CPUs")
     alone = timed(0)
-    if alone > 0.3:
-        pytest.skip(f"other processes already use {alone:.0%} of this machine's CPUs")
     crowded = timed(cpus)  # the spinners inherit this process's CPUs (affinity)
-    assert 0 <= alone < crowded - 0.3 and crowded > 0.4, (alone, crowded)
+    assert 0 <= alone < 0.25 and crowded > 0.4 and crowded - alone > 0.3, (alone, crowded)  # alone: its own spin is not counted
     assert "other processes used" in busy_note({"cpu_busy_elsewhere": crowded}) and busy_note({"cpu_busy_elsewhere": 0.02}) == ""
     assert "cpu_busy_elsewhere" not in StepClock("cuda").summary()
 

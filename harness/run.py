@@ -28,6 +28,20 @@ def _is_oom(exc: BaseException) -> bool:
     return "out of memory" in str(exc).lower()
 
 
+def failure(exc: BaseException, guard) -> tuple[str, dict]:
+    """Status and error of a run that raised ``exc``. Past the budget the watchdog raises its MemoryError wherever
+    the main thread is; a library can catch it and raise its own (transformers' "Can't load tokenizer" when it
+    lands in ``from_pretrained``), so an error after the watchdog tripped is the budget's ``oom``, with the
+    library's error kept in the traceback."""
+    if not _is_oom(exc) and guard.tripped_gb is not None:
+        try:
+            guard.raise_if_tripped()
+        except MemoryError as budget:
+            budget.__context__ = exc
+            exc = budget
+    return ("oom" if _is_oom(exc) else "error"), error_info(exc)
+
+
 @dataclass(frozen=True)
 class Plan:
     """What a run will do, settled before anything loads: every check that can fail has run."""
@@ -70,7 +84,7 @@ def execute(spec: RunSpec, progress: Any = None, tracker: dict | None = None) ->
         raise  # bad input is not a measurement; an interrupted run measured nothing whole
     except Exception as exc:  # noqa: BLE001 — every failure is a result to record
         guard.stop()
-        status, error = ("oom" if _is_oom(exc) else "error"), error_info(exc)
+        status, error = failure(exc, guard)
         metrics.update(mem.peak())
     mem.stop()
     metrics["wall_s"] = time.perf_counter() - t_start

@@ -280,6 +280,25 @@ print("not stopped")
 """
 
 
+def test_an_error_a_library_raised_over_the_watchdogs_signal_is_the_budgets_oom():
+    """The watchdog's MemoryError landed inside a library that raised its own error instead (transformers'
+    tokenizer loading turns any failure into "Can't load tokenizer"): the run is still over budget."""
+    from harness import watchdog
+    from harness.run import failure
+
+    class Memory:
+        device = "cpu"
+
+    guard = watchdog.Watchdog(Memory(), 0.01)
+    wrapped = OSError("Can't load tokenizer for '/cache/tiny'")
+    assert failure(wrapped, guard)[0] == "error"  # not tripped: the library's error is the run's error
+    guard.tripped_gb = 0.4  # what _watch sets before it signals
+    status, error = failure(wrapped, guard)
+    assert status == "oom" and error["type"] == "BudgetExceeded" and "budget_gb=0.01" in error["message"]
+    assert "Can't load tokenizer" in error["traceback"]
+    assert failure(MemoryError("out of memory"), watchdog.Watchdog(Memory(), None))[0] == "oom"
+
+
 def test_watchdog_hard_stops_a_run_whose_memory_keeps_climbing(tmp_path):
     """Past 1.25 × budget + 1 GB after the soft signal, the watchdog writes the oom record and exits 75."""
     from harness.watchdog import EXIT_OOM

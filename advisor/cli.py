@@ -11,6 +11,7 @@ import json
 import sys
 
 from advisor.errors import EXIT_USAGE, AdvisorError, bad_choice
+from advisor.stack_flags import add_stack, choice as _choice, stack_options
 
 PROG = "advisor"
 
@@ -43,54 +44,6 @@ def _warn(message: str | None) -> None:
         print(f"{PROG}: warning: {message}", file=sys.stderr)
 
 
-def _choice(flag: str, text, choices) -> str:
-    value = str(text).strip().lower()
-    if value not in choices:
-        raise bad_choice(flag, text, choices)
-    return value
-
-
-def _add_stack(p: argparse.ArgumentParser, *, precision: bool = True) -> None:
-    """The stack options `estimate` and `recommend` share (advisor/memory/setup.py StackOptions; mechanisms in memory.py)."""
-    p.add_argument("--loss", default="standard", help="standard (the stack's cross-entropy over full logits) or fused "
-                   "(fused linear cross-entropy: Liger, Cut Cross-Entropy; never materializes the logits)")
-    p.add_argument("--checkpointing", help="activation checkpointing: none, full or selective (matmul and attention outputs "
-                   "kept, norms and activations recomputed); "
-                   "recommend: chosen for you unless given")
-    p.add_argument("--grad-checkpointing", action=argparse.BooleanOptionalAction, default=None, help="same as --checkpointing full (--no-…: none)")
-    p.add_argument("--offload", default="none", help="CPU offload: none, params, optimizer, both (= params+optimizer), activations, "
-                   "or a '+' combination such as optimizer+activations (default none)")
-    if precision:
-        p.add_argument("--precision", default="bf16", help="bf16 (bf16 weights; hf: autocast, the Trainer's bf16=True), bf16-true (no "
-                       "autocast), fp32, or bf16-mixed (fp32 master weights, bf16 compute: FSDP2 mixed precision, torchtitan)")
-    p.add_argument("--float8", action="store_true", help="float8 linears (torchao Float8Linear; fp8 all-gather under FSDP)")
-    p.add_argument("--lora-experts", action=argparse.BooleanOptionalAction, default=False,
-                   help="MoE: adapt every routed expert too (PEFT target_parameters on transformers >= 5's fused experts); "
-                        "default: what all-linear reaches there, attention and shared-expert MLPs")
-    p.add_argument("--kbit-prep", action=argparse.BooleanOptionalAction, default=None,
-                   help="QLoRA: peft's prepare_model_for_kbit_training upcasts embeddings, head and norms to fp32; --no-kbit-prep "
-                        "keeps them bf16 (Unsloth, fms-acceleration). Default: the stack's habit (hf: on; torchtune, litgpt: off)")
-    p.add_argument("--long-context", action="store_true", help="--seq-len may exceed the model's max_position_embeddings "
-                   "(training with RoPE scaling): a warning instead of an error")
-
-
-def _stack(args):
-    """StackOptions from the flags; a bad value is one line naming the flag, exit 2."""
-    from advisor.memory.setup import CHECKPOINTING, CLI_LOSSES, PRECISIONS, StackOptions, parse_offload
-
-    loss = CLI_LOSSES[_choice("--loss", args.loss, tuple(CLI_LOSSES))]
-    ckpt = None if args.checkpointing is None else _choice("--checkpointing", args.checkpointing, CHECKPOINTING)
-    if args.grad_checkpointing is not None:
-        alias = "full" if args.grad_checkpointing else "none"
-        if ckpt is not None and ckpt != alias:
-            flag = "--grad-checkpointing" if args.grad_checkpointing else "--no-grad-checkpointing"
-            raise AdvisorError(f"--checkpointing: '{ckpt}' contradicts {flag} (= --checkpointing {alias}); give one")
-        ckpt = alias
-    precision = _choice("--precision", getattr(args, "precision", "bf16"), PRECISIONS)
-    kbit = getattr(args, "kbit_prep", None)
-    return StackOptions(loss, ckpt, parse_offload(args.offload), precision, bool(args.float8), args.lora_experts, kbit)
-
-
 def _add_inputs(p: argparse.ArgumentParser) -> None:
     from advisor.decide.recipe import AUDITABILITY, CAPABILITIES
 
@@ -104,7 +57,7 @@ def _add_inputs(p: argparse.ArgumentParser) -> None:
     p.add_argument("--preference-pairs", help="number of (chosen, rejected) pairs, for DPO")
     p.add_argument("--results", help="harness results directory to learn from (default results/, if present)")
     p.add_argument("--json", action="store_true", help="machine-readable output")
-    _add_stack(p)
+    add_stack(p)
     _add_hours(p)
 
 
@@ -148,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     est.add_argument("--targets", default="all-linear", help=f"{', '.join(TARGETS)} or module names joined by '+' (default all-linear)")
     est.add_argument("--batch-size", help="micro-batch per GPU: sequences (sft), pairs (dpo), completions (grpo; default --num-generations); default 1")
     est.add_argument("--seq-len", default="512", help="padded sequence length; grpo: the prompt (default 512)")
-    _add_stack(est)
+    add_stack(est)
     est.add_argument("--optimizer", default="adamw", help=f"{', '.join(OPTIMIZERS)} (default adamw)")
     est.add_argument("--gpus", default="1", help="data-parallel GPUs (default 1); see --sharding")
     est.add_argument("--sharding", default="full", help="with --gpus > 1: full (FSDP full shard = ZeRO-3), grad-op (shard-grad-op = ZeRO-2) or ddp (default full)")
@@ -183,7 +136,7 @@ def _inputs(args):
     seq = _int("--seq-len", args.seq_len, low=16, example="--seq-len 1024")
     if seq is not None and seq > 131_072 and not args.long_context:
         raise AdvisorError(f"--seq-len: '{args.seq_len}' is above 131072 tokens (add --long-context to plan training beyond that)")
-    stack = _stack(args)
+    stack = stack_options(args)
     model = resolve_model(args.model) if args.model else None
     if model and seq:
         _warn(check_seq_len(model, seq, long_context=args.long_context))
@@ -239,7 +192,7 @@ def cmd_estimate(args) -> int:
     from advisor.memory.setup import ATTENTION, DEVICES, SHARDING, SHARDING_ALIASES, STACKS, Setup
 
     # cheap flag checks first: a bad flag is reported before a config.json is read
-    stack_opts = _stack(args)
+    stack_opts = stack_options(args)
     sharding = str(args.sharding).strip().lower()
     sharding = _choice("--sharding", SHARDING_ALIASES.get(sharding, sharding), SHARDING)
     stack = _choice("--stack", args.stack, STACKS)

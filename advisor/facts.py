@@ -7,11 +7,13 @@ harness imports it (``harness`` may import ``advisor``; ``advisor`` never import
   (the harness's MFU divides by the same peak the advisor's time model starts from);
 - the training FLOPs per token the harness reports MFU with;
 - which direction is better for every metric the report, ``harness regress`` and the advisor compare;
-- method names (what trains vs what wraps it), LoRA target presets, LoRA's default alpha and optimizer names.
+- method names (what trains vs what wraps it), LoRA target presets, LoRA's default alpha and optimizer names;
+- the fused kernels' names (``harness.kernels``, ``--kernels``).
 """
 
 from __future__ import annotations
 
+import difflib
 import re
 from dataclasses import dataclass
 
@@ -140,3 +142,28 @@ def default_lora_alpha(rank: int) -> int:
     """LoRA's alpha when none is set: 2 × r, so the update's scale alpha/r stays 2 when r changes
     (the harness's ``method.alpha: null`` and the advisor's recipe)."""
     return 2 * rank
+
+
+# fused kernels (harness/kernels.py runs them; the memory model counts what each saves)
+KERNELS = ("rms_norm", "swiglu", "rope", "lora")
+# liger: apply_liger_kernel_to_*'s defaults (its loss is --loss fused); unsloth: those and its fused LoRA op
+KERNEL_SETS = {"liger": ("rms_norm", "swiglu", "rope"), "unsloth": KERNELS, "none": ()}
+
+
+def parse_kernels(text) -> tuple[str, ...]:
+    """``train.kernels`` / ``--kernels``: a list, or names joined by '+' or ','; or a set (KERNEL_SETS).
+    Returns them in KERNELS' order; an unknown name raises ValueError naming it."""
+    if text is None:
+        return ()
+    parts = text if isinstance(text, (list, tuple)) else str(text).replace(",", "+").split("+")
+    out: set[str] = set()
+    for p in (str(p).strip().lower() for p in parts):
+        if p in KERNEL_SETS:
+            out.update(KERNEL_SETS[p])
+        elif p in KERNELS:
+            out.add(p)
+        elif p:
+            close = difflib.get_close_matches(p, [*KERNEL_SETS, *KERNELS], n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ValueError(f"unknown kernel '{p}' ({', '.join(KERNEL_SETS)}, or {', '.join(KERNELS)} joined by '+'){hint}")
+    return tuple(k for k in KERNELS if k in out)

@@ -34,11 +34,14 @@ def spec_from_dict(cfg: Mapping[str, Any], *, complete: bool = False) -> RunSpec
     cfg.pop("logger", None)
     ev = dict(cfg.pop("eval", {}) or {})
     ev["probes"] = tupled(ev.get("probes"))
+    train = dict(cfg.pop("train"))
+    if "kernels" in train:
+        train["kernels"] = tupled(train["kernels"])
     parts = {
         "model": build(ModelSpec, cfg.pop("model"), "model"),
         "method": build(MethodSpec, cfg.pop("method"), "method"),
         "task": build(TaskSpec, cfg.pop("task"), "task"),
-        "train": build(TrainSpec, cfg.pop("train"), "train"),
+        "train": build(TrainSpec, train, "train"),
         "eval": build(EvalSpec, ev, "eval"),
     }
     method = parts["method"]
@@ -46,10 +49,12 @@ def spec_from_dict(cfg: Mapping[str, Any], *, complete: bool = False) -> RunSpec
         raise unknown("method.name", method.name, method_names())
     method_options(method.name, method.options)  # every method: an option it does not read is a typo, not a no-op
     inner_of(method.name, method.inner)  # fsdp/grpo/dpo: full | lora; other methods: none
-    stack = {"train.loss": parts["train"].loss != "standard", "train.checkpointing": parts["train"].checkpointing == "selective"}
+    t = parts["train"]
+    stack = {"train.loss": t.loss if t.loss != "standard" else None, "train.checkpointing": "selective" if t.checkpointing == "selective" else None,
+             "train.kernels": "[" + ",".join(t.kernels) + "]" if t.kernels else None}  # fmt: skip
     if METHODS[method.name].default_inner and any(stack.values()):  # harness.train.sft sets these up, not wrappers
-        raise UserError(f"{[k for k, v in stack.items() if v][0]}={parts['train'].loss if stack['train.loss'] else 'selective'} "
-                        f"applies to the supervised methods, not to {method.name} (it runs its own training loop)")
+        key, value = next((k, v) for k, v in stack.items() if v)
+        raise UserError(f"{key}={value} applies to the supervised methods, not to {method.name} (it runs its own training loop)")
     return build(RunSpec, {**cfg, **parts}, "config")
 
 

@@ -78,6 +78,7 @@ def print_run(record: dict, console: Console | None = None) -> None:
         ("tokens/s (steady state)", fmt(m.get("tokens_per_s"), ".1f") + busy_note(m)),
         *([("padding (" + m.get("batching", "?") + " batches)", f"{100 * m['padding_fraction']:.1f}% of positions")]
           if m.get("padding_fraction") is not None else []),
+        *([("fused kernels (modules)", ", ".join(f"{k} {n}" for k, n in m["kernels_patched"].items()))] if m.get("kernels_patched") else []),
         ("samples/s", fmt(m.get("samples_per_s"), ".2f")),
         ("MFU", f"{100 * m['mfu']:.1f}%" if m.get("mfu") else "–"),
         ("train loss first → last", f"{fmt(m.get('train_loss_first'))} → {fmt(m.get('train_loss_last'))}"),

@@ -13,7 +13,7 @@ import math
 from dataclasses import asdict, dataclass
 from typing import Any, Mapping
 
-from advisor.facts import OPTIMIZERS, TARGET_PRESETS, default_lora_alpha  # shared with the advisor's memory model
+from advisor.facts import OPTIMIZERS, TARGET_PRESETS, default_lora_alpha, parse_kernels  # shared with the advisor's memory model
 from harness.errors import UserError, unknown
 from harness.method_table import METHODS  # the method table: data only, imports nothing heavy
 from harness.model_names import short_name
@@ -127,6 +127,7 @@ class TrainSpec:
     batching: str  # by_length | shuffled (harness.train.BATCHING)
     loss: str  # standard | chunked (harness/loss.py)
     checkpointing: str | None  # none | full | selective (harness/checkpointing.py); null: grad_checkpointing decides
+    kernels: tuple[str, ...]  # fused kernels (harness/kernels.py): rms_norm, swiglu, rope, lora; liger / unsloth
 
     def __post_init__(self):
         if self.lr is not None and not (isinstance(self.lr, (int, float)) and self.lr > 0 and math.isfinite(self.lr)):
@@ -152,6 +153,10 @@ class TrainSpec:
                 raise unknown(f"train.{name}", value, allowed)
         if self.checkpointing == "none" and self.grad_checkpointing:
             raise UserError("train.checkpointing=none contradicts train.grad_checkpointing=true; set one")
+        try:
+            object.__setattr__(self, "kernels", parse_kernels(self.kernels))  # canonical: liger → its three
+        except ValueError as e:
+            raise UserError(f"train.kernels: {e}") from None
 
     @property
     def checkpoint_mode(self) -> str:  # none | full | selective
@@ -212,7 +217,7 @@ class RunSpec:
         identity.pop("results_dir")
         identity.pop("timeout_s")  # a limit on the run, not part of what it measures
         identity["train"].pop("save")
-        for key, default in (("loss", "standard"), ("checkpointing", None)):  # added later: at their default,
+        for key, default in (("loss", "standard"), ("checkpointing", None), ("kernels", ())):  # added later: at their default,
             identity["train"].pop(key) if identity["train"][key] == default else None  # earlier ids stay
         digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode()).hexdigest()[:10]
         return f"{self.method.name}-{self.model.short_name}-{self.task.name}-{digest}"

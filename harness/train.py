@@ -253,6 +253,11 @@ def sft(model: Any, tok: Any, examples: list[Example], spec: RunSpec, clock: Ste
 
     if spec.train.checkpoint_mode == "selective":
         enable(model, "selective")
+    patched = {}
+    if spec.train.kernels:  # after the method's prepare: the fused LoRA op replaces peft's adapter forward
+        from harness.kernels import apply
+
+        patched = apply(model, spec.train.kernels)
     trainer = trainer_class(spec.train.loss)(  # train.loss=chunked: the head and cross-entropy 1024 tokens at a time
         model=model,
         args=args,
@@ -265,4 +270,4 @@ def sft(model: Any, tok: Any, examples: list[Example], spec: RunSpec, clock: Ste
     trainer.train()
     # Real tokens only count towards tokens/s (the Trainer's "non_padding"); this is what padding cost.
     return {"max_batch_seq_len": longest[0], "padding_fraction": padding_fraction(order, lengths),
-            "batching": spec.train.batching}
+            "batching": spec.train.batching, **({"kernels_patched": patched} if patched else {})}

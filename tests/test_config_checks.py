@@ -29,6 +29,8 @@ BAD = [
     (["train.checkpointing=some"], "train.checkpointing", "some", "selective"),
     (["train.checkpointing=none", "train.grad_checkpointing=true"], "train.checkpointing", "none", "set one"),
     (["method=dpo", "train.loss=chunked"], "train.loss", "chunked", "supervised methods"),
+    (["train.kernels=[ligr]"], "train.kernels", "ligr", "did you mean 'liger'"),
+    (["method=grpo", "train.kernels=[liger]"], "train.kernels", "rms_norm,swiglu,rope", "supervised methods"),
 ]
 
 

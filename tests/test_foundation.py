@@ -113,6 +113,8 @@ def test_run_id_depends_on_config_not_on_results_dir():
     b = load_spec([*TINY, "results_dir=/tmp/b"])
     c = load_spec([*TINY, "method.r=8"])
     assert a.run_id == b.run_id != c.run_id
+    # a setting added later leaves the ids of runs at its default as they were; set, it is part of the id
+    assert load_spec([*TINY, "train.kernels=[]"]).run_id == a.run_id != load_spec([*TINY, "train.kernels=[liger]"]).run_id
     assert a.run_id.startswith("lora-tiny-tickets-")
 
 

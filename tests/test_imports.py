@@ -23,7 +23,7 @@ LAYERS: dict[str, list[tuple[str, ...]]] = {
         # leaves: import no other harness module but each other
         ("harness", "harness.errors", "harness.paths", "harness.model_names", "harness.typecheck", "harness.schema",
          "harness.console", "harness.plain_progress", "harness.charts", "harness.label_fit", "harness.lm_eval_backend",
-         "harness.loss", "harness.checkpointing", "harness.sweep.progress", "harness.tasks.base", "harness.atomic",
+         "harness.loss", "harness.checkpointing", "harness.kernels", "harness.sweep.progress", "harness.tasks.base", "harness.atomic",
          "harness.forgetting", "harness.lm_eval_templates", "harness.provenance"),
         ("harness.method_table",),  # names and capabilities, no torch: what the spec types check against
         ("harness.spec",),  # the typed run spec: frozen dataclasses that check their own values
@@ -50,7 +50,7 @@ LAYERS: dict[str, list[tuple[str, ...]]] = {
         ("advisor.validate",),
         ("advisor.render",),
         ("advisor.simulate",),  # `advisor estimate --simulate`, `advisor validate --simulate`
-        ("advisor.cli", "advisor.__main__"),
+        ("advisor.cli", "advisor.stack_flags", "advisor.__main__"),
     ],
 }
 # Imports that run up the floors, each with why it stays. Empty: a lower module needing a higher

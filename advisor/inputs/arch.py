@@ -55,6 +55,7 @@ class Arch:
     # saves its input only; HF's "gelu_new" (Phi, GPT-2 defaults) is a chain of elementwise ops that saves its
     # input, x³'s input, tanh's output and 0.5·x: 4 (listed with saved_tensors_hooks on transformers 5)
     act_saved: int = 1
+    gate_act: str = "silu"  # gated MLP: act(gate) * up; silu (SwiGLU: Llama, Qwen, Mistral) or gelu_pytorch_tanh (Gemma)
     eager_softmax_bytes: int = 4
     # ---- DeepSeek multi-head latent attention: (q_lora_rank or 0, kv_lora_rank, nope, rope, v head dims)
     mla: tuple[int, int, int, int, int] | None = None
@@ -310,6 +311,8 @@ def from_hf(cfg: dict, *, where: str = "config") -> Arch:
                   linear_bias=bool(cfg.get("bias", mt != "falcon")))  # fmt: skip
         if mt in ("gpt_bigcode", "gpt2"):  # learned absolute position tables (wpe)
             kw["positions"] = int(cfg.get("n_positions") or (1024 if mt == "gpt2" else 2048))
+    if mt not in _PLAIN_MLP or not _PLAIN_MLP[mt]:
+        kw["gate_act"] = str(cfg.get("hidden_activation") or cfg.get("hidden_act") or ("gelu_pytorch_tanh" if mt.startswith("gemma") else "silu"))
     inter = cfg.get("intermediate_size") if mt != "llama4_text" else cfg.get("intermediate_size_mlp")
     moe = _moe(cfg, mt, L, where)
     kw.update(moe)

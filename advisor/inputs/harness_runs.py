@@ -59,6 +59,7 @@ class Run:
     n_train: int | None = None  # config.task.n_train: training examples (data_scaling's x axis)
     loss: str = "standard"  # config.train.loss: standard | chunked (harness/loss.py)
     checkpointing: str = "none"  # none | full | selective: config.train.checkpointing, else grad_checkpointing
+    kernels: tuple = ()  # config.train.kernels: fused kernels the run patched in (harness/kernels.py)
 
     @property
     def memory_kind(self) -> str | None:
@@ -125,7 +126,7 @@ def run_from_record(d: dict, path: str = "") -> Run:
         metrics=d.get("metrics") or {}, options=dict(method.get("options") or {}), hardware=dict(hw),
         sweep=_sweep_name(d.get("sweep")),
         lr=number(train.get("lr")) or number(method.get("default_lr")), n_train=_int_or_none((cfg.get("task") or {}).get("n_train")),
-        loss=str(train.get("loss") or "standard"),
+        loss=str(train.get("loss") or "standard"), kernels=tuple(train.get("kernels") or ()),
         checkpointing=str(train.get("checkpointing") or ("full" if train.get("grad_checkpointing") else "none")),
     )  # fmt: skip
 

@@ -3,17 +3,24 @@
 Counted tensor by tensor (bytes per token; ``a`` = activation bytes, 2 for bf16):
 - norms: RMSNorm upcasts its input to fp32 and saves it (HF, torchtune and litgpt all do); a
   LayerNorm saves its input in the compute dtype. Full fine-tuning also saves the normalised
-  copy for the norm weight's gradient.
+  copy for the norm weight's gradient. A fused RMSNorm (``--kernels rms_norm``: Liger, Unsloth,
+  fms-acceleration; ``harness.kernels``) saves its input as it comes (the residual stream's dtype) and
+  a per-row fp32 inverse RMS, nothing for the weight: under full checkpointing a layer's first norm
+  then saves nothing new, its input being the checkpointed one.
 - attention: SDPA saves q, k, v and its output. HF's sdpa/eager paths and torchtune/litgpt
   expand k and v to every query head first (repeat_kv), so GQA/MQA save q-wide k and v; the
   flash-attention-2 kernel takes them unexpanded. Eager attention adds the fp32 softmax.
-- gated MLP: act(gate) saves gate's output, the product saves act's output and up's: 3 × ff.
+- gated MLP: act(gate) saves gate's output, the product saves act's output and up's: 3 × ff; a
+  fused SwiGLU (``--kernels swiglu``) saves gate's and up's only, 2 × ff, and writes their gradients
+  over them (dense and shared-expert MLPs: routed experts keep their own code).
   Plain MLP (GELU): only fc1's output, for GELU's backward: 1 × ff; HF's composite "gelu_new" 4 × ff (the hf stack; litgpt/torchtune use torch's fused GELU).
 - mixture of experts: each token's k experts keep their MLP activations, plus the expert output
   (for the routing weight's gradient) and the fp32 router softmax; the shared expert as a dense MLP.
 - trainable inputs: a linear whose weight trains saves its input (full fine-tuning), shared by
   the linears that read the same tensor; LoRA's lora_A saves its (cast or dropped-out) input,
-  lora_B lora_A's r-wide output; DoRA adds the base and LoRA results per adapted module.
+  lora_B lora_A's r-wide output; DoRA adds the base and LoRA results per adapted module. A fused
+  LoRA op (``--kernels lora``: Unsloth, fms-acceleration) keeps only its dropped-out input, in the
+  input's dtype (no fp32 cast, no mask), or shares the input when there is no dropout.
 - QLoRA with ``prepare_model_for_kbit_training`` (the HF stack): the norms run in fp32 and
   bitsandbytes casts each 4-bit linear's output back to its fp32 input dtype, so the residual
   stream and the MLP's saved tensors are fp32; SDPA still runs in bf16 under autocast.
@@ -27,6 +34,24 @@ F32 = 4
 CHUNKED_CE_CHUNKS = 8  # torchtune's CEWithChunkedOutputLoss
 
 
+def fused_norm(s) -> bool:
+    """The model's RMSNorms run a fused kernel (``--kernels rms_norm``); LayerNorms keep torch's."""
+    return "rms_norm" in s.kernels and not s.arch.layernorm
+
+
+def fused_swiglu(s) -> bool:
+    """The dense (and shared-expert) gated MLPs run a fused SiLU-mul (``--kernels swiglu``): SwiGLU models only."""
+    return "swiglu" in s.kernels and s.arch.mlp != PLAIN and s.arch.gate_act in ("silu", "swish")
+
+
+def checkpointed_norm_alias(s) -> float:
+    """Per token, what a fused first norm's saved input shares with the layer input that full checkpointing
+    keeps: the recomputed layer adds nothing there (torch's RMSNorm saves a fresh fp32 copy instead)."""
+    if not fused_norm(s) or s.ckpt != "full":
+        return 0.0
+    return (F32 if s.kbit_prep else s.act_bytes) * s.arch.hidden
+
+
 def _lora_terms(s, mods, shapes: dict, inputs: dict, dtype: dict, saved: set) -> float:
     """LoRA/DoRA's own saved tensors for ``mods`` of one block; inputs it shares go into ``saved``."""
     a, ad = s.act_bytes, s.adapter_bytes
@@ -35,11 +60,18 @@ def _lora_terms(s, mods, shapes: dict, inputs: dict, dtype: dict, saved: set) ->
     # Under autocast (HF Trainer's bf16=True, the harness) lora_A's matmul casts its input to the compute
     # dtype and saves that copy; the fp32 cast and dropout output themselves are not saved.
     kept = a if s.autocast else ad
+    fused = "lora" in s.kernels and s.method != "dora"  # Unsloth / fms-acceleration's fused LoRA op
     total = 0.0
     for m in mods:
         if m not in shapes:
             continue
         d_in, d_out = shapes[m]
+        if fused:  # its input as it comes, dropped out (a fresh copy per module) or shared; no mask, no r-wide output
+            if drop:
+                total += dtype[inputs[m]] * d_in
+            else:
+                saved.add(inputs[m])
+            continue
         cast = ad != dtype[inputs[m]]  # peft casts the input to the adapter dtype: a fresh copy per module
         if cast or drop or (s.autocast and dtype[inputs[m]] != a):  # a fresh copy per module, + the dropout mask
             total += kept * d_in + (mask * d_in if drop else 0)
@@ -59,8 +91,12 @@ def first_layer_savings(s) -> float:
         return 0.0
     d = s.arch.hidden
     mask = (s.adapter_bytes if s.device == "cpu" else 1) if s.lora_dropout > 0 else 0
+    if "lora" in s.kernels and s.method != "dora":
+        mask = 0  # the fused op keeps no mask, and keeps its dropped-out input whether or not x needs a gradient
     targeted = sum(1 for m in ("q_proj", "k_proj", "v_proj") if m in s.target_modules)
     norm = F32 * d if not s.arch.layernorm or s.kbit_prep else s.act_bytes * d
+    if fused_norm(s):
+        norm = (F32 if s.kbit_prep else s.act_bytes) * d + F32
     return norm + targeted * mask * d
 
 
@@ -87,8 +123,11 @@ def layer_activation_bytes(s) -> float:
     dtype = {"x1": r, "attn": a, "x2": r, "prod": m}
     total = 0.0
     # norms
-    norm = F32 * d if not arch.layernorm or s.kbit_prep else a * d
-    total += arch.norms_per_layer * (norm + (r * d if full else 0))
+    if fused_norm(s):  # the input as it comes + an fp32 inverse RMS per row; the weight's grad needs no copy
+        total += arch.norms_per_layer * (r * d + F32)
+    else:
+        norm = F32 * d if not arch.layernorm or s.kbit_prep else a * d
+        total += arch.norms_per_layer * (norm + (r * d if full else 0))
     # attention: q, k, v (expanded to every head unless flash-attn), output
     kv_saved = kv if s.attention == "flash" or arch.mla else q
     total += a * (q + 2 * kv_saved + o_in) if not arch.mla else a * (q + kv + arch.heads * arch.mla[4] + o_in)
@@ -108,7 +147,8 @@ def layer_activation_bytes(s) -> float:
     def mlp_block(width: int, per_token: int, *, own_input: bool, lora: bool = True) -> float:
         """Saved by one MLP per token routed through it; ``own_input``: its input is a fresh copy (an expert's gather)."""
         # plain: fc1's output (+ what HF's composite GELU saves; litgpt and torchtune call torch's fused GELU)
-        t = ((arch.act_saved if s.stack == "hf" else 1) if arch.mlp == PLAIN else 3) * m * width
+        gated = 2 if fused_swiglu(s) and not own_input else 3  # fused SwiGLU: gate's and up's outputs only
+        t = ((arch.act_saved if s.stack == "hf" else 1) if arch.mlp == PLAIN else gated) * m * width
         kept = ({"prod"} | ({x2} if own_input or x2 == "x2" else set())) if keep_inputs else set()
         if lora:
             t += _lora_terms(s, mods, arch.mlp_linears(width), mlp_in, dtype, kept)
@@ -131,7 +171,8 @@ def head_activation_bytes(s) -> float:
     """Per token, after the last layer: final norm, and the LM head's input when it trains."""
     a, d = s.act_bytes, s.arch.hidden
     trains_head = not s.adapted or "lm_head" in s.target_modules
-    return F32 * d + (2 * a * d if trains_head else 0)
+    norm = ((F32 if s.kbit_prep else a) * d + F32) if fused_norm(s) else F32 * d
+    return norm + (2 * a * d if trains_head else 0)
 
 
 def logits_bytes_per_element(s) -> float:
@@ -194,7 +235,8 @@ def backward_working_bytes(s) -> float:
     arch, a = s.arch, s.act_bytes
     m = F32 if s.kbit_prep else a
     extra = 1 if arch.mlp == PLAIN else 2  # grads formed while the saved tensors they replace are still held
-    mlp = extra * m * arch.intermediate
+    # fused SwiGLU writes gate's and up's gradients over its saved inputs: only the product's gradient is new
+    mlp = (1 if fused_swiglu(s) else extra) * m * arch.intermediate
     if arch.is_moe:  # HF loops over the experts: one expert's routed tokens (k/E of them on average) at a time
         moe = extra * m * (arch.expert_intermediate * arch.experts_per_tok / arch.experts + arch.shared_intermediate)
         mlp = max(mlp if arch.dense_layers else 0, moe)

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from advisor.inputs.catalog import GIB
 from advisor.memory import overhead
 from advisor.memory.activations import (adapter_temporaries_bytes, backward_working_bytes, dora_norm_bytes, dora_weight_bytes,
-                                        expert_merge_bytes, first_layer_savings, head_activation_bytes, layer_activation_bytes, loss_bytes, selective_layer_bytes)  # fmt: skip
+                                        checkpointed_norm_alias, expert_merge_bytes, first_layer_savings, head_activation_bytes, layer_activation_bytes, loss_bytes, selective_layer_bytes)  # fmt: skip
 from advisor.memory.setup import Setup
 from advisor.memory.state import adapter_params, optimizer_bytes
 from advisor.memory.state import weights as _weights
@@ -198,6 +198,7 @@ def _activations(s: Setup, notes: list) -> dict:
     kept = (4 if s.kbit_prep else s.act_bytes) * arch.hidden * tokens  # one layer input per checkpointed layer
     per_layer = {"none": layer, "full": kept, "selective": selective_layer_bytes(s) * tokens + dora_weight_bytes(s)}[s.ckpt]
     recompute = 0.0 if s.ckpt == "none" else layer + dora_norm_bytes(s)  # backward recomputes one checkpointed layer at a time
+    recompute -= checkpointed_norm_alias(s) * tokens
     host = 0.0
     saved_first = first_layer_savings(s) * tokens
     if "activations" in s.offloads:  # saved tensors go to pinned host memory; two layers' worth stay on the GPU

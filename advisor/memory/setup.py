@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from advisor.errors import AdvisorError, bad_choice
 from advisor.inputs.arch import Arch
-from advisor.facts import LINEAR_NAMES, LOSS_CHUNK_TOKENS, OPTIMIZERS, SFT_METHODS, TARGET_PRESETS  # noqa: F401  (re-exported)
+from advisor.facts import LINEAR_NAMES, LOSS_CHUNK_TOKENS, OPTIMIZERS, SFT_METHODS, TARGET_PRESETS, parse_kernels  # noqa: F401  (re-exported)
 
 if TYPE_CHECKING:
     from advisor.inputs.harness_runs import Run
@@ -91,6 +91,7 @@ class Setup:
     # expert weights; per-expert nn.Linear on transformers 4). False: what "all-linear" reaches on
     # transformers >= 5, whose fused experts are no nn.Linear: attention, dense and shared-expert MLPs.
     lora_experts: bool = False
+    kernels: tuple = ()  # fused kernels (harness.kernels): rms_norm, swiglu, rope, lora; --kernels liger / unsloth
 
     def __post_init__(self):
         checks = (("--method", self.method, METHODS), ("--precision", self.precision, PRECISIONS),
@@ -113,6 +114,10 @@ class Setup:
                                  ("--grad-accum", self.grad_accum, 1)):  # fmt: skip
             if not isinstance(value, int) or value < low:
                 raise AdvisorError(f"{flag}: '{value}' must be an integer >= {low}")
+        try:
+            object.__setattr__(self, "kernels", parse_kernels(self.kernels))
+        except ValueError as e:
+            raise AdvisorError(f"--kernels: {e}") from None
         if not 0 <= self.lora_dropout < 1:
             raise AdvisorError(f"--lora-dropout: '{self.lora_dropout}' must be in [0, 1)")
         if self.offload != "none" and self.device == "cpu":
@@ -217,8 +222,8 @@ class Setup:
 @dataclass(frozen=True)
 class StackOptions:
     """The stack options `estimate` and `recommend` share (`--loss`, `--checkpointing`, `--offload`,
-    `--precision`, `--float8`, `--lora-experts`, `--kbit-prep`); ``checkpointing`` None lets `recommend` choose,
-    ``kbit_prep`` None the stack's habit."""
+    `--precision`, `--float8`, `--lora-experts`, `--kbit-prep`, `--kernels`); ``checkpointing`` None lets
+    `recommend` choose, ``kbit_prep`` None the stack's habit."""
 
     loss: str = "auto"
     checkpointing: str | None = None
@@ -227,13 +232,14 @@ class StackOptions:
     float8: bool = False
     lora_experts: bool = False
     kbit_prep: bool | None = None
+    kernels: tuple = ()
 
     def setup_kwargs(self, ckpt: bool) -> dict:
         """Setup keywords; ``ckpt``: recommend's own choice, used when no --checkpointing was given."""
         mode = self.checkpointing or ("full" if ckpt else "none")
         return {"loss": self.loss, "checkpointing": mode, "grad_checkpointing": mode == "full", "offload": self.offload,
                 "precision": self.precision, "float8": self.float8, "lora_experts": self.lora_experts,
-                "prepare_kbit": self.kbit_prep}  # fmt: skip
+                "prepare_kbit": self.kbit_prep, "kernels": self.kernels}  # fmt: skip
 
     def describe(self) -> str:
         parts = [f"--loss {'fused' if self.loss == 'fused' else 'standard'}"] if self.loss != "auto" else []
@@ -243,6 +249,7 @@ class StackOptions:
         parts += ["--float8"] if self.float8 else []
         parts += ["--lora-experts"] if self.lora_experts else []
         parts += [] if self.kbit_prep is None else ["--kbit-prep" if self.kbit_prep else "--no-kbit-prep"]
+        parts += [f"--kernels {'+'.join(self.kernels)}"] if self.kernels else []
         return " ".join(parts)
 
 
@@ -269,7 +276,7 @@ def setup_for_run(run: "Run") -> tuple[Setup | None, str]:
             seq_len=seq, grad_checkpointing=run.checkpointing == "full", checkpointing=run.checkpointing, precision=precision,
             optimizer=run.optimizer if run.optimizer in OPTIMIZERS else "adamw",
             gpus=max(1, run.world_size), grad_accum=run.grad_accum, device="cpu" if run.device == "cpu" else "cuda",
-            lora_dropout=run.dropout if method != "full" else 0.0,
+            lora_dropout=run.dropout if method != "full" else 0.0, kernels=run.kernels,
             # train.loss=chunked: the head + cross-entropy a chunk at a time, recomputed in backward
             **({"loss": "fused", "loss_chunk_tokens": LOSS_CHUNK_TOKENS} if run.loss == "chunked" else {}),
         )  # fmt: skip

@@ -18,6 +18,7 @@ def estimate_dict(model, setup, b) -> dict:
             "device": setup.device, "sharding": setup.sharding if setup.gpus > 1 else None, "offload": setup.offload,
             "stack": setup.stack, "checkpointing": setup.ckpt, "loss": "fused" if setup.loss_kind == "fused" else "standard",
             "float8": setup.float8, "lora_experts": setup.lora_experts if setup.arch.is_moe else None,
+            "kernels": list(setup.kernels),
         },  # fmt: skip
         "units": UNITS,
     }
@@ -36,7 +37,8 @@ def print_estimate(model, setup, b) -> None:
             + f", batch {setup.batch_size} × {setup.seq_len} tokens, checkpointing {setup.ckpt}, "
             f"{setup.precision}, {setup.optimizer}, {where}, stack {setup.stack}"
             + (f", offload {setup.offload}" if setup.offload != "none" else "")
-            + (", fused linear cross-entropy" if setup.loss_kind == "fused" else "") + (", float8 linears" if setup.float8 else "") + "\n")  # fmt: skip
+            + (", fused linear cross-entropy" if setup.loss_kind == "fused" else "") + (", float8 linears" if setup.float8 else "")
+            + (f", fused kernels {'+'.join(setup.kernels)}" if setup.kernels else "") + "\n")  # fmt: skip
     c.print(breakdown_table(b, f"Peak training memory ({b.peak_phase}; the other phase: {b.other_phase_gb:.2f} GB)"))
     c.print(f"\n  trainable parameters {b.trainable_params:,} of {b.total_params:,} ({100 * b.trainable_params / b.total_params:.2f}%)")
     if b.paged_optimizer_gb:

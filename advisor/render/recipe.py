@@ -48,7 +48,7 @@ def harness_command(rec) -> str:
 
 
 def _stack_overrides(rec, *, supervised: bool) -> tuple[list[str], list[str]]:
-    """The recipe's stack options as harness overrides (``train.loss``, ``train.checkpointing``), and the
+    """The recipe's stack options as harness overrides (``train.loss``, ``train.checkpointing``, ``train.kernels``), and the
     ones the harness cannot run, each with why (they stay in the estimate, not in the measurement)."""
     s, opts = rec.plan.setup, rec.inputs.stack
     want = []
@@ -56,6 +56,8 @@ def _stack_overrides(rec, *, supervised: bool) -> tuple[list[str], list[str]]:
         want.append(("train.loss=chunked", f"--loss {s.loss}"))
     if s.ckpt == "selective":
         want.append(("train.checkpointing=selective", "--checkpointing selective"))
+    if s.kernels:  # quoted: a shell would read [...] as a glob
+        want.append((f"'train.kernels=[{','.join(s.kernels)}]'", f"--kernels {'+'.join(s.kernels)}"))
     if supervised:
         parts, left = [w for w, _ in want], []
     else:  # fsdp/grpo/dpo run their own loop: the harness refuses these there
@@ -126,6 +128,7 @@ def recipe_dict(rec) -> dict:
             "gpu": inp.gpu.to_dict(), "examples": inp.examples, "capability": inp.capability,
             "auditability": inp.auditability, "model": inp.model.name if inp.model else None, "seq_len": inp.seq_len,
             "verifiable_reward": inp.verifiable_reward, "preference_pairs": inp.preference_pairs, "hours": inp.hours,
+            "stack": inp.stack.describe(),
         },  # fmt: skip
         "units": UNITS,
     }
@@ -172,6 +175,9 @@ def print_recipe(rec) -> None:
               + f" = {plan.micro_batch * plan.grad_accum * plan.option.gpus}; up to {s.seq_len} tokens each")  # fmt: skip
     t.add_row("grad checkpointing", "on" if s.grad_checkpointing else "off")
     t.add_row("precision / optimizer", f"{rec.precision} / AdamW")
+    given = rec.inputs.stack.describe()
+    if given:  # the stack flags the estimate was made with
+        t.add_row("stack", esc(given))
     pct = 100 * plan.margin_gb / plan.budget_gb
     m = plan.memory
     expected = plan.whole.peak_reserved_gb if plan.whole is not None else m.peak_reserved_gb

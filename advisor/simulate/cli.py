@@ -47,6 +47,16 @@ def resolve_for_simulation(text: str):
 
 
 def run_simulation(args, model, setup, objective) -> int:
+    """The simulated estimate; a step that fails on fake tensors is one line naming the error (exit 2)."""
+    try:
+        return _run_simulation(args, model, setup, objective)
+    except (RuntimeError, NotImplementedError, TypeError, ValueError, AttributeError, AssertionError) as e:
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        raise AdvisorError(f"--simulate: this step could not be run on fake tensors ({type(e).__name__}: {first}); "
+                           "the analytic estimate is the command without --simulate") from None  # fmt: skip
+
+
+def _run_simulation(args, model, setup, objective) -> int:
     from advisor.render import estimate as render_estimate
     from advisor.simulate import run
 

@@ -18,6 +18,8 @@ these change what is allocated; the simulation runs each one, so PyTorch counts 
 - **Liger's fused linear cross-entropy** (``loss="liger"``, ``--loss fused``): chunk by chunk in forward, the
   logits become their own gradient in place; only the input's (and a training head's) gradient reach backward;
 - **flash-attention-2** (``attention="flash"``, ``build.flash_attention_forward``): k and v saved unexpanded, no mask;
+- **fused kernels** (``kernels``, ``--kernels``): the harness's own ``harness.kernels`` patched into the model
+  (fused RMSNorm, SwiGLU, in-place RoPE, Unsloth's fused LoRA op), each saving what its Triton kernel saves;
 - **a compute-dtype cross-entropy** (``loss="lowp"``: GPTBigCode's loss before transformers 4.45): no fp32
   upcast of the logits;
 - **the loop holding the logits through backward** (``hold_logits``: litgpt's chunk list, a loop that keeps
@@ -268,6 +270,6 @@ def spec_options(setup) -> dict:
                 adapter_dtype="bf16" if setup.adapted and setup.adapter_bytes == 2 else "auto",
                 kbit_prep=setup.kbit_prep or setup.method != "qlora", double_quant=setup.double_quant,
                 autocast=setup.autocast or setup.precision == "bf16-mixed", fused_activations=setup.stack != "hf",
-                attention=setup.attention, lora_experts=setup.lora_experts,
+                attention=setup.attention, lora_experts=setup.lora_experts, kernels=setup.kernels,
                 optimizer_impl=("fused" if setup.fused_optimizer else "foreach") if gpu_adamw else "default",
                 amp="cpu" if setup.device == "cpu" else "cuda")  # fmt: skip

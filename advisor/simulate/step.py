@@ -40,6 +40,7 @@ class StepSpec:
     autocast: bool = True  # bf16 compute by torch.autocast (the Trainer's bf16=True); False: bf16-true
     attention: str = "sdpa"  # sdpa (k, v repeated per head) | flash (k, v unexpanded, no mask) | eager (S × S probabilities saved)
     fused_activations: bool = False  # torch's fused GELU for transformers' Python-written one (torchtune, litgpt)
+    kernels: tuple = ()  # harness.kernels: rms_norm, swiglu, rope, lora (Liger's, Unsloth's, fms-acceleration's fused kernels)
     lora_experts: bool = True  # MoE: peft's all-linear adapts the fused experts too; False: attention and shared MLPs
     hold_logits: bool = False  # the loop keeps the logits until the loss is dropped (litgpt)
     optimizer_impl: str = "default"  # default (this device's choice) | foreach (CUDA's default AdamW) | fused
@@ -70,7 +71,8 @@ def harness_specs(s: StepSpec):
                       scheduler="constant", weight_decay=0.0, max_seq_len=s.seq_len,
                       grad_checkpointing=s.checkpointing != "none", dtype="fp32" if s.precision == "fp32" else "bf16",
                       optimizer=s.optimizer, measure_skip_steps=0, save="none", log_every=1, batching="shuffled",
-                      loss=s.loss if s.loss in ("standard", "chunked") else "standard", checkpointing=s.checkpointing)  # fmt: skip
+                      loss=s.loss if s.loss in ("standard", "chunked") else "standard", checkpointing=s.checkpointing,
+                      kernels=s.kernels)  # fmt: skip
     return method, train
 
 
@@ -130,6 +132,10 @@ def prepared_model(config: dict, s: StepSpec):
     from advisor.simulate.habits import apply
 
     apply(model, s)
+    if s.kernels:
+        from harness.kernels import apply as fuse
+
+        fuse(model, s.kernels)
     model.train()
     return model
 

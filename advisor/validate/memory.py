@@ -83,6 +83,7 @@ def published_setup(r: dict) -> Setup:
         fused_optimizer=r["stack"] == "torchtune",  # torchtune's configs use AdamW(fused=True)
         prepare_kbit=yes("kbit_prep") if r["kbit_prep"] else None, double_quant=r["double_quant"] != "no",
         lora_experts=False,  # the published MoE rows adapt attention only ("experts not adapted")
+        kernels=tuple(k for k in r.get("kernels", "").split("+") if k),
     )  # fmt: skip
 
 def validate_published(**constants) -> list[Row]:

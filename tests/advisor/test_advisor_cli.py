@@ -149,6 +149,8 @@ BAD = [
     (["estimate", "--model", "7B", "--gpus", "0"], "--gpus: '0'"),
     (["estimate", "--model", "7B", "--batch-size", "x"], "--batch-size: 'x'"),
     (["estimate", "--model", "nope"], "--model: unknown model 'nope'"),
+    (["estimate", "--model", "7B", "--kernels", "ligr"], "--kernels: unknown kernel 'ligr'"),
+    (["recommend", "--gpu", "24GB", "--examples", "3000", "--kernels", "rms_norm+flash"], "--kernels: unknown kernel 'flash'"),
     (["validate", "/nonexistent/dir"], "'/nonexistent/dir' is not a directory"),
     (["recomend"], "did you mean 'recommend'"),
     (["recommend", "--gpu", "24GB", "--examples", "3000", "--frob"], "unrecognized arguments: --frob"),

@@ -30,6 +30,14 @@ def test_emitted_command_carries_the_stack_flags_and_composes(capsys):
     assert spec.train.dtype == "fp32"
 
 
+def test_emitted_command_carries_the_kernels_quoted_for_the_shell(capsys):
+    from harness.config import load_spec
+
+    line, overrides = _emit(capsys, "--kernels", "unsloth")
+    assert "'train.kernels=[rms_norm,swiglu,rope,lora]'" in line  # unquoted, a shell would glob the brackets
+    assert load_spec(overrides).train.kernels == ("rms_norm", "swiglu", "rope", "lora")
+
+
 def test_emitted_command_keeps_the_defaults_without_stack_flags(capsys):
     from harness.config import load_spec
 
@@ -55,9 +63,9 @@ def test_a_wrapper_method_gets_a_command_it_accepts_and_the_flags_it_cannot_run_
     from harness.config import load_spec
 
     assert main(["recommend", "--gpu", "4x24GB", "--examples", "3000", "--model", "70B", "--loss", "fused",
-                 "--checkpointing", "selective", "--emit", "harness"]) == 0  # fmt: skip
+                 "--checkpointing", "selective", "--kernels", "liger", "--emit", "harness"]) == 0  # fmt: skip
     line = capsys.readouterr().out.strip()
     spec = load_spec(shlex.split(line, comments=True)[3:])
     assert spec.method.name == "fsdp"
     note = line.split("# not carried:", 1)[1]
-    assert "--loss fused" in note and "--checkpointing selective" in note
+    assert "--loss fused" in note and "--checkpointing selective" in note and "--kernels rms_norm+swiglu+rope" in note

@@ -262,8 +262,13 @@ def _lora_forward(module):
 
 
 def _fusable_lora(m) -> bool:
+    """peft's LoRA on a Linear (bitsandbytes' 4-bit one is a Linear too); not DoRA, not peft's ParamWrapper on a
+    model's 3-D expert weights (those keep peft's path, as Unsloth's and fms-acceleration's ops do)."""
+    import torch
+
     use_dora = getattr(m, "use_dora", {}) or {}
-    return all(hasattr(m, n) for n in ("lora_A", "lora_B", "base_layer", "scaling")) and not any(use_dora.values())
+    return (all(hasattr(m, n) for n in ("lora_A", "lora_B", "base_layer", "scaling")) and not any(use_dora.values())
+            and isinstance(m.base_layer, torch.nn.Linear))  # fmt: skip
 
 
 def _is_silu(act) -> bool:

@@ -55,6 +55,7 @@ class Arch:
     # saves its input only; HF's "gelu_new" (Phi, GPT-2 defaults) is a chain of elementwise ops that saves its
     # input, x³'s input, tanh's output and 0.5·x: 4 (listed with saved_tensors_hooks on transformers 5)
     act_saved: int = 1
+    qk_norm: bool = False  # RMSNorm on q and k before RoPE (Qwen3, Gemma 3, OLMo 2): each saves its fp32 input
     gate_act: str = "silu"  # gated MLP: act(gate) * up; silu (SwiGLU: Llama, Qwen, Mistral) or gelu_pytorch_tanh (Gemma)
     eager_softmax_bytes: int = 4
     # ---- DeepSeek multi-head latent attention: (q_lora_rank or 0, kv_lora_rank, nope, rope, v head dims)
@@ -251,6 +252,8 @@ NO_SDPA = {"gpt_oss": 2}
 # Plain-MLP activations that are chains of elementwise ops (each saving a tensor), by name, and the
 # activation a family's config defaults to when it names none (transformers' config classes).
 COMPOSITE_ACT = {"gelu_new": 4}
+# families whose attention normalizes q and k (q_norm/k_norm modules in transformers' classes)
+QK_NORM = ("qwen3", "qwen3_moe", "gemma3", "gemma3_text", "olmo2", "olmo3")
 _PLAIN_ACT_DEFAULT = {"phi": "gelu_new", "gpt2": "gelu_new", "gpt_bigcode": "gelu_pytorch_tanh"}
 
 
@@ -332,6 +335,7 @@ def from_hf(cfg: dict, *, where: str = "config") -> Arch:
             raise AdvisorError(f"{where}: missing {', '.join(missing)} (multi-head latent attention needs them)")
         kw["mla"] = (int(cfg.get("q_lora_rank") or 0), int(cfg["kv_lora_rank"]), *(int(cfg[x]) for x in need))
     kw["attn_softcap"] = bool(cfg.get("attn_logit_softcapping"))
+    kw["qk_norm"] = mt in QK_NORM
     if mt in NO_SDPA:  # transformers' class sets _supports_sdpa = False: eager unless flash is asked for
         kw["sdpa_unsupported"], kw["eager_softmax_bytes"] = True, NO_SDPA[mt]
     kw["logit_softcap"] = bool(cfg.get("final_logit_softcapping"))

@@ -52,7 +52,7 @@ def checkpointed_norm_alias(s) -> float:
     return (F32 if s.kbit_prep else s.act_bytes) * s.arch.hidden
 
 
-def _lora_terms(s, mods, shapes: dict, inputs: dict, dtype: dict, saved: set) -> float:
+def _lora_terms(s, mods, shapes: dict, inputs: dict, dtype: dict, saved: set, fused_ok: bool = True) -> float:
     """LoRA/DoRA's own saved tensors for ``mods`` of one block; inputs it shares go into ``saved``."""
     a, ad = s.act_bytes, s.adapter_bytes
     drop = s.lora_dropout > 0
@@ -60,7 +60,7 @@ def _lora_terms(s, mods, shapes: dict, inputs: dict, dtype: dict, saved: set) ->
     # Under autocast (HF Trainer's bf16=True, the harness) lora_A's matmul casts its input to the compute
     # dtype and saves that copy; the fp32 cast and dropout output themselves are not saved.
     kept = a if s.autocast else ad
-    fused = "lora" in s.kernels and s.method != "dora"  # Unsloth / fms-acceleration's fused LoRA op
+    fused = fused_ok and "lora" in s.kernels and s.method != "dora"  # Unsloth / fms-acceleration's fused LoRA op
     total = 0.0
     for m in mods:
         if m not in shapes:
@@ -128,6 +128,8 @@ def layer_activation_bytes(s) -> float:
     else:
         norm = F32 * d if not arch.layernorm or s.kbit_prep else a * d
         total += arch.norms_per_layer * (norm + (r * d if full else 0))
+    if arch.qk_norm:  # q_norm and k_norm: as the layer's norms, on q's and k's widths (per-head rows)
+        total += (a + F32 / arch.hd if fused_norm(s) else F32) * (q + kv)
     # attention: q, k, v (expanded to every head unless flash-attn), output
     kv_saved = kv if s.attention == "flash" or arch.mla else q
     total += a * (q + 2 * kv_saved + o_in) if not arch.mla else a * (q + kv + arch.heads * arch.mla[4] + o_in)
@@ -150,8 +152,8 @@ def layer_activation_bytes(s) -> float:
         gated = 2 if fused_swiglu(s) and not own_input else 3  # fused SwiGLU: gate's and up's outputs only
         t = ((arch.act_saved if s.stack == "hf" else 1) if arch.mlp == PLAIN else gated) * m * width
         kept = ({"prod"} | ({x2} if own_input or x2 == "x2" else set())) if keep_inputs else set()
-        if lora:
-            t += _lora_terms(s, mods, arch.mlp_linears(width), mlp_in, dtype, kept)
+        if lora:  # routed experts (own_input) keep peft's path under the fused LoRA op
+            t += _lora_terms(s, mods, arch.mlp_linears(width), mlp_in, dtype, kept, fused_ok=not own_input)
         if not own_input and x2 == "x1" and "x1" in attn_saved:
             kept.discard("x1")  # already saved by attention
         return per_token * (t + sum(dtype[i] * (width if i == "prod" else d) for i in kept))
@@ -251,6 +253,22 @@ def backward_working_bytes(s) -> float:
         outs = [o for m, (_, o) in arch.linears().items() if m in s.target_modules]
         dora = 2 * F32 * max(outs, default=0)
     return max(mlp, attn, dora) + 2 * (F32 if s.kbit_prep else a) * arch.hidden + fp8
+
+
+def lora_forward_transient_bytes(s) -> float:
+    """Per token: what peft's LoRA forward holds for a moment beyond what it saves, for its widest adapted input.
+    peft casts the input to the adapters' dtype (a copy where the dtypes differ) and dropout writes a new tensor
+    from it; both live until lora_A has consumed them (lora_A saves its own compute-dtype cast, counted in the
+    layer). With fp32 adapters and dropout that is 8 B an element of down_proj's input (ff wide): during the last
+    layer's forward, or the recomputed layer's under checkpointing. The fused LoRA op (``--kernels lora``) has none."""
+    if not s.adapted or ("lora" in s.kernels and s.method != "dora"):
+        return 0.0
+    shapes = s.arch.linears()
+    ad, drop = s.adapter_bytes, s.lora_dropout > 0
+    widest = max((shapes[m][0] for m in s.target_modules if m in shapes), default=0)
+    r = F32 if s.kbit_prep else s.act_bytes  # the input's own dtype (the residual stream's; MLP tensors alike)
+    cast = ad * widest if ad != r else 0
+    return cast + (ad * widest if drop else 0)
 
 
 def adapter_temporaries_bytes(s) -> float:

@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from advisor.inputs.catalog import GIB
 from advisor.memory import overhead
 from advisor.memory.activations import (adapter_temporaries_bytes, backward_working_bytes, dora_norm_bytes, dora_weight_bytes,
-                                        checkpointed_norm_alias, expert_merge_bytes, first_layer_savings, head_activation_bytes, layer_activation_bytes, loss_bytes, selective_layer_bytes)  # fmt: skip
+                                        checkpointed_norm_alias, expert_merge_bytes, lora_forward_transient_bytes, first_layer_savings, head_activation_bytes, layer_activation_bytes, loss_bytes, selective_layer_bytes)  # fmt: skip
 from advisor.memory.setup import Setup
 from advisor.memory.state import adapter_params, optimizer_bytes
 from advisor.memory.state import weights as _weights
@@ -212,11 +212,15 @@ def _activations(s: Setup, notes: list) -> dict:
     # An fp32 LM head (QLoRA's prepare_model_for_kbit_training, bf16-mixed's masters) under autocast: its bf16
     # copy is saved by the head's matmul until the head's backward.
     head_cast = arch.vocab * arch.hidden * s.act_bytes if s.autocast and (s.kbit_prep or s.precision == "bf16-mixed") else 0.0
+    # peft's LoRA forward holds its fp32 input cast and dropout output for a moment (lora_forward_transient_bytes):
+    # at the end of forward without checkpointing, or in the recomputed layer's forward before its backward
+    fwd = lora_forward_transient_bytes(s) * tokens if s.ckpt in ("none", "full") else 0.0
     at_loss = {"activations": saved + head + head_cast, "logits": loss}
-    at_layer = {"activations": saved + head + recompute + work, "logits": 0.0}
+    at_fwd = {"activations": saved + (fwd if s.ckpt == "none" else 0.0), "logits": 0.0}  # the last layer's forward
+    at_layer = {"activations": saved + head + recompute + (max(work, fwd) if s.ckpt == "full" else work), "logits": 0.0}
     # the first layer's backward, when every later layer's gradients exist (see _trainable's grads_end)
     at_end = {"activations": (layer - saved_first if s.ckpt == "none" else per_layer + recompute) + work, "logits": 0.0}
-    return {"at_loss": at_loss, "at_layer": at_layer, "at_end": at_end, "host": host, "tokens": tokens}
+    return {"at_loss": at_loss, "at_fwd": at_fwd, "at_layer": at_layer, "at_end": at_end, "host": host, "tokens": tokens}
 
 
 def estimate(s: Setup, *, frag: float | None = None, cpu_slack: float | None = None, cpu_runtime_gb: float | None = None,
@@ -233,9 +237,10 @@ def estimate(s: Setup, *, frag: float | None = None, cpu_slack: float | None = N
     static_a = {"weights": w["a"] + w["autocast"] + w["gathered"], "optimizer_states": t["states"], "adapter": t["adapter_a"],
                 "quant_constants": w["quant"] + w["dequant"], "runtime_overhead": runtime}  # fmt: skip
     at_loss = {**static_a, "gradients": t["grads_a"], **act["at_loss"]}
+    at_fwd = {**static_a, "gradients": t["grads_a"], **act["at_fwd"]}
     at_layer = {**static_a, "gradients": t["grads_a"] + t["head_grad"], **act["at_layer"]}
     at_end = {**static_a, "gradients": t["grads_a"] + t["grads_end"], **act["at_end"]}
-    phase_a = max(at_loss, at_layer, at_end, key=lambda d: sum(d.values()))
+    phase_a = max(at_loss, at_fwd, at_layer, at_end, key=lambda d: sum(d.values()))
     phase_b = {
         "weights": w["b"] + w["root"], "gradients": t["grads_b"], "optimizer_states": t["states"] + t["foreach"],
         "activations": 0.0, "adapter": t["adapter_b"], "quant_constants": w["quant"], "logits": 0.0, "runtime_overhead": runtime,

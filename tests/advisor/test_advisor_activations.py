@@ -266,3 +266,57 @@ def test_backward_gradients_of_one_layer():
     assert bw(attn, attention="sdpa") > bw(attn, attention="flash")
     assert bw(replace(attn, kv_heads=4), attention="flash") - bw(attn, attention="flash") == 2 * 2 * (2 * 8)
     assert bw(TINY, float8=True) - bw(TINY) == 64 + 128
+
+
+def test_peft_lora_forward_holds_its_fp32_cast_and_dropout_output_at_once():
+    """torch's MemTracker (the simulator's PeakTracker: frozen parameters allowed) on peft's LoRA Linear: a bf16
+    input, fp32 adapters, dropout, under autocast (the
+    Trainer's bf16=True). Beyond what forward leaves saved, forward's peak holds the fp32 cast of the input and
+    dropout's fp32 output together: 8 B an input element (lora_forward_transient_bytes); the fused op none."""
+    from peft import LoraConfig, get_peft_model
+
+    from advisor.simulate.mem_tracking import PeakTracker
+
+    d_in, d_out = 512, 64
+    model = get_peft_model(torch.nn.Sequential(torch.nn.Linear(d_in, d_out, bias=False)).to(BF16),
+                           LoraConfig(r=4, lora_dropout=0.1, target_modules=["0"]))  # fmt: skip
+    for n, p in model.named_parameters():
+        if "lora_" in n:
+            p.data = p.data.float()  # peft's adapters in fp32, the base in bf16
+    x = torch.randn(T, d_in, dtype=BF16, requires_grad=True)
+    tracker = PeakTracker()
+    tracker.track_external(model, x)
+    with tracker, torch.autocast("cpu", dtype=BF16):
+        out = model(x)
+        peak = tracker.peak()["total"]
+        after = tracker.get_tracker_snapshot("current")[x.device]["Total"]
+    del out
+    arch = replace(TINY, hidden=d_in, intermediate=d_in)  # every adapted input d_in wide
+    s = Setup(arch=arch, targets="q_proj", lora_dropout=0.1, device="cpu")
+    transient = act.lora_forward_transient_bytes(s)
+    assert transient == 8 * d_in
+    assert abs((peak - after) - transient * T) <= 0.1 * transient * T  # the output and small r-wide tensors aside
+    assert act.lora_forward_transient_bytes(replace(s, kernels=("lora",))) == 0
+
+
+def test_q_and_k_norms_save_their_fp32_inputs_per_layer():
+    """Qwen3's attention normalizes q and k per head before RoPE; each RMSNorm saves its fp32 input, so a
+    qk-norm layer saves 4 B × (q + kv widths) a token more than the same layer without (saved-tensor hooks)."""
+    from transformers import Qwen3Config
+    from transformers.models.qwen3.modeling_qwen3 import Qwen3RMSNorm
+
+    cfg = Qwen3Config(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, head_dim=16)
+    q = torch.randn(1, T, 4, 16, dtype=BF16, requires_grad=True)
+    k = torch.randn(1, T, 2, 16, dtype=BF16, requires_grad=True)
+    qn, kn = Qwen3RMSNorm(16, eps=cfg.rms_norm_eps).to(BF16), Qwen3RMSNorm(16, eps=cfg.rms_norm_eps).to(BF16)
+    for m in (qn, kn):
+        m.weight.requires_grad_(False)  # LoRA: the norms are frozen
+    measured = saved_bytes(lambda: (qn(q * 1), kn(k * 1)), qn, kn) // T
+    plain = Arch.from_hf({"model_type": "llama", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                          "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 256, "head_dim": 16}, where="t")
+    qk = Arch.from_hf({"model_type": "qwen3", "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
+                       "num_attention_heads": 4, "num_key_value_heads": 2, "vocab_size": 256, "head_dim": 16}, where="t")  # fmt: skip
+    assert qk.qk_norm and not plain.qk_norm
+    extra = act.layer_activation_bytes(Setup(arch=qk)) - act.layer_activation_bytes(Setup(arch=plain))
+    assert extra == 4 * (4 * 16 + 2 * 16)
+    assert abs(measured - extra) <= 4 * (4 + 2)  # + the fp32 inverse RMS per head row

@@ -53,3 +53,26 @@ def test_gradients_live_during_backward_full_finetuning():
     sharded = estimate(Setup(arch=replace(MIX, layers=2, moe_layers=2), method="full", gpus=4, batch_size=4, seq_len=1024,
                              checkpointing="full"))  # fmt: skip
     assert sharded.gradients * GIB >= MIX.layer_linear_params * 2
+
+
+@pytest.mark.parametrize("ckpt", ["none", "full"])
+def test_a_lora_step_without_logits_peaks_at_peft_forward_transient(ckpt):
+    """With a fused loss no logits dominate: LoRA's peak is where peft's forward holds its fp32 input cast and
+    dropout output for the widest adapted input (down_proj's), at the last layer's forward (no checkpointing) or
+    in the recomputed layer's forward (full), on top of what is saved. The fused LoRA op has no such moment."""
+    from advisor.memory import activations as act
+
+    arch = resolve_model("Llama-3.1-8B").arch
+    s = Setup(arch=arch, method="lora", batch_size=1, seq_len=4096, lora_dropout=0.1, loss="fused", checkpointing=ckpt,
+              grad_checkpointing=ckpt == "full")  # fmt: skip
+    t = s.batch_size * s.seq_len
+    fwd = act.lora_forward_transient_bytes(s) * t
+    assert fwd == 8 * arch.intermediate * t
+    if ckpt == "none":
+        saved = (arch.layers * act.layer_activation_bytes(s) - act.first_layer_savings(s)) * t
+    else:
+        kept = arch.layers * s.act_bytes * arch.hidden * t
+        saved = kept + act.head_activation_bytes(s) * t + act.layer_activation_bytes(s) * t
+    assert estimate(s).activations * GIB == pytest.approx(saved + fwd, rel=1e-9)
+    fused = estimate(replace(s, kernels=("lora",)))
+    assert fused.activations < estimate(s).activations

@@ -57,7 +57,8 @@ def _rms_norm_function():
         def forward(ctx, x, weight, eps: float, offset: float):
             d = x.shape[-1]
             x2 = x.reshape(-1, d)
-            y = torch.empty(x.shape, dtype=x.dtype, device=x.device)  # returned whole: a view made here could not be changed in place later
+            # returned whole: a view made here could not be changed in place later (Gemma 3's RoPE after its q/k norms)
+            y = torch.empty(x.shape, dtype=x.dtype, device=x.device)
             y2 = y.view(-1, d)
             rstd = torch.empty(x2.shape[0], dtype=torch.float32, device=x.device)
             w = weight.float() + offset
@@ -86,6 +87,7 @@ def _rms_norm_function():
                 gw = g * w
                 dx[b] = (rstd[b][:, None] * (gw - xhat * (gw * xhat).mean(-1, keepdim=True))).to(dx.dtype)
             return dx.view(x.shape), None if dw is None else dw.to(weight.dtype), None, None
+
     return RMSNorm
 
 
@@ -118,6 +120,7 @@ def _silu_mul_function():
                 da = g * bf * sig * (1 + af * (1 - sig))
                 b2[r], a2[r] = db, da
             return a, b
+
     return SiLUMul
 
 
@@ -141,6 +144,7 @@ def _rope_function():
             dt = dt.clone()  # the incoming gradient may be shared: rotated in the kernel's own output buffer
             _rotate_(dt, cos, sin, sign=-1.0)
             return dt, None, None
+
     return Rope
 
 
@@ -177,6 +181,7 @@ def _lora_function():
             if ctx.p:
                 dx.mul_(x2 != 0).div_(1 - ctx.p)
             return dx.view(xd.shape), dA.to(A.dtype), dB.to(B.dtype), None, None
+
     return LoRA
 
 def _functions() -> tuple:

@@ -21,7 +21,8 @@ gradients against it); nothing here is faster than the eager ops on a CPU.
   q-sized temporaries.
 
 Modules a kernel does not fit (an RMSNorm with a gate, a GELU MLP, a model whose RoPE is not the
-rotate-half form) keep transformers' own code; ``apply`` says which were patched.
+rotate-half form) keep transformers' own code; ``apply`` returns how many modules each kernel patched
+(the record's ``metrics.kernels_patched``; 0: none of this model's fit).
 """
 
 from __future__ import annotations
@@ -357,10 +358,4 @@ def apply(model: Any, kernels) -> dict[str, int]:
     return done
 
 
-def describe(done: dict) -> str:
-    """'rms_norm on 9 modules, swiglu on 4, rope: not this model's form' for the run's log."""
-    return ", ".join(f"{k} on {n} modules" if n else f"{k}: no module of this model fits (transformers' own kept)"
-                     for k, n in done.items())  # fmt: skip
-
-
-__all__ = ["BLOCKS", "KERNELS", "apply", "describe", "functions", "parse"]
+__all__ = ["BLOCKS", "KERNELS", "apply", "functions", "parse"]

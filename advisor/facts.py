@@ -8,7 +8,7 @@ harness imports it (``harness`` may import ``advisor``; ``advisor`` never import
 - the training FLOPs per token the harness reports MFU with;
 - which direction is better for every metric the report, ``harness regress`` and the advisor compare;
 - method names (what trains vs what wraps it), LoRA target presets, LoRA's default alpha and optimizer names;
-- the fused kernels' names (``harness.kernels``, ``--kernels``).
+- the fused kernels' names (``harness.kernels``, ``--kernels``), and when a CPU run's timing was shared.
 """
 
 from __future__ import annotations
@@ -142,6 +142,12 @@ def default_lora_alpha(rank: int) -> int:
     """LoRA's alpha when none is set: 2 × r, so the update's scale alpha/r stays 2 when r changes
     (the harness's ``method.alpha: null`` and the advisor's recipe)."""
     return 2 * rank
+
+
+# A CPU record's cpu_busy_elsewhere (harness/measure.py: the share of the CPUs other processes used while its
+# steps were timed) above this: its tokens/s is not the setup's alone. The harness flags such runs when it
+# prints them; `advisor validate` leaves them out of its time score.
+BUSY_ELSEWHERE = 0.1
 
 
 # fused kernels (harness/kernels.py runs them; the memory model counts what each saves)

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
+from advisor.facts import BUSY_ELSEWHERE  # shared with advisor validate's time score
 from harness.model_names import model_label
 
 
@@ -47,9 +48,6 @@ def fmt(value, spec: str = ".3g") -> str:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return format(value, spec)
     return str(value)
-
-
-BUSY_ELSEWHERE = 0.1  # other processes' share of the CPUs above which a CPU run's tokens/s is flagged
 
 
 def busy_note(metrics: dict) -> str:

@@ -20,7 +20,7 @@ import math
 from dataclasses import asdict, dataclass, replace
 
 from advisor.facts import gpu_for_device_name
-from advisor.facts import GPUS
+from advisor.facts import BUSY_ELSEWHERE, GPUS
 from advisor.inputs import DATA
 from advisor.inputs.catalog import resolve_model
 from advisor.inputs.harness_runs import PEAK_LEN_SPREAD, Run
@@ -148,12 +148,6 @@ def run_workload(run: Run, *, for_memory: bool) -> tuple[Setup | None, Objective
     seq = _padded(mean, run.batch_size, run.max_seq_len)
     setup, why = setup_for_run(replace(run, metrics={"max_batch_seq_len": seq}))
     return setup, Objective("sft"), {"mean_len": mean}, why
-
-
-# A CPU record's cpu_busy_elsewhere (harness/measure.py: the share of the machine's CPU time other processes
-# used while its steps were timed) above this: its tokens/s is not the setup's alone, and is not scored
-# (the harness flags the same runs when it prints them).
-BUSY_ELSEWHERE = 0.1
 
 
 def harness_time_rows(runs: list[Run]) -> list[TimeRow]:

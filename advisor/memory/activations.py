@@ -34,6 +34,17 @@ F32 = 4
 CHUNKED_CE_CHUNKS = 8  # torchtune's CEWithChunkedOutputLoss
 
 
+def residual_bytes(s) -> int:
+    """Bytes an element of the residual stream and the MLP's tensors: fp32 under prepare_model_for_kbit_training
+    (norms in fp32; bitsandbytes returns a 4-bit linear's output in its input's dtype), else the compute dtype."""
+    return F32 if s.kbit_prep else s.act_bytes
+
+
+def fused_lora(s) -> bool:
+    """peft's LoRA runs as one fused op (``--kernels lora``: Unsloth, fms-acceleration); DoRA keeps peft's path."""
+    return "lora" in s.kernels and s.method != "dora"
+
+
 def fused_norm(s) -> bool:
     """The model's RMSNorms run a fused kernel (``--kernels rms_norm``); LayerNorms keep torch's."""
     return "rms_norm" in s.kernels and not s.arch.layernorm
@@ -49,7 +60,7 @@ def checkpointed_norm_alias(s) -> float:
     keeps: the recomputed layer adds nothing there (torch's RMSNorm saves a fresh fp32 copy instead)."""
     if not fused_norm(s) or s.ckpt != "full":
         return 0.0
-    return (F32 if s.kbit_prep else s.act_bytes) * s.arch.hidden
+    return residual_bytes(s) * s.arch.hidden
 
 
 def _lora_terms(s, mods, shapes: dict, inputs: dict, dtype: dict, saved: set, fused_ok: bool = True) -> float:
@@ -60,7 +71,7 @@ def _lora_terms(s, mods, shapes: dict, inputs: dict, dtype: dict, saved: set, fu
     # Under autocast (HF Trainer's bf16=True, the harness) lora_A's matmul casts its input to the compute
     # dtype and saves that copy; the fp32 cast and dropout output themselves are not saved.
     kept = a if s.autocast else ad
-    fused = fused_ok and "lora" in s.kernels and s.method != "dora"  # Unsloth / fms-acceleration's fused LoRA op
+    fused = fused_ok and fused_lora(s)
     total = 0.0
     for m in mods:
         if m not in shapes:
@@ -91,12 +102,12 @@ def first_layer_savings(s) -> float:
         return 0.0
     d = s.arch.hidden
     mask = (s.adapter_bytes if s.device == "cpu" else 1) if s.lora_dropout > 0 else 0
-    if "lora" in s.kernels and s.method != "dora":
+    if fused_lora(s):
         mask = 0  # the fused op keeps no mask, and keeps its dropped-out input whether or not x needs a gradient
     targeted = sum(1 for m in ("q_proj", "k_proj", "v_proj") if m in s.target_modules)
     norm = F32 * d if not s.arch.layernorm or s.kbit_prep else s.act_bytes * d
     if fused_norm(s):
-        norm = (F32 if s.kbit_prep else s.act_bytes) * d + F32
+        norm = residual_bytes(s) * d + F32
     return norm + targeted * mask * d
 
 
@@ -116,8 +127,7 @@ def layer_activation_bytes(s) -> float:
     # keeps only the packed weight B for a frozen 4-bit layer (bitsandbytes >= 0.45), so QLoRA saves no
     # base input; older releases kept A too (`ctx.tensors = (A, B)`): Setup.bnb_keeps_input.
     keep_inputs = full or s.bnb_keeps_input
-    r = F32 if s.kbit_prep else a  # residual stream / normed outputs
-    m = F32 if s.kbit_prep else a  # MLP tensors: bnb returns the 4-bit linear's output in the input dtype
+    r = m = residual_bytes(s)  # residual stream / normed outputs; MLP tensors
     mods = set(s.target_modules) - {"lm_head"}
     x2 = "x1" if arch.parallel else "x2"  # parallel attention: the MLP reads the attention's input
     dtype = {"x1": r, "attn": a, "x2": r, "prod": m}
@@ -173,7 +183,7 @@ def head_activation_bytes(s) -> float:
     """Per token, after the last layer: final norm, and the LM head's input when it trains."""
     a, d = s.act_bytes, s.arch.hidden
     trains_head = not s.adapted or "lm_head" in s.target_modules
-    norm = ((F32 if s.kbit_prep else a) * d + F32) if fused_norm(s) else F32 * d
+    norm = (residual_bytes(s) * d + F32) if fused_norm(s) else F32 * d
     return norm + (2 * a * d if trains_head else 0)
 
 
@@ -235,7 +245,7 @@ def backward_working_bytes(s) -> float:
     flash/memory-efficient kernels' fp32 dq accumulator; eager attention the S × S gradients of its softmax. Plus the residual gradient in and out (2 × d).
     Float8 linears add the fp8 casts of the matmul's input and gradient (1 B each)."""
     arch, a = s.arch, s.act_bytes
-    m = F32 if s.kbit_prep else a
+    m = residual_bytes(s)
     extra = 1 if arch.mlp == PLAIN else 2  # grads formed while the saved tensors they replace are still held
     # fused SwiGLU writes gate's and up's gradients over its saved inputs: only the product's gradient is new
     mlp = (1 if fused_swiglu(s) else extra) * m * arch.intermediate
@@ -252,7 +262,7 @@ def backward_working_bytes(s) -> float:
     if s.method == "dora":  # the magnitude's gradient: the incoming gradient × the base and LoRA results, in fp32
         outs = [o for m, (_, o) in arch.linears().items() if m in s.target_modules]
         dora = 2 * F32 * max(outs, default=0)
-    return max(mlp, attn, dora) + 2 * (F32 if s.kbit_prep else a) * arch.hidden + fp8
+    return max(mlp, attn, dora) + 2 * residual_bytes(s) * arch.hidden + fp8
 
 
 def lora_forward_transient_bytes(s) -> float:
@@ -261,13 +271,12 @@ def lora_forward_transient_bytes(s) -> float:
     from it; both live until lora_A has consumed them (lora_A saves its own compute-dtype cast, counted in the
     layer). With fp32 adapters and dropout that is 8 B an element of down_proj's input (ff wide): during the last
     layer's forward, or the recomputed layer's under checkpointing. The fused LoRA op (``--kernels lora``) has none."""
-    if not s.adapted or ("lora" in s.kernels and s.method != "dora"):
+    if not s.adapted or fused_lora(s):
         return 0.0
     shapes = s.arch.linears()
     ad, drop = s.adapter_bytes, s.lora_dropout > 0
     widest = max((shapes[m][0] for m in s.target_modules if m in shapes), default=0)
-    r = F32 if s.kbit_prep else s.act_bytes  # the input's own dtype (the residual stream's; MLP tensors alike)
-    cast = ad * widest if ad != r else 0
+    cast = ad * widest if ad != residual_bytes(s) else 0  # the input's own dtype: the residual stream's, the MLP's
     return cast + (ad * widest if drop else 0)
 
 
@@ -300,7 +309,7 @@ def selective_layer_bytes(s) -> float:
     # matmul outputs are in the compute dtype (autocast; bitsandbytes' 4-bit matmul too, cast up after)
     attn = a * outs(arch.attn_linears()) + a * arch.attn_out_dim + F32 * arch.heads
     dense = a * outs(arch.mlp_linears())
-    total = (F32 if s.kbit_prep else a) * arch.hidden + attn
+    total = residual_bytes(s) * arch.hidden + attn
     if not arch.is_moe:
         return total + dense
     moe = a * arch.experts_per_tok * outs(arch.mlp_linears(arch.expert_intermediate), lora=s.adapts_experts) + a * arch.experts

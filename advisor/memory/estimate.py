@@ -33,7 +33,7 @@ from dataclasses import asdict, dataclass, field
 from advisor.inputs.catalog import GIB
 from advisor.memory import overhead
 from advisor.memory.activations import (adapter_temporaries_bytes, backward_working_bytes, dora_norm_bytes, dora_weight_bytes,
-                                        checkpointed_norm_alias, expert_merge_bytes, lora_forward_transient_bytes, first_layer_savings, head_activation_bytes, layer_activation_bytes, loss_bytes, selective_layer_bytes)  # fmt: skip
+                                        checkpointed_norm_alias, expert_merge_bytes, lora_forward_transient_bytes, first_layer_savings, residual_bytes, head_activation_bytes, layer_activation_bytes, loss_bytes, selective_layer_bytes)  # fmt: skip
 from advisor.memory.setup import Setup
 from advisor.memory.state import adapter_params, optimizer_bytes
 from advisor.memory.state import weights as _weights
@@ -195,7 +195,7 @@ def _activations(s: Setup, notes: list) -> dict:
     head = head_activation_bytes(s) * tokens
     work = backward_working_bytes(s) * tokens
     loss = loss_bytes(s, tokens)
-    kept = (4 if s.kbit_prep else s.act_bytes) * arch.hidden * tokens  # one layer input per checkpointed layer
+    kept = residual_bytes(s) * arch.hidden * tokens  # one layer input per checkpointed layer
     per_layer = {"none": layer, "full": kept, "selective": selective_layer_bytes(s) * tokens + dora_weight_bytes(s)}[s.ckpt]
     recompute = 0.0 if s.ckpt == "none" else layer + dora_norm_bytes(s)  # backward recomputes one checkpointed layer at a time
     recompute -= checkpointed_norm_alias(s) * tokens
@@ -214,7 +214,7 @@ def _activations(s: Setup, notes: list) -> dict:
     head_cast = arch.vocab * arch.hidden * s.act_bytes if s.autocast and (s.kbit_prep or s.precision == "bf16-mixed") else 0.0
     # peft's LoRA forward holds its fp32 input cast and dropout output for a moment (lora_forward_transient_bytes):
     # at the end of forward without checkpointing, or in the recomputed layer's forward before its backward
-    fwd = lora_forward_transient_bytes(s) * tokens if s.ckpt in ("none", "full") else 0.0
+    fwd = lora_forward_transient_bytes(s) * tokens
     at_loss = {"activations": saved + head + head_cast, "logits": loss}
     at_fwd = {"activations": saved + (fwd if s.ckpt == "none" else 0.0), "logits": 0.0}  # the last layer's forward
     at_layer = {"activations": saved + head + recompute + (max(work, fwd) if s.ckpt == "full" else work), "logits": 0.0}

@@ -28,9 +28,10 @@ rotate-half form) keep transformers' own code; ``apply`` returns how many module
 from __future__ import annotations
 
 import contextvars
+import functools
 import inspect
 import sys
-from typing import Any
+from typing import Any, NamedTuple
 
 from advisor.facts import KERNELS, parse_kernels as parse
 
@@ -185,10 +186,6 @@ def _lora_function():
 
     return LoRA
 
-def _functions() -> tuple:
-    return _rms_norm_function(), _silu_mul_function(), _rope_function(), _lora_function()
-
-
 def _rotate_(t, cos, sin, *, sign: float) -> None:
     """In place, head block by head block: [x1, x2] → [x1·cos − x2·sin, x2·cos + x1·sin] (sign −1: the inverse).
     ``t``: (batch, heads, seq, head_dim); ``cos``/``sin``: (batch, seq, rot) broadcast over heads."""
@@ -203,15 +200,17 @@ def _rotate_(t, cos, sin, *, sign: float) -> None:
         x[..., half:] = x2 * c[..., half:] + x1 * s[..., half:]
 
 
-_FUNCS: tuple | None = None
+class Functions(NamedTuple):
+    rms_norm: Any
+    silu_mul: Any
+    rope: Any
+    lora: Any
 
 
-def functions():
-    """(RMSNorm, SiLUMul, Rope, LoRA) autograd Functions (built once; torch is imported here, not at module load)."""
-    global _FUNCS
-    if _FUNCS is None:
-        _FUNCS = _functions()
-    return _FUNCS
+@functools.cache
+def functions() -> Functions:
+    """The kernels' autograd Functions, built on first use (torch is imported then, not at module load)."""
+    return Functions(_rms_norm_function(), _silu_mul_function(), _rope_function(), _lora_function())
 
 
 def _plain_forward(module) -> bool:
@@ -221,14 +220,14 @@ def _plain_forward(module) -> bool:
 
 
 def _norm_forward(module):
-    RMSNorm = functions()[0]
+    RMSNorm = functions().rms_norm
     eps = float(getattr(module, "variance_epsilon", getattr(module, "eps", 1e-6)))
     offset = 1.0 if type(module).__name__.startswith("Gemma") else 0.0  # Gemma scales by (1 + weight)
     return lambda hidden_states: RMSNorm.apply(hidden_states, module.weight, eps, offset)
 
 
 def _mlp_forward(module):
-    SiLUMul = functions()[1]
+    SiLUMul = functions().silu_mul
     if hasattr(module, "gate_up_proj"):  # Phi-3: one fused projection, gate then up (Liger's LigerPhi3SwiGLUMLP)
         def fused(x):
             gate, up = module.gate_up_proj(x).chunk(2, dim=-1)
@@ -250,7 +249,7 @@ def _lora_forward(module):
     """peft's LoRA Linear (plain or 4-bit) with each active adapter through the fused op (DoRA keeps peft's)."""
     import torch
 
-    LoRA = functions()[3]
+    LoRA = functions().lora
 
     def forward(x, *args, **kwargs):
         result = module.base_layer(x, *args, **kwargs)
@@ -313,7 +312,7 @@ def _install_rope(mod) -> None:
     def apply_rotary_pos_emb(q, k, cos, sin, *args, **kwargs):
         if not _ROPE_ON.get() or q.dim() != 4 or kwargs.get("unsqueeze_dim", 1) != 1 or len(args) > 1:
             return fn(q, k, cos, sin, *args, **kwargs)
-        rope = functions()[2]
+        rope = functions().rope
         return rope.apply(q, cos, sin), rope.apply(k, cos, sin)
 
     apply_rotary_pos_emb.original = fn

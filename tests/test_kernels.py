@@ -97,7 +97,7 @@ def test_fused_lora_is_peft_adapter_without_dropout():
 def test_fused_lora_dropout_is_the_masked_adapter_and_keeps_no_mask():
     from harness.kernels import functions
 
-    LoRA = functions()[3]
+    LoRA = functions().lora
     x = torch.randn(3, 5, 16, requires_grad=True)
     A, B = torch.randn(4, 16, requires_grad=True), torch.randn(8, 4, requires_grad=True)
     torch.manual_seed(7)
@@ -122,7 +122,7 @@ def test_rope_is_fused_only_in_the_model_it_was_applied_to(monkeypatch):
     patched, plain = _llama(), _llama()
     kernels.apply(patched, "rope")
     calls = []
-    rope = kernels.functions()[2]
+    rope = kernels.functions().rope
     monkeypatch.setattr(rope, "apply", lambda *a, _f=rope.apply: calls.append(1) or _f(*a))
     ids = torch.randint(0, LLAMA["vocab_size"], (1, 8))
     before = plain(input_ids=ids).logits
@@ -195,7 +195,7 @@ def test_both_memory_paths_count_the_same_saving_per_kernel():
 def test_rope_rotates_in_place_and_inverts_in_backward():
     from harness.kernels import functions
 
-    rope = functions()[2]
+    rope = functions().rope
     q0 = torch.randn(2, 4, 8, 16)
     q = q0.clone().requires_grad_(True)
     t = q * 1.0  # a non-leaf, as q_proj's output is

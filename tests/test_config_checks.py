@@ -109,3 +109,20 @@ def test_a_manifest_from_before_a_field_existed_is_completed_from_the_yaml():
     again = spec_from_dict(old, complete=True)
     assert again.train.log_every == 1 and again.method.targets == "all-linear"  # config.yaml's and dora.yaml's
     assert again.method.use_dora and again.model.arch == spec.model.arch  # what the manifest says wins
+
+
+def test_settings_added_later_leave_committed_records_ids_as_they_were():
+    """A sweep skips a point whose record exists, by run id: a setting added since (train.loss, .checkpointing,
+    .kernels) must leave the id of a run at its default unchanged, or every committed point would run again."""
+    import json
+    from pathlib import Path
+
+    from harness.config import spec_from_dict
+
+    root = Path(__file__).resolve().parents[1] / "results"
+    # sweep=stack wrote train.loss and .checkpointing but not .kernels; lr_rank none of the three
+    records = [json.loads(p.read_text()) for d in ("stack", "lr_rank") for p in sorted((root / d).glob("*.json"))[:3]]
+    trains = [r["config"]["train"] for r in records]
+    assert len(records) == 6 and not any("kernels" in t for t in trains) and sum("loss" in t for t in trains) == 3
+    for r in records:
+        assert spec_from_dict(r["config"], complete=True).run_id == r["run_id"]

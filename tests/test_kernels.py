@@ -228,3 +228,12 @@ def test_phi3s_fused_gate_up_and_partial_rotary_keep_their_maths():
     (l1, g1), (l2, g2) = _loss_and_grads(ref, ids), _loss_and_grads(fused, ids)
     assert l1 == pytest.approx(l2, rel=1e-6)
     _same(g1, g2)
+
+
+def test_a_harness_run_with_kernels_patches_them_and_learns(run_tiny):
+    rec = run_tiny("train.kernels=[unsloth]")
+    assert rec["status"] == "ok", rec.get("error")
+    assert list(rec["config"]["train"]["kernels"]) == ["rms_norm", "swiglu", "rope", "lora"]
+    patched = rec["metrics"]["kernels_patched"]
+    assert min(patched.values()) > 0  # the tiny Llama has every module each kernel replaces
+    assert rec["metrics"]["train_loss_last"] < rec["metrics"]["train_loss_first"]
